@@ -1,0 +1,217 @@
+"""The ``audit`` command: a thin typer layer over ``genfair.audit.pipeline``.
+
+Heavy libraries (torch, Lightning, MLflow) are imported inside the commands, so ``audit --help``
+answers at once. The library raises; this module translates: exit 0 on success, 1 when a
+fairness gate fails, 2 on a usage, input or configuration error (one readable line, no
+traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+if TYPE_CHECKING:
+    from genfair.audit.pipeline import RunOutcome
+
+import typer
+from rich.console import Console
+
+EXIT_USAGE = 2
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+app = typer.Typer(
+    name="audit",
+    help="Fairness audits of generative image models: per-group reconstruction error, logged to MLflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+data_app = typer.Typer(help="Prepare manifests (one row per image) for auditing.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+# Off a terminal (CI logs, pipes) rich assumes 80 columns, which wraps the tables' group names.
+console = Console(width=None if sys.stdout.isatty() else 120)
+error_console = Console(stderr=True)
+
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+TrackingUriOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db.",
+        show_default=False,
+    ),
+]
+
+
+@contextlib.contextmanager
+def _user_errors(debug: bool) -> Iterator[None]:
+    """Turn the library's input errors into one red line and exit code 2 (full traceback with --debug)."""
+    try:
+        yield
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        error_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True, markup=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Option(help="Model to train and audit (registry key, e.g. vae).")] = "vae",
+    dataset: Annotated[
+        str, typer.Option(help="Named dataset (registry key, e.g. faces: synthetic Faces95-style faces).")
+    ] = "faces",
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="A CSV/Parquet manifest (path, subject, attributes, split) to audit instead of --dataset."),
+    ] = None,
+    attributes: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated sensitive attribute columns. Default: the dataset's own.", show_default=False),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed for the data split, initialisation and data order.")] = 0,
+    image_size: Annotated[int, typer.Option(help="Side of the square images, in pixels.")] = 64,
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu or gpu.")] = "auto",
+    devices: Annotated[int, typer.Option(help="Devices to train on (one for now: DDP is not built yet).")] = 1,
+    tracking_uri: TrackingUriOption = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "genfair",
+    debug: DebugOption = False,
+) -> None:
+    """Train a model, audit its outputs per demographic subgroup and log the run to MLflow."""
+    with _user_errors(debug):
+        from genfair.audit.pipeline import RunConfig, run_audit
+
+        _quiet_libraries(debug)
+        config = RunConfig(
+            model=model,
+            dataset=dataset,
+            manifest=str(manifest) if manifest is not None else None,
+            attributes=_split_list(attributes),
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            image_size=image_size,
+            accelerator=accelerator,
+            devices=devices,
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+        )
+        outcome = run_audit(config, progress_bar=True)
+
+    _print_run_summary(outcome)
+
+
+@app.command()
+def ui(
+    tracking_uri: TrackingUriOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+) -> None:
+    """Open the MLflow UI on the local store (Ctrl+C stops it)."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if uri.startswith(("http://", "https://")):
+        console.print(f"{uri} is a tracking server already: open it in your browser.")
+        return
+    console.print(f"MLflow UI for {uri} on http://{host}:{port} (Ctrl+C stops it)")
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host]
+    command += ["--port", str(port), "--workers", "1"]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with contextlib.suppress(KeyboardInterrupt):
+        raise typer.Exit(subprocess.call(command, env=env))
+
+
+@data_app.command("import-faces95")
+def import_faces95(
+    images_dir: Annotated[Path, typer.Argument(help="Faces95 folder: <subject>/<subject>.<n>.jpg.")],
+    annotations: Annotated[
+        Path, typer.Option(help="Per-subject CSV: a subject column plus sensitive attribute columns.")
+    ],
+    out: Annotated[Path, typer.Option(help="Manifest to write (.csv or .parquet).")] = Path("manifest.csv"),
+    debug: DebugOption = False,
+) -> None:
+    """Turn a Faces95-style folder plus per-subject annotations into a manifest."""
+    with _user_errors(debug):
+        from genfair.datasets import import_faces95 as build_manifest
+
+        frame = build_manifest(images_dir, annotations, out)
+    console.print(f"wrote {out}: {len(frame)} images of {frame['subject'].nunique()} subjects")
+    console.print(f"audit it: audit run --model vae --manifest {out}")
+
+
+def _split_list(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _quiet_libraries(debug: bool) -> None:
+    """Lightning's device banners and MLflow's chatter add nothing to the printed table.
+
+    Call after importing them: both set their loggers' levels when imported.
+    """
+    if debug:
+        return
+    for name in ("pytorch_lightning", "lightning_fabric", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", module="pytorch_lightning")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+FEW_SUBJECTS = 5  # below this many subjects a group's mean is an anecdote, not evidence
+METRIC_HEADERS = {"mse_error": "MSE ↓", "mae_error": "MAE ↓", "psnr_score": "PSNR dB ↑", "ssim_score": "SSIM ↑"}
+
+
+def _print_run_summary(outcome: RunOutcome) -> None:
+    """The per-group table, the disparities, and where the run lives."""
+    from rich import box
+    from rich.table import Table
+
+    result = outcome.result
+    metrics = [name for name in METRIC_HEADERS if name in result.per_group]
+    title = f"{result.metadata['model']} on {result.metadata['dataset']}: per-image error by group (test split)"
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table.add_column("group")
+    for header in ("images", "people", *(METRIC_HEADERS[name] for name in metrics)):
+        table.add_column(header, justify="right")
+    few = False
+    for grouping, rows in result.per_group.groupby("grouping", sort=False):
+        table.add_section()
+        for row in rows.itertuples(index=False):
+            flag = row.n_subjects < FEW_SUBJECTS
+            few |= flag
+            label = "all images" if grouping == "overall" else str(row.group)
+            values = [f"{getattr(row, name):.4g}" for name in metrics]
+            table.add_row(label, str(row.n_images), f"{row.n_subjects}{'*' if flag else ''}", *values)
+    console.print(table)
+    if few:
+        console.print(f"* fewer than {FEW_SUBJECTS} people: an anecdote, not evidence.")
+
+    disparities = Table(title="Disparities: worst group against best group", box=box.SIMPLE_HEAD)
+    for header in ("grouping", "metric", "worst group", "best group"):
+        disparities.add_column(header)
+    for header in ("ratio", "difference"):
+        disparities.add_column(header, justify="right")
+    for row in result.disparities.itertuples(index=False):
+        disparities.add_row(
+            row.grouping, METRIC_HEADERS.get(row.metric, row.metric), str(row.worst_group), str(row.best_group),
+            f"{row.ratio:.3f}", f"{row.difference:.3g}",
+        )
+    console.print(disparities)
+    console.print(f"MLflow run [bold]{outcome.run_id}[/] in {outcome.tracking_uri}")
+    run_path = f"#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}"
+    if outcome.tracking_uri.startswith(("http://", "https://")):
+        console.print(f"open it: {outcome.tracking_uri.rstrip('/')}/{run_path}", soft_wrap=True)
+    else:
+        console.print(f"open it: [bold]audit ui[/] in this folder, then http://127.0.0.1:5000/{run_path}", soft_wrap=True)

@@ -1,0 +1,219 @@
+"""The result of an audit as plain data, and its Parquet + JSON form on disk.
+
+:class:`AuditResult` holds the per-image frame, the per-group table, the disparity
+table and JSON metadata (model, dataset hash, seed, versions). It has no plotting or
+logging methods: :mod:`genfair.reports` decides how to draw and log it. It saves to a
+folder of four files and loads back without MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .grouping import disparity_table, group_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "DISPARITIES_FILE",
+    "METADATA_FILE",
+    "PER_GROUP_FILE",
+    "PER_IMAGE_FILE",
+    "RESULT_FILES",
+    "AuditResult",
+    "summarize",
+]
+
+PER_IMAGE_FILE = "per_image.parquet"
+PER_GROUP_FILE = "per_group.parquet"
+DISPARITIES_FILE = "disparities.parquet"
+METADATA_FILE = "metadata.json"
+#: The files :meth:`AuditResult.save` writes, in writing order.
+RESULT_FILES = (PER_IMAGE_FILE, PER_GROUP_FILE, DISPARITIES_FILE, METADATA_FILE)
+_FRAMES = (("per_image", PER_IMAGE_FILE), ("per_group", PER_GROUP_FILE), ("disparities", DISPARITIES_FILE))
+
+# Messages reused by the tests: each raise appends what it received.
+NOT_FRAME_MSG = "must be a pandas DataFrame"
+COLUMN_NAMES_MSG = "column names must be strings (Parquet stores them as text)"
+METADATA_NOT_MAPPING_MSG = "metadata must be a mapping with string keys"
+METADATA_NOT_JSON_MSG = "metadata must be JSON-serialisable"
+NO_FOLDER_MSG = "audit result folder does not exist"
+MISSING_FILES_MSG = "audit result folder is missing"
+BAD_METADATA_FILE_MSG = "is not valid JSON"
+
+
+def _normalise_metadata(metadata: Any) -> dict[str, Any]:
+    """Return ``metadata`` in its JSON round-trip form, or raise if it is not JSON."""
+    if not isinstance(metadata, Mapping) or not all(isinstance(key, str) for key in metadata):
+        raise TypeError(f"{METADATA_NOT_MAPPING_MSG}, got {type(metadata).__name__}: {metadata!r}")
+    try:
+        text = json.dumps(dict(metadata), allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{METADATA_NOT_JSON_MSG} (str, int, finite float, bool, None, lists, dicts with str keys): {err}; "
+            f"convert paths with str() and tensors with .tolist()"
+        ) from err
+    return json.loads(text)
+
+
+@dataclass(frozen=True, eq=False)
+class AuditResult:
+    """Everything an audit found, as plain data.
+
+    ``metadata`` is stored in its JSON round-trip form (tuples become lists, non-string
+    dictionary keys are refused), so a saved and loaded result has equal metadata.
+    ``==`` compares identity (DataFrames have no single truth value); compare the
+    frames with ``pandas.testing.assert_frame_equal``.
+
+    Attributes:
+        per_image: one row per evaluated image: ``path, subject, <attributes...>,
+            <metric columns>``.
+        per_group: :func:`genfair.audit.group_table` of ``per_image``.
+        disparities: :func:`genfair.audit.disparity_table` of ``per_group``.
+        metadata: JSON-serialisable run facts (model, dataset hash, seed, versions).
+
+    Raises:
+        TypeError: if a frame is not a DataFrame or metadata is not a str-keyed mapping.
+        ValueError: if a frame has a non-string column name, or metadata is not
+            JSON-serialisable (NaN and infinity included).
+    """
+
+    per_image: pd.DataFrame
+    per_group: pd.DataFrame
+    disparities: pd.DataFrame
+    metadata: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        import pandas as pd
+
+        for field, _ in _FRAMES:
+            value = getattr(self, field)
+            if not isinstance(value, pd.DataFrame):
+                raise TypeError(f"AuditResult.{field} {NOT_FRAME_MSG}, got {type(value).__name__}")
+            bad = [column for column in value.columns if not isinstance(column, str)]
+            if bad:
+                raise ValueError(
+                    f"AuditResult.{field} {COLUMN_NAMES_MSG}, got {bad!r}; rename them with "
+                    f"frame.rename(columns=str)"
+                )
+        object.__setattr__(self, "metadata", _normalise_metadata(self.metadata))
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the four result files into ``directory`` (created if needed).
+
+        Each file is written under a temporary name in the same folder and then
+        renamed over its final name, so a reader never sees a half-written file.
+        Existing result files are replaced.
+
+        Args:
+            directory: destination folder.
+
+        Returns:
+            The folder, as a :class:`~pathlib.Path`.
+        """
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        for field, name in _FRAMES:
+            frame = getattr(self, field)
+            _write_atomic(folder / name, lambda path, frame=frame: frame.to_parquet(path))
+        text = json.dumps(self.metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
+        _write_atomic(folder / METADATA_FILE, lambda path: Path(path).write_text(text, encoding="utf-8"))
+        return folder
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> AuditResult:
+        """Read a result written by :meth:`save`.
+
+        Args:
+            directory: the folder :meth:`save` wrote.
+
+        Returns:
+            The result, with frames and metadata equal to the saved ones.
+
+        Raises:
+            FileNotFoundError: if the folder or one of its four files is missing.
+            ValueError: if ``metadata.json`` is not valid JSON.
+        """
+        import pandas as pd
+
+        folder = Path(directory)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{NO_FOLDER_MSG}: {str(folder)!r}; pass the folder AuditResult.save wrote")
+        missing = [name for name in RESULT_FILES if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{MISSING_FILES_MSG} {missing} in {str(folder)!r}; expected all of {list(RESULT_FILES)}, "
+                f"re-run the audit or save the result again"
+            )
+        frames = {field: pd.read_parquet(folder / name) for field, name in _FRAMES}
+        metadata_path = folder / METADATA_FILE
+        try:
+            metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{str(metadata_path)!r} {BAD_METADATA_FILE_MSG}: {err}; save the result again") from err
+        return cls(metadata=metadata, **frames)
+
+
+def _write_atomic(path: Path, write: Callable[[str], object]) -> None:
+    """Call ``write(temp_path)`` on a temporary file beside ``path``, then rename it."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def summarize(
+    per_image: pd.DataFrame,
+    *,
+    attributes: Sequence[str],
+    metrics: Sequence[str],
+    metadata: Mapping[str, Any] | None = None,
+) -> AuditResult:
+    """Build an :class:`AuditResult` from a per-image frame.
+
+    Args:
+        per_image: one row per evaluated image: ``path, subject, <attributes...>,
+            <metric columns>``.
+        attributes: sensitive-attribute columns to group by.
+        metrics: per-image metric columns to average and compare.
+        metadata: JSON-serialisable run facts; ``None`` means ``{}``.
+
+    Returns:
+        The result: a copy of ``per_image``, its :func:`group_table`, the
+        :func:`disparity_table` of that, and the metadata.
+
+    Raises:
+        TypeError, ValueError: as :func:`group_table`, :func:`disparity_table` and
+            :class:`AuditResult` do.
+
+    Example:
+        >>> import pandas as pd
+        >>> per_image = pd.DataFrame({
+        ...     "path": ["a.png", "b.png", "c.png"],
+        ...     "subject": ["s1", "s2", "s3"],
+        ...     "gender": ["female", "male", "male"],
+        ...     "mse_error": [0.3, 0.1, 0.2],
+        ... })
+        >>> result = summarize(per_image, attributes=["gender"], metrics=["mse_error"], metadata={"seed": 0})
+        >>> result.disparities[["grouping", "worst_group", "best_group"]].to_dict("records")
+        [{'grouping': 'gender', 'worst_group': 'female', 'best_group': 'male'}]
+    """
+    per_group = group_table(per_image, attributes=attributes, metrics=metrics)
+    disparities = disparity_table(per_group, metrics=metrics)
+    return AuditResult(
+        per_image=per_image.copy(),
+        per_group=per_group,
+        disparities=disparities,
+        metadata={} if metadata is None else metadata,
+    )

@@ -1,0 +1,442 @@
+"""Image manifests: one row per image, validated before anything trains on it.
+
+A manifest is a CSV or Parquet table with one row per image:
+
+- ``path``: the image file, relative to the manifest's folder (a POSIX string);
+- ``subject``: the identity shown in the image (splits never share a subject);
+- sensitive attribute columns (``gender``, ``skin_tone``, ...): constant per subject;
+- ``split`` (optional): ``train``, ``val`` or ``test``.
+
+Any other column is kept as-is. :func:`load_manifest` reads a manifest, checks it and returns a
+:class:`Manifest`. Every problem raises :class:`ManifestError` with one line that names the file,
+the first offending row (its 1-based data row and, for CSV, its line number), the column, the
+problem, how many more rows share it, and the fix. The problem phrases are the ``ERR_*`` module
+constants, so callers and tests can match them.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+__all__ = [
+    "RESERVED_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "SPLITS",
+    "SUPPORTED_SUFFIXES",
+    "Manifest",
+    "ManifestError",
+    "load_manifest",
+    "read_table",
+]
+
+logger = logging.getLogger(__name__)
+
+RESERVED_COLUMNS: tuple[str, ...] = ("path", "subject", "split")
+"""Columns with a fixed meaning; never sensitive attributes."""
+REQUIRED_COLUMNS: tuple[str, ...] = ("path", "subject")
+"""Columns every manifest must have."""
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+"""The allowed values of the ``split`` column."""
+SUPPORTED_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
+"""Manifest file suffixes (case-insensitive) and so the formats they are read as."""
+
+# Problem phrases, one per check; every ManifestError message contains exactly one of them.
+ERR_NOT_FOUND = "manifest not found"
+ERR_UNSUPPORTED_FORMAT = "unsupported manifest format"
+ERR_UNPARSEABLE = "cannot read manifest"
+ERR_EMPTY = "empty manifest"
+ERR_MISSING_COLUMNS = "missing required column"
+ERR_RESERVED_ATTRIBUTE = "reserved column named as an attribute"
+ERR_DUPLICATE_ATTRIBUTE = "attribute named twice"
+ERR_UNKNOWN_ATTRIBUTE = "attribute is not a column"
+ERR_BLANK_VALUE = "blank value"
+ERR_INVALID_SPLIT = "invalid split"
+ERR_ABSOLUTE_PATH = "path is not relative"
+ERR_DUPLICATE_PATH = "duplicate path"
+ERR_CONFLICTING_ATTRIBUTE = "subject has two values of an attribute"
+ERR_SUBJECT_IN_TWO_SPLITS = "subject is in two splits"
+ERR_MISSING_IMAGE = "image file not found"
+ERR_UNREADABLE_IMAGE = "unreadable image file"
+
+
+class ManifestError(ValueError):
+    """A manifest (or the images it lists) is missing, malformed or inconsistent.
+
+    The message is one line naming the file, the row, the column, the problem and the fix.
+    """
+
+
+@dataclass(frozen=True, eq=False)
+class Manifest:
+    """A validated manifest.
+
+    Attributes:
+        frame: one row per image, with a ``RangeIndex`` (row ``i`` is position ``i``). ``path``
+            (relative POSIX string, as given), ``subject`` and every attribute column are ``str``;
+            ``split`` (when present) holds only values of :data:`SPLITS`; other columns are kept.
+        root: the manifest's folder; image paths are relative to it.
+        source: the manifest file.
+        attributes: the sensitive attribute columns, in order.
+        sha256: hex digest of the manifest file's bytes (identifies the dataset version).
+    """
+
+    frame: pd.DataFrame
+    root: Path
+    source: Path
+    attributes: tuple[str, ...]
+    sha256: str
+
+    def image_path(self, row: int) -> Path:
+        """The image file of row ``row`` (a position in :attr:`frame`, 0-based).
+
+        Args:
+            row: position of the row in :attr:`frame`, ``0 <= row < len(frame)``.
+
+        Returns:
+            ``root / frame.path[row]``.
+        """
+        return self.root / self.frame["path"].iat[row]
+
+    @property
+    def has_split(self) -> bool:
+        """Whether the manifest assigns every row to a split (has a ``split`` column)."""
+        return "split" in self.frame.columns
+
+
+def read_table(path: str | os.PathLike[str], *, what: str = "manifest") -> pd.DataFrame:
+    """Read a CSV or Parquet table chosen by the file's suffix.
+
+    CSV cells are read as strings, verbatim (an empty cell is ``""``; ``NA`` stays ``"NA"``).
+
+    Args:
+        path: a ``.csv`` or ``.parquet`` file.
+        what: what the file is, for error messages (``"manifest"``, ``"annotations"``).
+
+    Returns:
+        The table, with a ``RangeIndex``.
+
+    Raises:
+        ManifestError: the file does not exist, its suffix is not supported, or it cannot be parsed.
+    """
+    source = Path(path)
+    suffix = source.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise ManifestError(
+            f"{source}: {ERR_UNSUPPORTED_FORMAT} {source.suffix or '(no suffix)'!r} for the {what}; "
+            f"fix: save it as one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not source.is_file():
+        raise ManifestError(
+            f"{source}: {ERR_NOT_FOUND} ({what} file does not exist"
+            f"{' or is a folder' if source.exists() else ''}); fix: check the path, relative to {Path.cwd()}"
+        )
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(source, dtype=str, keep_default_na=False, na_filter=False)
+        else:
+            frame = pd.read_parquet(source)
+    except pd.errors.EmptyDataError as err:
+        raise ManifestError(
+            f"{source}: {ERR_EMPTY} (the file has no header and no rows); fix: write a header row "
+            f"({', '.join(REQUIRED_COLUMNS)}, attributes...) and one row per image"
+        ) from err
+    except Exception as err:  # pandas/pyarrow raise many types for malformed files
+        raise ManifestError(
+            f"{source}: {ERR_UNPARSEABLE} as {suffix[1:]} ({type(err).__name__}: {_one_line(err)}); "
+            f"fix: re-export the {what} as a valid {suffix[1:]} file"
+        ) from err
+    return frame.reset_index(drop=True)
+
+
+def load_manifest(
+    path: str | os.PathLike[str],
+    *,
+    attributes: Sequence[str] | None = None,
+    verify_images: bool = True,
+) -> Manifest:
+    """Read and validate a manifest.
+
+    Checks, in order (the first failing check raises): the file exists and has a supported
+    suffix; it parses and has rows; it has ``path`` and ``subject``; every named attribute is a
+    non-reserved column; no ``path``/``subject``/attribute/``split`` value is blank; ``split``
+    values are in :data:`SPLITS`; paths are relative and unique; each subject has one value of
+    every attribute and one split; every image file exists; and (``verify_images``) PIL can read
+    every image's header (pixels are not decoded).
+
+    Args:
+        path: the manifest, ``.csv`` or ``.parquet``.
+        attributes: the sensitive attribute columns. ``None`` means every non-reserved column.
+        verify_images: open each image's header with PIL (about 50 us per image). ``False``
+            only checks that the files exist.
+
+    Returns:
+        The validated :class:`Manifest`.
+
+    Raises:
+        ManifestError: one line naming the file, the first offending row, the column and the fix.
+
+    Example:
+        >>> manifest = load_manifest("data/manifest.csv", attributes=["gender"])  # doctest: +SKIP
+        >>> manifest.image_path(0)  # doctest: +SKIP
+        PosixPath('data/images/a/a.1.png')
+    """
+    source = Path(path)
+    raw = read_table(source)
+    if len(raw) == 0:
+        raise ManifestError(
+            f"{source}: {ERR_EMPTY} (a header but no rows); fix: add one row per image"
+        )
+    columns = [str(c) for c in raw.columns]
+    raw.columns = columns
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        hints = "".join(
+            f"; did you mean {close[0]!r} for {name!r}?"
+            for name in missing
+            if (close := difflib.get_close_matches(name, columns, n=1))
+        )
+        raise ManifestError(
+            f"{source}: {ERR_MISSING_COLUMNS}(s) {', '.join(map(repr, missing))} (columns: {columns}){hints}; "
+            f"fix: add a column {missing[0]!r} (or rename the one that holds it)"
+        )
+    attrs = _resolve_attributes(source, columns, attributes)
+    checker = _Checker(source, raw, inferred=attrs if attributes is None else ())
+    frame = raw.copy()
+    for column in (*REQUIRED_COLUMNS, *attrs, *(("split",) if "split" in columns else ())):
+        frame[column] = checker.as_str(frame, column)
+    checker.check_split_values(frame)
+    checker.check_paths(frame)
+    for column in attrs:
+        checker.check_constant_per_subject(frame, column, ERR_CONFLICTING_ATTRIBUTE)
+    if "split" in columns:
+        checker.check_constant_per_subject(frame, "split", ERR_SUBJECT_IN_TWO_SPLITS)
+    root = source.parent
+    checker.check_images(frame, root, verify=verify_images)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    logger.debug("loaded manifest %s: %d rows, attributes %s", source, len(frame), attrs)
+    return Manifest(frame=frame, root=root, source=source, attributes=attrs, sha256=digest)
+
+
+def _resolve_attributes(source: Path, columns: list[str], attributes: Sequence[str] | None) -> tuple[str, ...]:
+    if attributes is None:
+        return tuple(c for c in columns if c not in RESERVED_COLUMNS)
+    if isinstance(attributes, str):
+        attributes = (attributes,)
+    attrs = tuple(str(a) for a in attributes)
+    for name in attrs:
+        if name in RESERVED_COLUMNS:
+            raise ManifestError(
+                f"{source}: {ERR_RESERVED_ATTRIBUTE}: {name!r} (reserved: {', '.join(RESERVED_COLUMNS)}); "
+                f"fix: name only sensitive attribute columns such as "
+                f"{[c for c in columns if c not in RESERVED_COLUMNS][:3] or ['gender']}"
+            )
+    seen = {a for i, a in enumerate(attrs) if a in attrs[:i]}
+    if seen:
+        raise ManifestError(
+            f"{source}: {ERR_DUPLICATE_ATTRIBUTE}: {sorted(seen)} in {list(attrs)}; fix: name each attribute once"
+        )
+    for name in attrs:
+        if name not in columns:
+            close = difflib.get_close_matches(name, columns, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ManifestError(
+                f"{source}: {ERR_UNKNOWN_ATTRIBUTE}: {name!r} (columns: {columns}); "
+                f"fix: {hint}name one of the manifest's columns or add a {name!r} column"
+            )
+    return attrs
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200]
+
+
+def _first_position(keys: pd.Series) -> np.ndarray:
+    """For each row, the 0-based position of the first row with the same key: ``(N,)`` int."""
+    positions = pd.Series(np.arange(len(keys)))
+    return positions.groupby(keys.to_numpy(), sort=False).transform("min").to_numpy()
+
+
+class _Checker:
+    """Row-level checks on a manifest frame; each raises on the first offending row."""
+
+    def __init__(self, source: Path, frame: pd.DataFrame, *, inferred: tuple[str, ...] = ()) -> None:
+        self.source = source
+        self.frame = frame
+        self.inferred = inferred  # attribute columns taken by default (attributes=None)
+        self.is_csv = source.suffix.lower() == ".csv"
+        self._line_numbers: list[int] | None = None
+
+    # -- locating rows -------------------------------------------------------------------
+    def _line(self, position: int) -> int | None:
+        """The CSV line (1-based) where data row ``position`` (0-based) starts."""
+        if not self.is_csv:
+            return None
+        if self._line_numbers is None:
+            starts: list[int] = []
+            with self.source.open(newline="", encoding="utf-8", errors="replace") as handle:
+                reader = csv.reader(handle)
+                previous_end = 0
+                for record in reader:
+                    start, previous_end = previous_end + 1, reader.line_num
+                    if record:  # pandas skips blank lines
+                        starts.append(start)
+            self._line_numbers = starts[1:]  # drop the header
+        if position < len(self._line_numbers):
+            return self._line_numbers[position]
+        return None
+
+    def where(self, position: int, column: str) -> str:
+        """``"<file>: data row R (line L), column 'c'"`` for a 0-based row position."""
+        line = self._line(position)
+        at_line = f" (line {line})" if line is not None else ""
+        return f"{self.source}: data row {position + 1}{at_line}, column {column!r}"
+
+    def fail(self, bad: np.ndarray, column: str, problem: Callable[[int], str], fix: str) -> None:
+        """Raise for the first ``True`` in ``bad`` (a boolean mask over rows), if any.
+
+        Args:
+            bad: ``(N,)`` bool, one entry per data row.
+            column: the column at fault.
+            problem: describes the problem at a 0-based row position (starts with an ``ERR_*`` phrase).
+            fix: what the user should do.
+        """
+        positions = np.flatnonzero(bad)
+        if len(positions) == 0:
+            return
+        first = int(positions[0])
+        more = len(positions) - 1
+        also = f"; {more} more row{'s' if more != 1 else ''} like this" if more else ""
+        raise ManifestError(f"{self.where(first, column)}: {problem(first)}{also}; fix: {fix}")
+
+    def _plausible_attribute(self, column: str) -> bool:
+        """Whether ``column`` of :attr:`frame` has no blanks and one value per subject."""
+        values = self.frame[column].astype("str").where(self.frame[column].notna(), "")
+        if (values.str.strip() == "").any():
+            return False
+        return bool(values.groupby(self.frame["subject"].astype("str")).nunique().max() <= 1)
+
+    def _not_an_attribute(self, column: str) -> str:
+        """A hint for columns that became attributes only because none were named."""
+        if column not in self.inferred:
+            return ""
+        others = [c for c in self.inferred if c != column and self._plausible_attribute(c)]
+        return f", or name the sensitive attributes (e.g. attributes={others or ['gender']}) to leave {column!r} out"
+
+    # -- checks --------------------------------------------------------------------------
+    def as_str(self, frame: pd.DataFrame, column: str) -> pd.Series:
+        """Column ``column`` as ``str``, after checking that no value is missing or blank."""
+        series = frame[column]
+        missing = series.isna().to_numpy()
+        if series.dtype.kind == "f":  # parquet ints with nulls: 3.0 -> "3"
+            values = series.to_numpy(dtype=float, na_value=np.nan)
+            finite = values[~missing]
+            if len(finite) and np.all(finite == np.round(finite)):
+                series = series.astype("Int64")
+        text = series.astype("str").where(~missing, "")
+        blank = (text.str.strip() == "").to_numpy()
+        what = {"path": "the image's path", "subject": "the subject id", "split": "train, val or test"}
+        self.fail(
+            blank,
+            column,
+            lambda i: f"{ERR_BLANK_VALUE} {text.iat[i]!r}",
+            f"fill in {what.get(column, f'the {column} of this row')} or drop the row{self._not_an_attribute(column)}",
+        )
+        return text
+
+    def check_split_values(self, frame: pd.DataFrame) -> None:
+        if "split" not in frame.columns:
+            return
+        split = frame["split"]
+        bad = ~split.isin(SPLITS).to_numpy()
+        self.fail(
+            bad,
+            "split",
+            lambda i: f"{ERR_INVALID_SPLIT} {split.iat[i]!r}",
+            f"use one of {', '.join(SPLITS)} (lowercase), or drop the split column for a seeded subject-disjoint split",
+        )
+
+    def check_paths(self, frame: pd.DataFrame) -> None:
+        paths = frame["path"]
+        # POSIX root, Windows root or drive ("C:", "\\server"): never relative to the manifest
+        absolute = paths.str.match(r"^(?:[/\\]|[A-Za-z]:)").to_numpy(dtype=bool)
+        self.fail(
+            absolute,
+            "path",
+            lambda i: f"{ERR_ABSOLUTE_PATH} {paths.iat[i]!r}",
+            f"write paths relative to the manifest's folder {self.source.parent}",
+        )
+        duplicated = paths.duplicated(keep="first").to_numpy()
+        if duplicated.any():
+            first_seen = _first_position(paths)
+            self.fail(
+                duplicated,
+                "path",
+                lambda i: f"{ERR_DUPLICATE_PATH} {paths.iat[i]!r} (already at data row {first_seen[i] + 1})",
+                "list each image once (drop or merge the repeated rows)",
+            )
+
+    def check_constant_per_subject(self, frame: pd.DataFrame, column: str, problem: str) -> None:
+        grouped = frame.groupby("subject", sort=False)[column]
+        if int(grouped.nunique().max()) <= 1:
+            return
+        first_value = grouped.transform("first")
+        bad = (frame[column] != first_value).to_numpy()
+        subject_first = _first_position(frame["subject"])
+        n_subjects = int((grouped.nunique() > 1).sum())
+        fix = (
+            "give all of a subject's rows the same split (splits never share a subject)"
+            if column == "split"
+            else f"give all of a subject's rows the same {column} (fix the typo, or use two subject ids)"
+            f"{self._not_an_attribute(column)}"
+        )
+
+        def describe(i: int) -> str:
+            subject = frame["subject"].iat[i]
+            plural = "s" if n_subjects != 2 else ""
+            others = f"; {n_subjects - 1} more subject{plural} affected" if n_subjects > 1 else ""
+            return (
+                f"{problem}: subject {subject!r} has {column} {frame[column].iat[i]!r} here but "
+                f"{first_value.iat[i]!r} at data row {subject_first[i] + 1}{others}"
+            )
+
+        self.fail(bad, column, describe, fix)
+
+    def check_images(self, frame: pd.DataFrame, root: Path, *, verify: bool) -> None:
+        root_text = os.fspath(root)
+        files = [os.path.join(root_text, p) for p in frame["path"].tolist()]
+        missing = np.fromiter((not os.path.isfile(f) for f in files), dtype=bool, count=len(files))
+        self.fail(
+            missing,
+            "path",
+            lambda i: f"{ERR_MISSING_IMAGE}: {files[i]}",
+            "correct the path (relative to the manifest's folder) or drop the row",
+        )
+        if not verify:
+            return
+        reasons: dict[int, str] = {}
+        for position, file in enumerate(files):
+            try:
+                with Image.open(file) as image:
+                    image.size  # noqa: B018 - the header is parsed by open; nothing is decoded
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+                reasons[position] = f"{type(err).__name__}: {_one_line(err)}"
+        if reasons:
+            bad = np.zeros(len(files), dtype=bool)
+            bad[list(reasons)] = True
+            self.fail(
+                bad,
+                "path",
+                lambda i: f"{ERR_UNREADABLE_IMAGE}: {files[i]} ({reasons[i]})",
+                "replace the file with a readable image (PNG, JPEG, ...) or drop the row",
+            )

@@ -1,0 +1,113 @@
+"""The dataset registry: named builders that produce a manifest on demand.
+
+A builder is called as ``builder(cache_dir=..., image_size=..., seed=...)`` and returns a
+:class:`DatasetSpec` (where the manifest is and which columns are the sensitive attributes).
+Builders register with :func:`register` when :mod:`genfair.datasets` is imported.
+
+Example:
+    >>> from genfair import datasets
+    >>> datasets.names()
+    ('faces',)
+    >>> spec = datasets.get("faces")(cache_dir=Path("cache"), image_size=32, seed=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces
+
+__all__ = ["DatasetSpec", "DatasetBuilder", "REGISTRY", "register", "get", "names"]
+
+_KEY = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a built dataset's manifest is and what to audit it by.
+
+    Attributes:
+        name: the registry key that built it.
+        manifest_path: the manifest file (CSV or Parquet).
+        attributes: the sensitive attribute columns.
+    """
+
+    name: str
+    manifest_path: Path
+    attributes: tuple[str, ...]
+
+
+class DatasetBuilder(Protocol):
+    """``builder(*, cache_dir, image_size, seed) -> DatasetSpec``."""
+
+    def __call__(self, *, cache_dir: Path, image_size: int, seed: int) -> DatasetSpec: ...
+
+
+REGISTRY: dict[str, DatasetBuilder] = {}
+"""Registered builders by key (lowercase)."""
+
+
+def register(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    """Decorator: register a dataset builder under ``name``.
+
+    Args:
+        name: lowercase key users type (``faces``); letters, digits, ``_``, ``.`` and ``-``.
+
+    Returns:
+        A decorator that registers the builder and returns it unchanged.
+
+    Raises:
+        ValueError: ``name`` is not a lowercase key, or is taken.
+    """
+    if not isinstance(name, str) or not _KEY.match(name):
+        raise ValueError(
+            f"dataset key must be lowercase letters, digits, '_', '.' or '-' (e.g. 'faces'), got {name!r}"
+        )
+    if name in REGISTRY:
+        raise ValueError(f"dataset {name!r} is already registered; pick a new key (e.g. '{name}.v2')")
+
+    def decorator(builder: DatasetBuilder) -> DatasetBuilder:
+        REGISTRY[name] = builder
+        return builder
+
+    return decorator
+
+
+def get(name: str) -> DatasetBuilder:
+    """The builder registered under ``name``.
+
+    Raises:
+        ValueError: no such key; the message lists the valid keys and a close match, if any.
+    """
+    if name in REGISTRY:
+        return REGISTRY[name]
+    valid = ", ".join(repr(key) for key in names())
+    close = difflib.get_close_matches(str(name).lower(), list(REGISTRY), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown dataset {name!r}; valid keys: {valid}{hint}")
+
+
+def names() -> tuple[str, ...]:
+    """The registered keys, sorted."""
+    return tuple(sorted(REGISTRY))
+
+
+@register("faces")
+def build_synthetic_faces(*, cache_dir: Path, image_size: int, seed: int) -> DatasetSpec:
+    """Synthetic Faces95-style faces (Faces95's skewed training set, balanced test panel), cached.
+
+    Args:
+        cache_dir: folder for cached datasets.
+        image_size: image side in pixels.
+        seed: generator seed.
+
+    Returns:
+        The spec; attributes ``("gender", "skin_tone")``.
+    """
+    manifest = ensure_synthetic_faces(SyntheticFacesConfig(image_size=image_size, seed=seed), cache_dir)
+    return DatasetSpec(name="faces", manifest_path=manifest, attributes=("gender", "skin_tone"))

@@ -1,0 +1,472 @@
+"""A small convolutional variational autoencoder (VAE) and its config.
+
+Architecture (``hidden_channels=(32, 64, 128)``, 64x64 RGB input)::
+
+    encoder: [Conv2d 3x3 stride 2 -> GroupNorm -> LeakyReLU] x 3   64 -> 32 -> 16 -> 8
+             flatten -> Linear -> (mu, logvar), each (B, latent_dim)
+    decoder: Linear -> (128, 8, 8) -> [ConvTranspose2d stride 2 -> GroupNorm -> LeakyReLU] x 2
+             -> ConvTranspose2d stride 2 -> logits (B, C, 64, 64); outputs are sigmoid(logits)
+
+GroupNorm (not BatchNorm) keeps every image's output independent of the rest of its batch and
+makes training and evaluation behave the same, so per-image audit errors do not depend on how
+the test set was batched. The loss terms are pure functions (:func:`vae_loss_terms`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .registry import register
+
+__all__ = [
+    "RECONSTRUCTION_LOSSES",
+    "VAE",
+    "VAEConfig",
+    "per_sample_kl_loss",
+    "per_sample_reconstruction_loss",
+    "vae_loss_terms",
+]
+
+logger = logging.getLogger(__name__)
+
+ReconstructionLoss = Literal["bce", "mse"]
+RECONSTRUCTION_LOSSES: tuple[str, ...] = typing.get_args(ReconstructionLoss)
+"""Allowed values of ``VAEConfig.reconstruction_loss``."""
+
+_MAX_SEED = 2**32 - 1
+_LEAKY_SLOPE = 0.2
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VAEConfig:
+    """Hyperparameters of :class:`VAE`. Plain data; round-trips through ``dataclasses.asdict``.
+
+    Attributes:
+        image_size: Height and width of the square input images, in pixels. Must be divisible
+            by ``2 ** len(hidden_channels)`` (each encoder block halves the resolution).
+        channels: Image channels: 3 for RGB, 1 for grayscale.
+        latent_dim: Dimension of the Gaussian latent code.
+        hidden_channels: Output channels of the encoder blocks, from the input side; the decoder
+            mirrors them. A list (e.g. from YAML) is converted to a tuple.
+        beta: Weight of the KL term (``loss = reconstruction + beta * kl``); 0 disables it.
+        reconstruction_loss: ``"bce"`` (Bernoulli likelihood, BCE with logits) or ``"mse"``
+            (squared error of ``sigmoid(logits)``), summed over pixels of each image.
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW (decoupled) weight decay.
+        seed: Seeds the weight initialisation and the module's reparameterisation noise, so a
+            config fully determines a run without touching the global RNG. ``0 <= seed < 2**32``.
+
+    Raises:
+        ValueError: On any out-of-range or wrongly typed value; the message quotes it.
+    """
+
+    image_size: int = 64
+    channels: int = 3
+    latent_dim: int = 32
+    hidden_channels: tuple[int, ...] = (32, 64, 128)
+    beta: float = 1.0
+    reconstruction_loss: ReconstructionLoss = "bce"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "channels", "latent_dim"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"VAEConfig.{name} must be a positive int, got {value!r}")
+        hidden = self.hidden_channels
+        if isinstance(hidden, list):
+            hidden = tuple(hidden)
+            object.__setattr__(self, "hidden_channels", hidden)
+        if not isinstance(hidden, tuple) or not hidden or not all(_is_int(c) and c >= 1 for c in hidden):
+            raise ValueError(f"VAEConfig.hidden_channels must be a non-empty tuple of positive ints, got {hidden!r}")
+        factor = 2 ** len(hidden)
+        if self.image_size % factor:
+            raise ValueError(f"VAEConfig.image_size must be divisible by 2 ** len(hidden_channels) = {factor}, got image_size={self.image_size!r} with hidden_channels={hidden!r}; use a multiple of {factor} or fewer hidden blocks")
+        if not _is_real(self.beta) or self.beta < 0:
+            raise ValueError(f"VAEConfig.beta must be a finite number >= 0, got {self.beta!r}")
+        if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"VAEConfig.reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, got {self.reconstruction_loss!r}")
+        if not _is_real(self.learning_rate) or self.learning_rate <= 0:
+            raise ValueError(f"VAEConfig.learning_rate must be a finite number > 0, got {self.learning_rate!r}")
+        if not _is_real(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"VAEConfig.weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed <= _MAX_SEED:
+            raise ValueError(f"VAEConfig.seed must be an int in [0, {_MAX_SEED}], got {self.seed!r}")
+
+
+# --------------------------------------------------------------------------- loss terms (pure)
+
+
+def per_sample_reconstruction_loss(logits: Tensor, target: Tensor, *, kind: ReconstructionLoss = "bce") -> Tensor:
+    """Reconstruction loss of each image, summed over its channels and pixels.
+
+    Args:
+        logits: (N, C, H, W) float, the decoder's pre-sigmoid outputs.
+        target: (N, C, H, W) float in [0, 1], the input images.
+        kind: ``"bce"``: binary cross-entropy of ``sigmoid(logits)`` against ``target``,
+            computed stably from the logits; ``"mse"``: squared error of ``sigmoid(logits)``.
+
+    Returns:
+        (N,) float, on the inputs' device; lower is better.
+
+    Raises:
+        ValueError: If the shapes differ, are not 4-D, or ``kind`` is unknown.
+    """
+    if logits.shape != target.shape or logits.ndim != 4:
+        raise ValueError(f"logits and target must have the same (N, C, H, W) shape, got {tuple(logits.shape)} and {tuple(target.shape)}")
+    if kind == "bce":
+        per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    elif kind == "mse":
+        per_pixel = (torch.sigmoid(logits) - target).square()
+    else:
+        raise ValueError(f"reconstruction loss kind must be one of {RECONSTRUCTION_LOSSES}, got {kind!r}")
+    return per_pixel.flatten(1).sum(dim=1)
+
+
+def per_sample_kl_loss(mu: Tensor, logvar: Tensor) -> Tensor:
+    """Analytic KL divergence ``KL(N(mu, exp(logvar)) || N(0, I))`` of each sample, in nats.
+
+    ``KL = 0.5 * sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)``.
+
+    Args:
+        mu: (N, D) float, posterior means.
+        logvar: (N, D) float, posterior log-variances.
+
+    Returns:
+        (N,) float, >= 0, summed over the D latent dimensions.
+
+    Raises:
+        ValueError: If the shapes differ or are not 2-D.
+    """
+    if mu.shape != logvar.shape or mu.ndim != 2:
+        raise ValueError(f"mu and logvar must have the same (N, D) shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
+    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def vae_loss_terms(
+    logits: Tensor,
+    target: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    *,
+    beta: float,
+    reconstruction_loss: ReconstructionLoss,
+) -> dict[str, Tensor]:
+    """The negative ELBO and its two terms, averaged over the batch.
+
+    Args:
+        logits: (N, C, H, W) float, the decoder's pre-sigmoid outputs.
+        target: (N, C, H, W) float in [0, 1].
+        mu: (N, D) float, posterior means.
+        logvar: (N, D) float, posterior log-variances.
+        beta: Weight of the KL term.
+        reconstruction_loss: ``"bce"`` or ``"mse"``, see :func:`per_sample_reconstruction_loss`.
+
+    Returns:
+        Scalar tensors ``{"loss": reconstruction + beta * kl, "reconstruction": ..., "kl": ...}``,
+        each the batch mean of a per-image sum.
+
+    Raises:
+        ValueError: As :func:`per_sample_reconstruction_loss` and :func:`per_sample_kl_loss`, or
+            if the batch sizes of the image and latent tensors differ.
+    """
+    if logits.shape[:1] != mu.shape[:1]:
+        raise ValueError(f"images and latents must have the same batch size, got {tuple(logits.shape)} and {tuple(mu.shape)}")
+    reconstruction = per_sample_reconstruction_loss(logits, target, kind=reconstruction_loss).mean()
+    kl = per_sample_kl_loss(mu, logvar).mean()
+    return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
+
+
+# --------------------------------------------------------------------------- network
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+def _build_encoder(config: VAEConfig) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    in_channels = config.channels
+    for out_channels in config.hidden_channels:
+        layers += [
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1, bias=False),
+            _norm(out_channels),
+            nn.LeakyReLU(_LEAKY_SLOPE),
+        ]
+        in_channels = out_channels
+    return nn.Sequential(*layers, nn.Flatten(1))
+
+
+def _up(in_channels: int, out_channels: int, *, bias: bool) -> nn.ConvTranspose2d:
+    # kernel 3, stride 2, padding 1, output_padding 1: exactly doubles height and width.
+    return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias)
+
+
+def _build_decoder(config: VAEConfig) -> nn.Sequential:
+    reversed_channels = config.hidden_channels[::-1]
+    layers: list[nn.Module] = []
+    for in_channels, out_channels in zip(reversed_channels[:-1], reversed_channels[1:]):
+        layers += [_up(in_channels, out_channels, bias=False), _norm(out_channels), nn.LeakyReLU(_LEAKY_SLOPE)]
+    layers.append(_up(reversed_channels[-1], config.channels, bias=True))
+    return nn.Sequential(*layers)
+
+
+@register("vae", config=VAEConfig)
+class VAE(pl.LightningModule):
+    """Convolutional VAE with a Gaussian latent; reconstructs images in [0, 1].
+
+    Build it with ``VAE(config)``, ``VAE.from_config(config)`` or ``VAE(**asdict(config))`` (the
+    form ``load_from_checkpoint`` uses). Checkpoints hold ``asdict(config)`` only, so
+    ``VAE.load_from_checkpoint(path).config == config``.
+
+    Batches are dicts ``{"image": (B, C, H, W) float in [0, 1], "index": (B,) long}``.
+    Training samples the latent with the reparameterisation trick, drawing noise from the
+    module's own generator (seeded by ``config.seed`` and the global rank); validation, test,
+    prediction and :meth:`forward` decode the posterior mean and are deterministic.
+
+    Attributes:
+        config: The :class:`VAEConfig` this module was built from.
+        encoder: Conv blocks, flattened: (B, C, H, W) -> (B, hidden_channels[-1] * s * s),
+            where ``s = image_size // 2 ** len(hidden_channels)``.
+        to_latent: Linear layer to ``(mu, logvar)`` concatenated: (B, 2 * latent_dim).
+        from_latent: Linear layer from the latent: (B, latent_dim) -> (B, hidden_channels[-1] * s * s).
+        decoder: Transposed-conv blocks: (B, hidden_channels[-1], s, s) -> logits (B, C, H, W).
+    """
+
+    def __init__(self, config: VAEConfig | None = None, **hparams: Any) -> None:
+        """Build the network from a config, or from the config's fields as keywords.
+
+        Args:
+            config: The model's config. Leave it out to pass ``VAEConfig`` fields as keywords.
+            **hparams: ``VAEConfig`` fields (e.g. from a checkpoint); only without ``config``.
+
+        Raises:
+            TypeError: If both ``config`` and keywords are given, or ``config`` is not a
+                ``VAEConfig``; or (from ``VAEConfig``) a keyword is not a ``VAEConfig`` field.
+            ValueError: If a field value is invalid (see :class:`VAEConfig`).
+        """
+        super().__init__()
+        if config is None:
+            config = VAEConfig(**hparams)
+        elif hparams:
+            raise TypeError(f"VAE takes either a VAEConfig or its fields as keywords, not both; got config and {sorted(hparams)}; use dataclasses.replace(config, ...)")
+        elif not isinstance(config, VAEConfig):
+            raise TypeError(f"VAE config must be a VAEConfig, got {type(config).__name__}; build one with VAEConfig(**fields)")
+        self.config: VAEConfig = config
+        self.save_hyperparameters(asdict(config))
+
+        side = config.image_size // 2 ** len(config.hidden_channels)
+        self._bottleneck_shape = (config.hidden_channels[-1], side, side)
+        flat = math.prod(self._bottleneck_shape)
+        with torch.random.fork_rng(devices=[]):  # seeded init that leaves the global RNG alone
+            torch.manual_seed(config.seed)
+            self.encoder = _build_encoder(config)
+            self.to_latent = nn.Linear(flat, 2 * config.latent_dim)
+            self.from_latent = nn.Linear(config.latent_dim, flat)
+            self.decoder = _build_decoder(config)
+        self._noise_generator: torch.Generator | None = None
+
+    @classmethod
+    def from_config(cls, config: VAEConfig) -> VAE:
+        """Build a fresh (untrained) model from its config.
+
+        Args:
+            config: The model's :class:`VAEConfig`.
+
+        Returns:
+            A new :class:`VAE`.
+
+        Raises:
+            TypeError: If ``config`` is not a :class:`VAEConfig`.
+        """
+        return cls(config)
+
+    # ------------------------------------------------------------------ network pieces
+
+    def _check_images(self, images: Tensor) -> None:
+        c, s = self.config.channels, self.config.image_size
+        if not isinstance(images, Tensor) or images.ndim != 4 or tuple(images.shape[1:]) != (c, s, s):
+            got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise ValueError(f"VAE expects images of shape (B, {c}, {s}, {s}) for its config (channels={c}, image_size={s}), got {got}")
+
+    def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior parameters of each image.
+
+        Args:
+            images: (B, C, H, W) float in [0, 1], with C, H, W matching the config.
+
+        Returns:
+            ``(mu, logvar)``, each (B, latent_dim) float.
+
+        Raises:
+            ValueError: If the image shape does not match the config.
+        """
+        self._check_images(images)
+        mu, logvar = self.to_latent(self.encoder(images)).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Decoder logits for latent codes.
+
+        Args:
+            z: (B, latent_dim) float.
+
+        Returns:
+            (B, C, H, W) float logits; ``torch.sigmoid`` of them is the image in [0, 1].
+        """
+        return self.decoder(self.from_latent(z).view(z.shape[0], *self._bottleneck_shape))
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Deterministic reconstruction, decoded from the posterior mean.
+
+        Args:
+            images: (B, C, H, W) float in [0, 1].
+
+        Returns:
+            (B, C, H, W) float in [0, 1].
+
+        Raises:
+            ValueError: If the image shape does not match the config.
+        """
+        mu, _ = self.encode(images)
+        return torch.sigmoid(self.decode(mu))
+
+    def _noise_like(self, mu: Tensor) -> Tensor:
+        generator = self._noise_generator
+        if generator is None or generator.device != mu.device:
+            # One stream per rank, so DDP ranks draw different noise; re-seeded on each fit.
+            generator = torch.Generator(device=mu.device)
+            generator.manual_seed(self.config.seed + (self.global_rank << 32))
+            self._noise_generator = generator
+        return torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+
+    def reparameterize(self, mu: Tensor, logvar: Tensor) -> Tensor:
+        """Latent codes: ``mu + eps * exp(logvar / 2)`` while training, ``mu`` otherwise.
+
+        Args:
+            mu: (B, latent_dim) float.
+            logvar: (B, latent_dim) float.
+
+        Returns:
+            (B, latent_dim) float. The noise ``eps`` comes from the module's generator.
+        """
+        if not self.training:
+            return mu
+        return mu + self._noise_like(mu) * torch.exp(0.5 * logvar)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """Decode ``n`` draws from the prior ``N(0, I)``.
+
+        Args:
+            n: Number of images, >= 1.
+            generator: Source of the latent draws (on any device). Default: a fresh generator
+                seeded with ``config.seed``, so repeated calls return the same images.
+
+        Returns:
+            (n, C, H, W) float in [0, 1], on the module's device.
+
+        Raises:
+            ValueError: If ``n`` is not a positive int.
+        """
+        if not _is_int(n) or n < 1:
+            raise ValueError(f"sample needs a positive int number of images, got {n!r}")
+        if generator is None:
+            generator = torch.Generator().manual_seed(self.config.seed)
+        z = torch.randn((n, self.config.latent_dim), generator=generator, device=generator.device)
+        return torch.sigmoid(self.decode(z.to(device=self.device, dtype=self.dtype)))
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    @staticmethod
+    def _batch_tensor(batch: Mapping[str, Tensor], key: str) -> Tensor:
+        if not isinstance(batch, Mapping) or key not in batch:
+            got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+            raise ValueError(f"VAE batches must be dicts with keys 'image' and 'index', got {got} (missing {key!r})")
+        return batch[key]
+
+    def _shared_step(self, batch: Mapping[str, Tensor], stage: str) -> Tensor:
+        """Loss of one batch; logs ``{stage}/loss``, ``{stage}/reconstruction``, ``{stage}/kl``.
+
+        Args:
+            batch: ``{"image": (B, C, H, W) float in [0, 1], ...}``.
+            stage: ``"train"``, ``"val"`` or ``"test"``.
+
+        Returns:
+            The scalar loss to minimise.
+        """
+        images = self._batch_tensor(batch, "image")
+        mu, logvar = self.encode(images)
+        logits = self.decode(self.reparameterize(mu, logvar))
+        terms = vae_loss_terms(
+            logits, images, mu, logvar, beta=self.config.beta, reconstruction_loss=self.config.reconstruction_loss
+        )
+        for name, value in terms.items():
+            self.log(
+                f"{stage}/{name}",
+                value,
+                on_step=stage == "train",
+                on_epoch=True,
+                prog_bar=name == "loss",
+                batch_size=images.shape[0],
+                sync_dist=stage != "train",
+            )
+        return terms["loss"]
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """Deterministic reconstructions of a batch.
+
+        Args:
+            batch: ``{"image": (B, C, H, W) float in [0, 1], "index": (B,) long}``.
+            batch_idx: Position of the batch in the dataloader (unused).
+            dataloader_idx: Index of the dataloader (unused).
+
+        Returns:
+            ``{"index": (B,) long, the batch's own index tensor, "output": (B, C, H, W) float in
+            [0, 1]}``, the output decoded from the posterior mean.
+
+        Raises:
+            ValueError: If the batch lacks ``"image"`` or ``"index"``, or the shapes are wrong.
+        """
+        images = self._batch_tensor(batch, "image")
+        index = self._batch_tensor(batch, "index")
+        if index.shape != images.shape[:1]:
+            raise ValueError(f"batch 'index' must have shape ({images.shape[0]},) to match 'image', got {tuple(index.shape)}")
+        return {"index": index, "output": self(images)}
+
+    def on_fit_start(self) -> None:
+        self._noise_generator = None  # each fit replays the noise stream from config.seed
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        )

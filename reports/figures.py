@@ -1,0 +1,245 @@
+"""Figures of an audit: per-group error distributions and original-vs-output image grids.
+
+Every figure is a :class:`matplotlib.figure.Figure` built directly (never through
+``pyplot``) on its own Agg canvas, so drawing here neither selects a global backend nor
+registers figures with pyplot's figure manager: nothing leaks between calls, and a figure is
+freed when its last reference goes. Seaborn draws onto the axes created here; no seaborn
+theme or global ``rcParams`` is changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["error_by_group_figure", "higher_is_better_from_name", "reconstruction_grid_figure"]
+
+logger = logging.getLogger(__name__)
+
+HIGHER_IS_BETTER_SUFFIXES = ("_score",)
+LOWER_IS_BETTER_SUFFIXES = ("_error", "_loss")
+GROUP_SEPARATOR = " / "
+ALLOWED_CHANNELS = (1, 3)
+
+
+def higher_is_better_from_name(metric: str) -> bool:
+    """Whether a higher value of ``metric`` is better, read from its name's suffix.
+
+    ``*_score`` means higher is better; ``*_error`` and ``*_loss`` mean lower is better
+    (the project's naming convention).
+
+    Args:
+        metric: a metric column name such as ``"psnr_score"`` or ``"mse_error"``.
+
+    Returns:
+        True for ``*_score``, False for ``*_error`` / ``*_loss``.
+
+    Raises:
+        ValueError: the name has none of these suffixes.
+
+    Example:
+        >>> higher_is_better_from_name("psnr_score"), higher_is_better_from_name("mse_error")
+        (True, False)
+    """
+    if metric.endswith(HIGHER_IS_BETTER_SUFFIXES):
+        return True
+    if metric.endswith(LOWER_IS_BETTER_SUFFIXES):
+        return False
+    raise ValueError(
+        f"cannot tell whether higher or lower {metric!r} is better: its name ends in none of "
+        f"{HIGHER_IS_BETTER_SUFFIXES + LOWER_IS_BETTER_SUFFIXES}; pass higher_is_better=True or False"
+    )
+
+
+def error_by_group_figure(
+    per_image: pd.DataFrame,
+    *,
+    metric: str,
+    attributes: Sequence[str],
+    higher_is_better: bool | None = None,
+    seed: int = 0,
+) -> Figure:
+    """The distribution of a per-image metric in every intersectional group, as box + strip plots.
+
+    One horizontal box per group of the intersection of ``attributes`` (e.g. "female / darker"),
+    worst group on top, each image drawn as a point over its box (jittered vertically with a
+    generator seeded by ``seed``). Group labels carry their image and subject counts. A dashed
+    line marks the overall mean. Non-finite values (an ``inf`` PSNR of a perfect reconstruction)
+    cannot be placed on the axis: they are left out of the boxes, points and mean, and the title
+    says how many were left out.
+
+    Args:
+        per_image: one row per evaluated image, with columns ``subject``, every one of
+            ``attributes`` and ``metric``.
+        metric: the per-image metric column to draw, e.g. ``"mse_error"``.
+        attributes: the sensitive attribute columns whose intersection defines the groups
+            (one or more).
+        higher_is_better: whether higher ``metric`` values are better; None infers it from the
+            name's suffix (``_score`` -> True, ``_error``/``_loss`` -> False).
+        seed: seeds the vertical jitter of the points.
+
+    Returns:
+        A figure with one axes.
+
+    Raises:
+        ValueError: ``attributes`` is empty, a needed column is missing, ``per_image`` has no
+            rows, ``metric`` is not numeric or has no finite value, or ``higher_is_better`` is
+            None and the metric's name does not say.
+    """
+    attributes = [attributes] if isinstance(attributes, str) else list(attributes)
+    if not attributes:
+        raise ValueError("attributes must name at least one column of per_image, got an empty list")
+    needed = ["subject", *attributes, metric]
+    missing = [column for column in needed if column not in per_image.columns]
+    if missing:
+        raise ValueError(
+            f"per_image lacks column(s) {missing}; it has {list(per_image.columns)}: pass a per-image "
+            f"frame with 'subject', the attributes and the metric column"
+        )
+    if per_image.empty:
+        raise ValueError(f"per_image has no rows: there is nothing to draw for {metric!r}")
+    if not pd.api.types.is_numeric_dtype(per_image[metric]) or pd.api.types.is_bool_dtype(per_image[metric]):
+        raise ValueError(f"per_image column {metric!r} must be numeric, got dtype {per_image[metric].dtype}")
+    if higher_is_better is None:
+        higher_is_better = higher_is_better_from_name(metric)
+
+    values = per_image[metric].to_numpy(dtype=float, na_value=np.nan)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise ValueError(f"per_image column {metric!r} has no finite value: there is nothing to draw")
+    n_left_out = int((~finite).sum())
+
+    frame = pd.DataFrame(
+        {
+            "group": _group_labels(per_image, attributes),
+            "subject": per_image["subject"].to_numpy(),
+            "value": values,
+            "finite": finite,
+        }
+    )
+    stats = frame.groupby("group", sort=True).agg(
+        n_images=("value", "size"),
+        n_subjects=("subject", "nunique"),
+        mean=("value", lambda v: float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else np.nan),
+    )
+    # Worst group first (on top): the largest mean error or the smallest mean score.
+    stats = stats.sort_values("mean", ascending=higher_is_better, kind="stable", na_position="last")
+    labels = {
+        group: f"{group}\n{_count(n_images, 'image')}, {_count(n_subjects, 'subject')}"
+        for group, n_images, n_subjects in zip(stats.index, stats["n_images"], stats["n_subjects"], strict=True)
+    }
+    order = [labels[group] for group in stats.index]
+    plotted = frame.loc[frame["finite"]].assign(label=lambda f: f["group"].map(labels))
+
+    figure = Figure(figsize=(8.0, 1.5 + 0.75 * len(order)), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    sns.boxplot(
+        data=plotted, x="value", y="label", order=order, ax=ax, color="C0", width=0.6, showfliers=False,
+        boxprops={"alpha": 0.45},
+    )
+    rng = np.random.default_rng(seed)
+    for position, label in enumerate(order):
+        points = plotted.loc[plotted["label"] == label, "value"].to_numpy()
+        jitter = rng.uniform(-0.18, 0.18, size=len(points))
+        ax.scatter(points, position + jitter, s=12, color="black", alpha=0.55, linewidths=0, zorder=3)
+    overall_mean = float(values[finite].mean())
+    ax.axvline(overall_mean, color="C3", linestyle="--", linewidth=1.5, label=f"overall mean = {overall_mean:.4g}")
+    ax.legend(loc="lower right" if higher_is_better else "upper right", fontsize=8, framealpha=0.9)
+    ax.set_ylabel(" x ".join(attributes))
+    direction = "higher is better \u2192" if higher_is_better else "\u2190 lower is better"
+    ax.set_xlabel(f"{metric} per image ({direction})")
+    ax.grid(axis="x", alpha=0.3)
+    title = f"{metric} by {' x '.join(attributes)} (worst group on top)"
+    if n_left_out:
+        title += f"\n{_count(n_left_out, 'non-finite value')} left out"
+    ax.set_title(title)
+    ax.tick_params(axis="y", labelsize=8)
+    return figure
+
+
+def reconstruction_grid_figure(originals: np.ndarray, outputs: np.ndarray, labels: Sequence[str]) -> Figure:
+    """Originals above the model's outputs: one column per image, titled by its label.
+
+    Args:
+        originals: ``(N, H, W, C)`` float in [0, 1], C in {1, 3}: the input images.
+        outputs: ``(N, H, W, C)`` float in [0, 1], same shape: the model's outputs for them.
+        labels: N strings, one title per column (e.g. the image's group "female / darker").
+
+    Returns:
+        A figure with ``2 * N`` axes (row 0: originals, row 1: outputs), each holding one image.
+
+    Raises:
+        ValueError: an array is not 4-D, the shapes differ, N is 0, C is not 1 or 3, the
+            dtype is not floating point, a value is NaN or outside [0, 1], or ``labels`` is not
+            a sequence of N strings.
+    """
+    originals = _checked_images(originals, "originals")
+    outputs = _checked_images(outputs, "outputs")
+    if originals.shape != outputs.shape:
+        raise ValueError(
+            f"originals and outputs must have the same (N, H, W, C) shape, got {originals.shape} and "
+            f"{outputs.shape}"
+        )
+    if isinstance(labels, str) or not isinstance(labels, Sequence):
+        raise ValueError(f"labels must be a sequence of {len(originals)} strings, got {type(labels).__name__}")
+    if len(labels) != len(originals):
+        raise ValueError(f"labels must hold one string per image: got {len(labels)} labels for {len(originals)} images")
+
+    n, _, _, channels = originals.shape
+    figure = Figure(figsize=(max(1.5 * n, 3.0), 3.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(2, n, squeeze=False)
+    for column in range(n):
+        for row, images in enumerate((originals, outputs)):
+            ax = axes[row, column]
+            image = images[column, :, :, 0] if channels == 1 else images[column]
+            ax.imshow(image, cmap="gray" if channels == 1 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0, column].set_title(str(labels[column]), fontsize=8)
+    axes[0, 0].set_ylabel("original")
+    axes[1, 0].set_ylabel("output")
+    return figure
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 image"``, ``"3 images"``."""
+    n = int(n)
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _group_labels(per_image: pd.DataFrame, attributes: Sequence[str]) -> np.ndarray:
+    """The intersectional group of every row, e.g. "female / darker": ``(N,)`` strings."""
+    columns = [per_image[attribute].astype(str).to_numpy() for attribute in attributes]
+    return np.array([GROUP_SEPARATOR.join(values) for values in zip(*columns, strict=True)], dtype=object)
+
+
+def _checked_images(images: np.ndarray, name: str) -> np.ndarray:
+    """``images`` as a float array after checking it is ``(N, H, W, C)``, C in {1, 3}, in [0, 1]."""
+    array = np.asarray(images)
+    if array.ndim != 4:
+        raise ValueError(f"{name} must be a (N, H, W, C) array, got {array.ndim} dimension(s) with shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} holds no image (shape {array.shape}): pass at least one")
+    if array.shape[-1] not in ALLOWED_CHANNELS:
+        raise ValueError(
+            f"{name} must be channels-last with C in {ALLOWED_CHANNELS}, got shape {array.shape}; "
+            f"a (N, C, H, W) array needs .transpose(0, 2, 3, 1)"
+        )
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{name} must be floats in [0, 1], got dtype {array.dtype}; divide 8-bit images by 255")
+    if np.isnan(array).any():
+        raise ValueError(f"{name} contains NaN values: pass images in [0, 1]")
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"{name} must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]; clip or rescale them first"
+        )
+    return array

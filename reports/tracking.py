@@ -1,0 +1,323 @@
+"""Log an :class:`~genfair.audit.result.AuditResult` into the active MLflow run.
+
+What lands in the run:
+
+- **params**: ``result.metadata`` flattened (nested dicts joined with dots, e.g.
+  ``model_config.latent_dim``), values stringified and cut to MLflow's length limit.
+- **metrics** (one batched call): ``test/<metric>`` (the overall row, plus ``test/n_images``
+  and ``test/n_subjects``), ``group/<grouping>/<group>/<metric>`` with ``.../n_images`` and
+  ``.../n_subjects`` for every group, and ``disparity/<grouping>/<metric>/ratio`` and
+  ``.../difference``. Every key goes through :func:`metric_key`. Non-finite values (an ``inf``
+  PSNR) are skipped with one warning.
+- **tags**: ``genfair.model`` and ``genfair.dataset`` from the metadata keys ``model`` and
+  ``dataset`` when present.
+- **artifacts**: the saved result under ``audit/`` (Parquet + JSON, loadable without MLflow),
+  ``audit/per_group.csv`` for reading in the MLflow UI, and each figure as
+  ``figures/<name>.png``.
+
+MLflow is imported inside the functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from genfair.audit.result import AuditResult
+
+__all__ = ["NO_ACTIVE_RUN_MESSAGE", "audit_metrics", "flatten_params", "log_audit", "metric_key"]
+
+logger = logging.getLogger(__name__)
+
+NO_ACTIVE_RUN_MESSAGE = (
+    "log_audit needs an active MLflow run, and there is none: open one first, "
+    "e.g. `with mlflow.start_run(): log_audit(result)`"
+)
+# mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH and MAX_PARAM_VAL_LENGTH / MAX_TAG_VAL_LENGTH (MLflow 3.17).
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+TRUNCATION_MARK = "..."
+
+OVERALL_GROUPING = "overall"
+GROUP_ID_COLUMNS = ("grouping", "group")
+COUNT_COLUMNS = ("n_images", "n_subjects")
+DISPARITY_COLUMNS = ("grouping", "metric", "ratio", "difference")
+DISPARITY_STATISTICS = ("ratio", "difference")
+TAGGED_METADATA = {"model": "genfair.model", "dataset": "genfair.dataset"}
+
+# Characters kept inside one part of a key. MLflow also allows "/", which separates the parts
+# here, and ":" (rejected by MLflow on Windows) and " ": all three become "_" inside a part.
+_DISALLOWED_IN_PART = re.compile(r"[^A-Za-z0-9_.\-]+")
+_UNDERSCORE_RUNS = re.compile(r"_{2,}")
+
+
+def metric_key(*parts: object) -> str:
+    """An MLflow metric key from its parts, each sanitised, joined with ``/``.
+
+    Inside a part, every run of characters other than ASCII letters, digits, ``_``, ``-`` and
+    ``.`` (so also spaces, ``/`` and ``:``) becomes one ``_``; repeated underscores collapse and
+    leading or trailing ones go. A part therefore never adds a level to the key.
+
+    Args:
+        *parts: the key's levels, e.g. ``("group", "gender x skin_tone", "female / darker",
+            "mse_error")``; each is converted with ``str``.
+
+    Returns:
+        The key, e.g. ``"group/gender_x_skin_tone/female_darker/mse_error"``.
+
+    Raises:
+        ValueError: no parts, a part that is empty (or only dots) once sanitised, or a key
+            longer than MLflow's 250 characters.
+
+    Example:
+        >>> metric_key("group", "gender x skin_tone", "female / darker", "mse_error")
+        'group/gender_x_skin_tone/female_darker/mse_error'
+    """
+    if not parts:
+        raise ValueError("metric_key needs at least one part, got none")
+    key = "/".join(_sanitise_part(part, parts) for part in parts)
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"metric key {key!r} is {len(key)} characters long; MLflow allows {MAX_KEY_LENGTH}")
+    return key
+
+
+def flatten_params(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow params from (nested) metadata: keys joined with dots and sanitised, values as strings.
+
+    Nested mappings are flattened (``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``); lists and tuples
+    become JSON (``'["gender", "skin_tone"]'``), everything else ``str(value)``. A value longer
+    than MLflow's 6000-character limit is cut and ends with ``"..."``. Each key part is
+    sanitised like a :func:`metric_key` part. An empty mapping contributes nothing.
+
+    Args:
+        metadata: the run's metadata, e.g. ``AuditResult.metadata``.
+
+    Returns:
+        ``{param_key: value}``.
+
+    Raises:
+        ValueError: a key part is empty once sanitised, two keys sanitise to the same param
+            key, or a key is longer than 250 characters.
+
+    Example:
+        >>> flatten_params({"model": "vae", "model_config": {"latent dim": 16}, "attributes": ["gender"]})
+        {'model': 'vae', 'model_config.latent_dim': '16', 'attributes': '["gender"]'}
+    """
+    params: dict[str, str] = {}
+    sources: dict[str, tuple[str, ...]] = {}
+    for path, value in _walk(metadata, ()):
+        key = ".".join(_sanitise_part(part, path) for part in path)
+        if len(key) > MAX_KEY_LENGTH:
+            raise ValueError(f"param key {key!r} is {len(key)} characters long; MLflow allows {MAX_KEY_LENGTH}")
+        if key in params:
+            raise ValueError(
+                f"metadata keys {sources[key]!r} and {path!r} both become the MLflow param {key!r}; rename one"
+            )
+        params[key] = _truncate(_param_value(value), MAX_PARAM_VALUE_LENGTH)
+        sources[key] = path
+    return params
+
+
+def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = None) -> None:
+    """Log an audit result (params, metrics, tags, artifacts) and figures into the active MLflow run.
+
+    Args:
+        result: the audit to log: ``per_group`` (columns ``grouping, group, n_images,
+            n_subjects, <metric means>`` with the ``overall``/``all`` row), ``disparities``
+            (columns ``grouping, metric, ..., ratio, difference``), ``metadata`` and ``save``.
+        figures: ``{name: figure}``; each is logged as ``figures/<name>.png`` (the name
+            sanitised like a :func:`metric_key` part). None logs no figure.
+
+    Raises:
+        RuntimeError: no MLflow run is active.
+        ValueError: ``per_group`` or ``disparities`` lacks a needed column, ``per_group`` has
+            no overall row, a metadata key or a figure name is unusable (see :func:`metric_key`,
+            :func:`flatten_params`), or two figure names sanitise to the same file.
+    """
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError(NO_ACTIVE_RUN_MESSAGE)
+    run_id = run.info.run_id
+
+    # Everything that can fail on bad input is built before anything is logged.
+    params = flatten_params(result.metadata)
+    metrics = audit_metrics(result.per_group, result.disparities)
+    tags = _tags(result.metadata)
+    figure_files = _figure_files(figures or {})
+
+    timestamp = int(time.time() * 1000)
+    client = MlflowClient()
+    client.log_batch(
+        run_id,
+        metrics=[Metric(key, value, timestamp, 0) for key, value in metrics.items()],
+        params=[Param(key, value) for key, value in params.items()],
+        tags=[RunTag(key, value) for key, value in tags.items()],
+    )
+    with tempfile.TemporaryDirectory(prefix="genfair-audit-") as tmp:
+        folder = Path(tmp) / "audit"
+        folder.mkdir()
+        saved = Path(result.save(folder))
+        local = saved if saved.is_dir() else folder
+        result.per_group.to_csv(local / "per_group.csv", index=False)
+        client.log_artifacts(run_id, str(local), artifact_path="audit")
+    for artifact_file, figure in figure_files.items():
+        client.log_figure(run_id, figure, artifact_file, save_kwargs={"dpi": 120})
+    logger.info(
+        "logged audit to MLflow run %s: %d params, %d metrics, %d figures",
+        run_id, len(params), len(metrics), len(figure_files),
+    )
+
+
+def audit_metrics(per_group: pd.DataFrame, disparities: pd.DataFrame) -> dict[str, float]:
+    """The metrics :func:`log_audit` logs, as ``{key: value}``, non-finite values left out.
+
+    Args:
+        per_group: columns ``grouping, group, n_images, n_subjects, <metric means>``; the row
+            with ``grouping == "overall"`` gives ``test/<column>``, every other row gives
+            ``group/<grouping>/<group>/<column>``. Every numeric column other than
+            ``grouping`` and ``group`` is logged.
+        disparities: columns ``grouping, metric, ratio, difference`` (others ignored): one
+            ``disparity/<grouping>/<metric>/{ratio,difference}`` pair per row.
+
+    Returns:
+        ``{metric key: float value}``, in the frames' row order.
+
+    Raises:
+        ValueError: a needed column is missing, there is no overall row, or two rows give
+            the same key once sanitised.
+    """
+    _require_columns(per_group, (*GROUP_ID_COLUMNS, *COUNT_COLUMNS), "per_group")
+    _require_columns(disparities, DISPARITY_COLUMNS, "disparities")
+    if not (per_group["grouping"] == OVERALL_GROUPING).any():
+        raise ValueError(
+            f"per_group has no overall row (grouping == {OVERALL_GROUPING!r}); its groupings are "
+            f"{sorted(per_group['grouping'].astype(str).unique())}: build it with genfair.audit.grouping.group_table"
+        )
+    value_columns = [
+        column
+        for column in per_group.columns
+        if column not in GROUP_ID_COLUMNS and _is_numeric_column(per_group[column])
+    ]
+    # Rows as plain tuples, read by position (itertuples renames non-identifier column names).
+    entries: list[tuple[str, object]] = []
+    columns = list(per_group.columns)
+    grouping_at, group_at = columns.index("grouping"), columns.index("group")
+    value_at = [(column, columns.index(column)) for column in value_columns]
+    for row in per_group.itertuples(index=False, name=None):
+        prefix = ("test",) if row[grouping_at] == OVERALL_GROUPING else ("group", row[grouping_at], row[group_at])
+        entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
+    for row in disparities[list(DISPARITY_COLUMNS)].itertuples(index=False, name=None):
+        grouping, metric, *statistics = row
+        entries.extend(
+            (metric_key("disparity", grouping, metric, name), value)
+            for name, value in zip(DISPARITY_STATISTICS, statistics, strict=True)
+        )
+
+    metrics: dict[str, float] = {}
+    skipped: list[str] = []
+    seen: set[str] = set()
+    for key, value in entries:
+        if key in seen:
+            raise ValueError(
+                f"two audit rows give the MLflow metric {key!r} once sanitised; "
+                f"make the group or grouping names distinct"
+            )
+        seen.add(key)
+        number = _as_float(value)
+        if number is None or not math.isfinite(number):
+            skipped.append(key)
+            continue
+        metrics[key] = number
+    if skipped:
+        logger.warning(
+            "not logging %d non-finite or missing metric value(s) to MLflow: %s", len(skipped), ", ".join(skipped)
+        )
+    return metrics
+
+
+def _sanitise_part(part: object, context: tuple[object, ...]) -> str:
+    text = _UNDERSCORE_RUNS.sub("_", _DISALLOWED_IN_PART.sub("_", str(part))).strip("_")
+    if not text.strip("."):
+        raise ValueError(
+            f"key part {part!r} in {context!r} is empty once sanitised to letters, digits, '_', '-' and '.'; "
+            f"give it a name with at least one of those characters"
+        )
+    return text
+
+
+def _walk(mapping: Mapping[Any, Any], prefix: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for key, value in mapping.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping):
+            yield from _walk(value, path)
+        else:
+            yield path, value
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value), default=str)
+    return str(value)
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+
+
+def _tags(metadata: Mapping[str, Any]) -> dict[str, str]:
+    tags = {}
+    for key, tag in TAGGED_METADATA.items():
+        if metadata.get(key) is not None:
+            value = metadata[key]
+            if isinstance(value, Mapping) and "name" in value:
+                value = value["name"]
+            tags[tag] = _truncate(str(value), MAX_TAG_VALUE_LENGTH)
+    return tags
+
+
+def _figure_files(figures: Mapping[str, Figure]) -> dict[str, Figure]:
+    files: dict[str, Figure] = {}
+    for name, figure in figures.items():
+        artifact_file = f"figures/{_sanitise_part(name, ('figures', name))}.png"
+        if artifact_file in files:
+            raise ValueError(f"two figure names give the artifact {artifact_file!r}; make the names distinct")
+        files[artifact_file] = figure
+    return files
+
+
+def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{name} lacks column(s) {missing}; it has {list(frame.columns)}: pass an AuditResult built by "
+            f"genfair.audit.result.summarize"
+        )
+
+
+def _is_numeric_column(series: pd.Series) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _as_float(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,170 @@
+"""`audit` end to end, in-process with typer's CliRunner, on tiny configurations.
+
+Each run trains for one epoch on small images, so the whole module takes well under a minute.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from genfair.audit.cli import app
+
+TINY_RUN = ["--epochs", "1", "--image-size", "16", "--batch-size", "64", "--accelerator", "cpu", "--devices", "1"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working folder holding the MLflow store, with the session's dataset cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENFAIR_CACHE_DIR", str(cache_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def run_id_from(stdout: str) -> str:
+    line = next(line for line in stdout.splitlines() if line.startswith("MLflow run "))
+    return line.split()[2]
+
+
+@pytest.fixture(scope="module")
+def faces_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> tuple[Path, str, str]:
+    """One tiny `audit run --model vae --dataset faces`, shared by the checks below."""
+    folder = tmp_path_factory.mktemp("faces-run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setenv("GENFAIR_CACHE_DIR", str(cache_dir))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        code, stdout, stderr = invoke("run", "--model", "vae", "--dataset", "faces", *TINY_RUN)
+    assert code == 0, stderr
+    return folder, stdout, run_id_from(stdout)
+
+
+def test_run_prints_the_per_group_table_and_the_run(faces_run: tuple[Path, str, str]) -> None:
+    folder, stdout, run_id = faces_run
+    assert "vae on faces: per-image error by group" in stdout
+    for group in ("female / darker", "male / lighter", "gender x skin_tone", "Disparities"):
+        assert group in stdout
+    assert "audit ui" in stdout
+    assert (folder / "mlflow.db").exists(), "the embedded default store is a SQLite file in the working folder"
+
+
+def test_run_is_in_mlflow_with_metrics_params_and_artifacts(faces_run: tuple[Path, str, str]) -> None:
+    folder, _, run_id = faces_run
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["genfair.model"] == "vae"
+    assert run.data.params["dataset"] == "faces"
+    assert len(run.data.params["manifest_sha256"]) == 64
+    assert run.data.params["splits.train.composition.male_lighter"] == "43"
+    assert "group/gender_x_skin_tone/female_darker/mse_error" in run.data.metrics
+    assert "train/loss" in run.data.metrics and "val/loss" in run.data.metrics
+    artifacts = {f.path for top in ("audit", "figures", "model") for f in client.list_artifacts(run_id, top)}
+    for expected in ("audit/per_image.parquet", "audit/per_group.parquet", "figures/error_by_group.png",
+                     "figures/reconstructions.png", "model/model.ckpt"):
+        assert expected in artifacts
+
+
+def test_every_per_group_number_is_recomputable_from_the_per_image_parquet(
+    faces_run: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    folder, _, run_id = faces_run
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="audit", dst_path=str(tmp_path)))
+    per_image = pd.read_parquet(local / "per_image.parquet")
+    per_group = pd.read_parquet(local / "per_group.parquet").set_index(["grouping", "group"])
+    metrics = ["mse_error", "mae_error", "psnr_score", "ssim_score"]
+
+    assert per_image["subject"].nunique() == 20, "the audit panel: 5 subjects in each of 4 groups"
+    by_cell = per_image.groupby(["gender", "skin_tone"])
+    for (gender, tone), rows in by_cell:
+        recorded = per_group.loc[("gender x skin_tone", f"{gender} / {tone}")]
+        np.testing.assert_allclose(recorded[metrics].to_numpy(float), rows[metrics].mean().to_numpy(), rtol=1e-9)
+        assert recorded["n_images"] == len(rows) and recorded["n_subjects"] == rows["subject"].nunique()
+    for gender, rows in per_image.groupby("gender"):
+        recorded = per_group.loc[("gender", gender)]
+        np.testing.assert_allclose(recorded[metrics].to_numpy(float), rows[metrics].mean().to_numpy(), rtol=1e-9)
+    logged = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").get_run(run_id).data.metrics
+    assert logged["test/mse_error"] == pytest.approx(per_image["mse_error"].mean(), rel=1e-6)
+
+
+def test_run_on_real_photos_through_a_manifest(workdir: Path, london_faces: Path) -> None:
+    code, stdout, stderr = invoke(
+        "run", "--model", "vae", "--manifest", str(london_faces), "--attributes", "gender,race_binary", *TINY_RUN
+    )
+    assert code == 0, stderr
+    assert "female / non_white" in stdout
+
+
+def test_a_blank_attribute_in_a_real_manifest_is_one_clear_line(workdir: Path, london_faces: Path) -> None:
+    # london-faces leaves `age` blank for two people; every non-reserved column is an attribute by default.
+    code, _, stderr = invoke("run", "--manifest", str(london_faces), *TINY_RUN)
+    assert code == 2
+    assert "age" in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "vea"], "did you mean 'vae'"),
+        (["--dataset", "face"], "did you mean 'faces'"),
+        (["--epochs", "0"], "--epochs must be a positive integer"),
+        (["--manifest", "no/such/manifest.csv"], "no/such/manifest.csv"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(workdir: Path, args: list[str], expected: str) -> None:
+    code, _, stderr = invoke("run", *args)
+    assert code == 2
+    assert expected in stderr
+    assert "Traceback" not in stderr
+    assert not (workdir / "mlflow.db").exists(), "a usage error must not leave an empty run behind"
+
+
+def test_import_faces95_writes_a_manifest_that_audits(workdir: Path) -> None:
+    for subject in ("ab", "cd"):
+        (workdir / "faces95" / subject).mkdir(parents=True)
+        for n in (1, 2):
+            Image.new("RGB", (18, 20), (40 * n, 90, 120)).save(workdir / "faces95" / subject / f"{subject}.{n}.jpg")
+    (workdir / "subjects.csv").write_text("subject,gender\nab,female\ncd,male\n")
+    code, stdout, stderr = invoke(
+        "data", "import-faces95", "faces95", "--annotations", "subjects.csv", "--out", "manifest.csv"
+    )
+    assert code == 0, stderr
+    assert "4 images of 2 subjects" in stdout
+    manifest = pd.read_csv(workdir / "manifest.csv")
+    assert set(manifest["path"]) == {f"faces95/{s}/{s}.{n}.jpg" for s in ("ab", "cd") for n in (1, 2)}
+
+
+def test_help_lists_the_commands() -> None:
+    code, stdout, _ = invoke("--help")
+    assert code == 0
+    for command in ("run", "ui", "data"):
+        assert command in stdout
+
+
+def test_installed_genfair_does_not_claim_the_global_names(tmp_path: Path) -> None:
+    probe = (
+        "import importlib.util as u, genfair.datasets, genfair.models;"
+        "print(u.find_spec('datasets') is None or 'genfair' not in str(u.find_spec('datasets').origin),"
+        " u.find_spec('models') is None, genfair.datasets.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "genfair.datasets"]

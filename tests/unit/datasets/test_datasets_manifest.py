@@ -1,0 +1,270 @@
+"""Manifest reading and validation: one test per error, plus the happy paths."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from genfair.datasets import RESERVED_COLUMNS, SPLITS, Manifest, ManifestError, load_manifest
+from genfair.datasets import manifest as m
+
+
+def rx(text: str) -> str:
+    return re.escape(text)
+
+
+# -- happy paths ---------------------------------------------------------------------------------
+
+
+def test_load_csv_defaults_to_every_non_reserved_column(make_manifest):
+    path = make_manifest()
+    manifest = load_manifest(path)
+    assert isinstance(manifest, Manifest)
+    assert manifest.attributes == ("gender", "skin_tone")
+    assert manifest.root == path.parent
+    assert manifest.source == path
+    assert manifest.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert list(manifest.frame.index) == list(range(6))
+    assert manifest.image_path(2) == path.parent / "img/b_1.png"
+    assert not manifest.has_split
+
+
+def test_named_attributes_keep_other_columns(make_manifest):
+    rows = [{**row, "view": str(i)} for i, row in enumerate(m_rows())]
+    manifest = load_manifest(make_manifest(rows), attributes=["gender"])
+    assert manifest.attributes == ("gender",)
+    assert "view" in manifest.frame.columns and "skin_tone" in manifest.frame.columns
+
+
+def test_parquet_numbers_become_strings(make_manifest):
+    rows = [{**row, "subject": i // 2, "tone": float(i // 2 + 1)} for i, row in enumerate(m_rows())]
+    manifest = load_manifest(make_manifest(rows, suffix=".parquet"), attributes=("tone", "gender"))
+    assert manifest.frame["subject"].tolist() == ["0", "0", "1", "1", "2", "2"]
+    assert manifest.frame["tone"].tolist()[::2] == ["1", "2", "3"]
+    assert all(isinstance(v, str) for v in manifest.frame["gender"])
+
+
+def test_split_column_is_kept_and_not_an_attribute(make_manifest):
+    rows = [{**row, "split": "train" if row["subject"] != "c" else "test"} for row in m_rows()]
+    manifest = load_manifest(make_manifest(rows))
+    assert manifest.has_split
+    assert "split" not in manifest.attributes
+    assert set(manifest.frame["split"]) <= set(SPLITS)
+    assert set(RESERVED_COLUMNS) == {"path", "subject", "split"}
+
+
+def test_verify_images_false_skips_the_header_check(make_manifest, tmp_path):
+    path = make_manifest()
+    (tmp_path / "img/a_1.png").write_bytes(b"not an image")
+    assert len(load_manifest(path, verify_images=False).frame) == 6
+
+
+# -- file-level errors ---------------------------------------------------------------------------
+
+
+def test_missing_manifest(tmp_path):
+    with pytest.raises(ManifestError, match=rf"nope\.csv: {rx(m.ERR_NOT_FOUND)}.*fix: check the path"):
+        load_manifest(tmp_path / "nope.csv")
+
+
+def test_unsupported_suffix(tmp_path):
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(ManifestError, match=rf"manifest\.json: {rx(m.ERR_UNSUPPORTED_FORMAT)} '\.json'.*\.csv, \.parquet"):
+        load_manifest(tmp_path / "manifest.json")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "manifest.csv").write_text("")
+    with pytest.raises(ManifestError, match=rf"{rx(m.ERR_EMPTY)} \(the file has no header"):
+        load_manifest(tmp_path / "manifest.csv")
+
+
+def test_header_only(tmp_path):
+    (tmp_path / "manifest.csv").write_text("path,subject,gender\n")
+    with pytest.raises(ManifestError, match=rf"{rx(m.ERR_EMPTY)} \(a header but no rows\); fix: add one row"):
+        load_manifest(tmp_path / "manifest.csv")
+
+
+def test_unparseable_csv(tmp_path):
+    (tmp_path / "manifest.csv").write_text("path,subject\na.png,a\nb.png,b,extra,fields\n")
+    with pytest.raises(ManifestError, match=rf"{rx(m.ERR_UNPARSEABLE)} as csv \(ParserError"):
+        load_manifest(tmp_path / "manifest.csv")
+
+
+def test_unparseable_parquet(tmp_path):
+    (tmp_path / "manifest.parquet").write_bytes(b"PAR1 garbage")
+    with pytest.raises(ManifestError, match=rf"{rx(m.ERR_UNPARSEABLE)} as parquet"):
+        load_manifest(tmp_path / "manifest.parquet")
+
+
+# -- columns -------------------------------------------------------------------------------------
+
+
+def test_missing_required_column_suggests_a_close_one(make_manifest):
+    rows = [{"paths": r["path"], "subject": r["subject"]} for r in m_rows()]
+    with pytest.raises(ManifestError, match=rf"{rx(m.ERR_MISSING_COLUMNS)}\(s\) 'path'.*did you mean 'paths'"):
+        load_manifest(make_manifest(rows, images=False))
+
+
+def test_reserved_column_named_as_attribute(make_manifest):
+    with pytest.raises(ManifestError, match=rf"{rx(m.ERR_RESERVED_ATTRIBUTE)}: 'subject'"):
+        load_manifest(make_manifest(), attributes=["gender", "subject"])
+
+
+def test_attribute_named_twice(make_manifest):
+    with pytest.raises(ManifestError, match=rf"{rx(m.ERR_DUPLICATE_ATTRIBUTE)}: \['gender'\]"):
+        load_manifest(make_manifest(), attributes=["gender", "gender"])
+
+
+def test_unknown_attribute_suggests(make_manifest):
+    with pytest.raises(ManifestError, match=rf"{rx(m.ERR_UNKNOWN_ATTRIBUTE)}: 'skintone'.*did you mean 'skin_tone'"):
+        load_manifest(make_manifest(), attributes=["skintone"])
+
+
+# -- values --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column", ["path", "subject", "gender"])
+def test_blank_values_name_row_line_and_column(make_manifest, column):
+    rows = m_rows()
+    rows[2][column] = "  "
+    rows[4][column] = ""
+    pattern = rf"manifest\.csv: data row 3 \(line 4\), column '{column}': {rx(m.ERR_BLANK_VALUE)} '  '; 1 more row like this; fix:"
+    with pytest.raises(ManifestError, match=pattern):
+        load_manifest(make_manifest(rows))
+
+
+def test_blank_in_parquet_null(make_manifest):
+    rows = m_rows()
+    rows[1]["gender"] = None
+    with pytest.raises(ManifestError, match=rf"data row 2, column 'gender': {rx(m.ERR_BLANK_VALUE)} ''"):
+        load_manifest(make_manifest(rows, suffix=".parquet"))
+
+
+def test_line_numbers_follow_quoted_newlines(tmp_path, write_image):
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / name)
+    (tmp_path / "manifest.csv").write_text('path,subject,note\na.png,a,"two\nlines"\nb.png,,x\n')
+    with pytest.raises(ManifestError, match=r"data row 2 \(line 4\), column 'subject'"):
+        load_manifest(tmp_path / "manifest.csv")
+
+
+def test_invalid_split(make_manifest):
+    rows = [{**row, "split": "train"} for row in m_rows()]
+    rows[3]["split"] = "Test"
+    with pytest.raises(ManifestError, match=rf"data row 4 \(line 5\), column 'split': {rx(m.ERR_INVALID_SPLIT)} 'Test'.*train, val, test"):
+        load_manifest(make_manifest(rows))
+
+
+def test_absolute_path(make_manifest):
+    rows = m_rows()
+    rows[0]["path"] = "/etc/passwd"
+    with pytest.raises(ManifestError, match=rf"data row 1 \(line 2\), column 'path': {rx(m.ERR_ABSOLUTE_PATH)} '/etc/passwd'"):
+        load_manifest(make_manifest(rows))
+
+
+def test_duplicate_path_names_the_first_occurrence(make_manifest):
+    rows = m_rows()
+    rows[3]["path"] = rows[0]["path"]
+    rows[5]["path"] = rows[0]["path"]
+    rows[3]["subject"] = rows[5]["subject"] = "a"
+    rows[3]["gender"] = rows[5]["gender"] = "female"
+    rows[3]["skin_tone"] = rows[5]["skin_tone"] = "darker"
+    pattern = rf"data row 4 \(line 5\), column 'path': {rx(m.ERR_DUPLICATE_PATH)} 'img/a_1.png' \(already at data row 1\); 1 more row"
+    with pytest.raises(ManifestError, match=pattern):
+        load_manifest(make_manifest(rows))
+
+
+def test_subject_with_two_values_of_an_attribute(make_manifest):
+    rows = m_rows()
+    rows[3]["gender"] = "female"  # subject b: male at row 3, female at row 4
+    pattern = (
+        rf"data row 4 \(line 5\), column 'gender': {rx(m.ERR_CONFLICTING_ATTRIBUTE)}: subject 'b' has gender "
+        r"'female' here but 'male' at data row 3; fix: give all of a subject's rows the same gender"
+    )
+    with pytest.raises(ManifestError, match=pattern):
+        load_manifest(make_manifest(rows))
+
+
+def test_conflicts_are_counted_across_subjects(make_manifest):
+    rows = m_rows()
+    rows[1]["skin_tone"] = "lighter"
+    rows[3]["skin_tone"] = "darker"
+    with pytest.raises(ManifestError, match=r"data row 2 .*1 more subject affected; 1 more row like this"):
+        load_manifest(make_manifest(rows))
+
+
+def test_conflicting_attribute_not_checked_when_not_an_attribute(make_manifest):
+    rows = [{**row, "view": str(i)} for i, row in enumerate(m_rows())]
+    assert load_manifest(make_manifest(rows), attributes=["gender"]).attributes == ("gender",)
+
+
+def test_subject_in_two_splits(make_manifest):
+    rows = [{**row, "split": "train"} for row in m_rows()]
+    rows[5]["split"] = "test"
+    with pytest.raises(ManifestError, match=rf"column 'split': {rx(m.ERR_SUBJECT_IN_TWO_SPLITS)}: subject 'c'.*splits never share"):
+        load_manifest(make_manifest(rows))
+
+
+# -- images --------------------------------------------------------------------------------------
+
+
+def test_missing_image(make_manifest):
+    path = make_manifest(skip_images=["img/b_2.png", "img/c_1.png"])
+    with pytest.raises(ManifestError, match=rf"data row 4 \(line 5\), column 'path': {rx(m.ERR_MISSING_IMAGE)}: .*b_2\.png; 1 more row"):
+        load_manifest(path)
+
+
+def test_unreadable_image(make_manifest, tmp_path):
+    path = make_manifest()
+    (tmp_path / "img/c_2.png").write_bytes(b"\x89PNG this is not really a png")
+    with pytest.raises(ManifestError, match=rf"data row 6 \(line 7\), column 'path': {rx(m.ERR_UNREADABLE_IMAGE)}: .*c_2\.png \("):
+        load_manifest(path)
+
+
+def test_read_table_names_what_is_read(tmp_path):
+    with pytest.raises(ManifestError, match=r"annotations file does not exist"):
+        m.read_table(tmp_path / "a.csv", what="annotations")
+    pd.DataFrame({"subject": ["x"]}).to_csv(tmp_path / "a.csv", index=False)
+    assert m.read_table(tmp_path / "a.csv")["subject"].tolist() == ["x"]
+
+
+def m_rows() -> list[dict]:
+    """Six rows of three subjects (see conftest.default_rows), as fresh dicts."""
+    return [
+        {"path": f"img/{s}_{n}.png", "subject": s, "gender": g, "skin_tone": t}
+        for s, g, t in (("a", "female", "darker"), ("b", "male", "lighter"), ("c", "male", "darker"))
+        for n in (1, 2)
+    ]
+
+
+def test_paths_are_unchanged(make_manifest):
+    manifest = load_manifest(make_manifest())
+    assert manifest.frame["path"].tolist() == [r["path"] for r in m_rows()]
+    assert Path(manifest.image_path(0)).is_file()
+
+
+def test_inferred_attribute_errors_suggest_naming_attributes(make_manifest):
+    rows = [{**row, "age": "" if i == 4 else "30", "view": str(i)} for i, row in enumerate(m_rows())]
+    pattern = r"column 'age': blank value ''; fix: .*or name the sensitive attributes \(e\.g\. attributes=\['gender', 'skin_tone'\]\) to leave 'age' out"
+    with pytest.raises(ManifestError, match=pattern):
+        load_manifest(make_manifest(rows))
+    with pytest.raises(ManifestError, match=r"column 'age': blank value ''; fix: fill in the age of this row or drop the row$"):
+        load_manifest(make_manifest(rows, name="named"), attributes=["gender", "age"])
+
+
+def test_real_photos_manifest(london_faces):
+    manifest = load_manifest(london_faces, attributes=["gender", "race_binary"], verify_images=False)
+    assert len(manifest.frame) == 1020
+    assert manifest.frame.groupby("subject")["race_binary"].nunique().max() == 1
+
+
+def test_a_column_named_index_is_just_another_column(make_manifest):
+    rows = [{**row, "index": str(i)} for i, row in enumerate(m_rows())]
+    rows[3]["gender"] = "female"
+    with pytest.raises(ManifestError, match=r"subject 'b' has gender 'female' here but 'male' at data row 3"):
+        load_manifest(make_manifest(rows), attributes=["gender"])

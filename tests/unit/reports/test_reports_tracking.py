@@ -1,0 +1,285 @@
+"""genfair.reports.tracking: metric keys, params and logging an AuditResult into MLflow (SQLite in tmp)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+
+import mlflow
+import mlflow.tracking._tracking_service.utils as tracking_utils
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
+
+from genfair.reports import audit_metrics, flatten_params, log_audit, metric_key
+from genfair.reports.tracking import MAX_PARAM_VALUE_LENGTH, NO_ACTIVE_RUN_MESSAGE
+
+# --- metric_key ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (("test", "mse_error"), "test/mse_error"),
+        (
+            ("group", "gender x skin_tone", "female / darker", "mse_error"),
+            "group/gender_x_skin_tone/female_darker/mse_error",
+        ),
+        (("disparity", "skin_tone", "psnr_score", "ratio"), "disparity/skin_tone/psnr_score/ratio"),
+        (("group", "tone", 7, "n_images"), "group/tone/7/n_images"),
+        (("group", "age: 20-30", "Monk 1.5 (lighter)"), "group/age_20-30/Monk_1.5_lighter"),
+        (("group", "  a//b  ", "_x_"), "group/a_b/x"),
+        (("group", "café"), "group/caf"),
+    ],
+)
+def test_metric_key_sanitises_each_part(parts: tuple, expected: str) -> None:
+    key = metric_key(*parts)
+    assert key == expected
+    assert mlflow.utils.validation.validate_param_and_metric_name(key)
+
+
+@pytest.mark.parametrize(
+    ("parts", "match"),
+    [
+        ((), "at least one part"),
+        (("group", " / "), r"key part ' / ' .* is empty once sanitised"),
+        (("group", ".."), r"key part '\.\.' .* is empty once sanitised"),
+        (("group", "x" * 260), "is 266 characters long; MLflow allows 250"),
+    ],
+)
+def test_metric_key_rejects_unusable_parts(parts: tuple, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        metric_key(*parts)
+
+
+# --- flatten_params -----------------------------------------------------------------------
+
+
+def test_flatten_params_joins_nested_keys_with_dots_and_stringifies() -> None:
+    params = flatten_params(
+        {
+            "model": "vae",
+            "model_config": {"latent_dim": 8, "beta": 1.0},
+            "attributes": ("gender", "skin_tone"),
+            "splits": {"test": {"composition": {"female / darker": 2}}},
+            "manifest": None,
+            "empty": {},
+            "long": "x" * (MAX_PARAM_VALUE_LENGTH + 10),
+        }
+    )
+    assert params == {
+        "model": "vae",
+        "model_config.latent_dim": "8",
+        "model_config.beta": "1.0",
+        "attributes": '["gender", "skin_tone"]',
+        "splits.test.composition.female_darker": "2",
+        "manifest": "None",
+        "long": "x" * (MAX_PARAM_VALUE_LENGTH - 3) + "...",
+    }
+
+
+@pytest.mark.parametrize(
+    ("metadata", "match"),
+    [
+        ({"a b": 1, "a_b": 2}, r"metadata keys \('a b',\) and \('a_b',\) both become the MLflow param 'a_b'"),
+        ({"run": {"": 1}}, r"key part '' in \('run', ''\) is empty once sanitised"),
+        ({"k" * 251: 1}, "is 251 characters long"),
+    ],
+)
+def test_flatten_params_rejects_unusable_keys(metadata: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        flatten_params(metadata)
+
+
+# --- audit_metrics (pure) -----------------------------------------------------------------
+
+
+def test_audit_metrics_keys_and_values(result_factory) -> None:
+    result = result_factory()
+    metrics = audit_metrics(result.per_group, result.disparities)
+    per_group = result.per_group.set_index(["grouping", "group"])
+    assert metrics["test/mse_error"] == pytest.approx(per_group.loc[("overall", "all"), "mse_error"])
+    assert metrics["test/n_images"] == 8
+    assert metrics["group/gender_x_skin_tone/female_darker/psnr_score"] == pytest.approx(
+        per_group.loc[("gender x skin_tone", "female / darker"), "psnr_score"]
+    )
+    assert metrics["group/gender_x_skin_tone/female_darker/n_subjects"] == 2
+    assert metrics["group/skin_tone/lighter/n_images"] == 4
+    disparity = result.disparities.set_index(["grouping", "metric"]).loc[("gender x skin_tone", "mse_error")]
+    assert metrics["disparity/gender_x_skin_tone/mse_error/ratio"] == pytest.approx(disparity["ratio"])
+    assert metrics["disparity/gender_x_skin_tone/mse_error/difference"] == pytest.approx(disparity["difference"])
+    # 4 columns for the overall row and each of the 8 groups, 2 statistics per disparity row.
+    assert len(metrics) == 4 * len(result.per_group) + 2 * len(result.disparities)
+    assert not any(key.startswith("group/overall") for key in metrics)
+
+
+def test_audit_metrics_skips_non_finite_values_with_a_warning(result_factory, caplog) -> None:
+    result = result_factory(with_inf=True)
+    with caplog.at_level(logging.WARNING, logger="genfair.reports.tracking"):
+        metrics = audit_metrics(result.per_group, result.disparities)
+    assert "test/psnr_score" not in metrics
+    assert "group/gender_x_skin_tone/male_lighter/psnr_score" not in metrics
+    assert metrics["group/gender_x_skin_tone/male_lighter/mse_error"] == pytest.approx(0.003)
+    assert metrics["test/mse_error"] == pytest.approx(result.per_image["mse_error"].mean())
+    assert all(math.isfinite(value) for value in metrics.values())
+    [record] = caplog.records
+    assert "non-finite" in record.getMessage() and "test/psnr_score" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda g, d: (g.drop(columns="n_subjects"), d), r"per_group lacks column\(s\) \['n_subjects'\]"),
+        (lambda g, d: (g, d.drop(columns="ratio")), r"disparities lacks column\(s\) \['ratio'\]"),
+        (lambda g, d: (g[g["grouping"] != "overall"], d), "per_group has no overall row"),
+        (
+            lambda g, d: (pd.concat([g, g.iloc[[1]].assign(group="female ")]), d),
+            "two audit rows give the MLflow metric 'group/gender/female/n_images'",
+        ),
+    ],
+)
+def test_audit_metrics_rejects_bad_frames(result_factory, edit, match) -> None:
+    result = result_factory()
+    per_group, disparities = edit(result.per_group, result.disparities)
+    with pytest.raises(ValueError, match=match):
+        audit_metrics(per_group, disparities)
+
+
+# --- log_audit against a SQLite store -----------------------------------------------------
+
+
+def _migrated_database(request: pytest.FixtureRequest, database: Path) -> None:
+    """Put an empty, fully migrated MLflow SQLite database at ``database``.
+
+    Creating one runs MLflow's ~50 alembic migrations (several seconds), so the first one made
+    is kept in pytest's cache, keyed by the MLflow version, and later runs copy it (as MLflow's
+    own test suite does with its ``cached_db``).
+    """
+    cache = getattr(request.config, "cache", None)
+    template = cache.mkdir(f"genfair-mlflow-{mlflow.__version__}") / "mlflow.db" if cache else None
+    if template is not None and template.is_file():
+        shutil.copyfile(template, database)
+        return
+    MlflowClient(tracking_uri=f"sqlite:///{database}").search_experiments()  # creates and migrates
+    if template is not None:
+        partial = template.with_name(f"mlflow.db.{os.getpid()}.tmp")
+        shutil.copyfile(database, partial)
+        os.replace(partial, template)
+
+
+@pytest.fixture(scope="module")
+def experiment_id(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One SQLite store for the module; MLflow's tracking URI (global and env) restored after."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        _migrated_database(request, root / "mlflow.db")
+        patch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        yield MlflowClient().create_experiment("reports", artifact_location=(root / "artifacts").as_uri())
+
+
+@pytest.fixture
+def run_in(experiment_id: str):
+    """Start a run in the test experiment; every run still active ends after the test."""
+    yield lambda: mlflow.start_run(experiment_id=experiment_id)
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def _small_figure() -> Figure:
+    figure = Figure(figsize=(1, 1))
+    figure.add_subplot().plot([0, 1], [0, 1])
+    return figure
+
+
+def test_log_audit_logs_params_metrics_tags_and_artifacts(run_in, result_factory) -> None:
+    result = result_factory()
+    with run_in() as run:
+        log_audit(result, figures={"error by group": _small_figure(), "reconstructions": _small_figure()})
+
+    client = MlflowClient()
+    logged = client.get_run(run.info.run_id)
+    assert logged.data.params == flatten_params(result.metadata)
+    assert logged.data.params["model_config.latent_dim"] == "8"
+    assert logged.data.params["splits.test.composition.female_darker"] == "2"
+    assert logged.data.tags["genfair.model"] == "vae"
+    assert logged.data.tags["genfair.dataset"] == "faces"
+
+    expected = audit_metrics(result.per_group, result.disparities)
+    assert logged.data.metrics == pytest.approx(expected)
+    per_group = result.per_group.set_index(["grouping", "group"])
+    assert logged.data.metrics["group/gender_x_skin_tone/female_darker/mse_error"] == pytest.approx(
+        per_group.loc[("gender x skin_tone", "female / darker"), "mse_error"]
+    )
+    disparities = result.disparities.set_index(["grouping", "metric"])
+    assert logged.data.metrics["disparity/skin_tone/psnr_score/ratio"] == pytest.approx(
+        disparities.loc[("skin_tone", "psnr_score"), "ratio"]
+    )
+
+    artifacts = {info.path for info in client.list_artifacts(run.info.run_id)}
+    assert artifacts == {"audit", "figures"}
+    audit_files = {Path(info.path).name for info in client.list_artifacts(run.info.run_id, "audit")}
+    assert audit_files >= {"per_image.parquet", "per_group.parquet", "disparities.parquet", "metadata.json"}
+    assert "per_group.csv" in audit_files
+    figure_files = {info.path for info in client.list_artifacts(run.info.run_id, "figures")}
+    assert figure_files == {"figures/error_by_group.png", "figures/reconstructions.png"}
+
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="audit"))
+    pd.testing.assert_frame_equal(pd.read_csv(local / "per_group.csv"), result.per_group, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(local / "per_image.parquet"), result.per_image)
+    loaded = type(result).load(local)
+    pd.testing.assert_frame_equal(loaded.per_group, result.per_group)
+    assert loaded.metadata == result.metadata
+
+
+def test_log_audit_skips_inf_and_logs_the_rest(run_in, result_factory, caplog) -> None:
+    result = result_factory(with_inf=True, metadata={"seed": 0})
+    with caplog.at_level(logging.WARNING, logger="genfair.reports.tracking"), run_in() as run:
+        log_audit(result)
+    logged = MlflowClient().get_run(run.info.run_id).data
+    assert "test/psnr_score" not in logged.metrics
+    assert logged.metrics["test/mse_error"] == pytest.approx(result.per_image["mse_error"].mean())
+    assert all(np.isfinite(list(logged.metrics.values())))
+    assert logged.params == {"seed": "0"}
+    assert "genfair.model" not in logged.tags
+    assert any("non-finite" in record.getMessage() for record in caplog.records)
+
+
+def test_log_audit_needs_an_active_run(experiment_id, result_factory) -> None:
+    assert mlflow.active_run() is None
+    with pytest.raises(RuntimeError, match="needs an active MLflow run") as error:
+        log_audit(result_factory())
+    assert str(error.value) == NO_ACTIVE_RUN_MESSAGE
+    assert mlflow.active_run() is None  # and it did not start one
+
+
+def test_log_audit_checks_everything_before_logging_anything(run_in, result_factory) -> None:
+    result = result_factory(metadata={"seed": 0})
+    with run_in() as run:
+        with pytest.raises(ValueError, match="two figure names give the artifact 'figures/a_b.png'"):
+            log_audit(result, figures={"a b": _small_figure(), "a/b": _small_figure()})
+    logged = MlflowClient().get_run(run.info.run_id)
+    assert logged.data.params == {} and logged.data.metrics == {}
+    assert MlflowClient().list_artifacts(run.info.run_id) == []
+
+
+def test_log_audit_logs_a_summarized_result(run_in, per_image) -> None:
+    from genfair.audit.result import summarize
+
+    result = summarize(
+        per_image, attributes=["gender", "skin_tone"], metrics=["mse_error", "psnr_score"], metadata={"model": "vae"}
+    )
+    with run_in() as run:
+        log_audit(result)
+    logged = MlflowClient().get_run(run.info.run_id).data
+    assert logged.metrics == pytest.approx(audit_metrics(result.per_group, result.disparities))
+    assert logged.metrics["group/gender_x_skin_tone/male_lighter/n_images"] == 2
+    assert logged.tags["genfair.model"] == "vae"
