@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,9 +124,10 @@ def ui(
     console.print(f"MLflow UI for {uri} on http://{host}:{port} (Ctrl+C stops it)")
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host]
     command += ["--port", str(port), "--workers", "1"]
+    # One light worker process; the server's job runner would start many more (see STACK.md).
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with contextlib.suppress(KeyboardInterrupt):
-        raise typer.Exit(subprocess.call(command, env=env))
+    sys.stdout.flush()
+    os.execve(sys.executable, command, env)  # the server replaces this process: signals reach it directly
 
 
 @data_app.command("import-faces95")

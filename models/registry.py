@@ -4,7 +4,7 @@ Registration happens when :mod:`genfair.models` is imported: each model module d
 its LightningModule with :func:`register`. Callers look a model up by the name a user typed:
 
     spec = get("vae")
-    model = spec.module.from_config(spec.config(image_size=64, channels=3))
+    model = spec.module.from_config(spec.config(image_size=64, channels=3, seed=0))
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ __all__ = ["REGISTRY", "ModelSpec", "get", "names", "register"]
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_CONFIG_FIELDS = ("image_size", "channels")
-"""Fields every model config must have: a model learns its input shape from its config."""
+REQUIRED_CONFIG_FIELDS = ("image_size", "channels", "seed")
+"""Fields every model config must have: a model learns its input shape and its seed from its config."""
 
 REGISTRY: dict[str, ModelSpec] = {}
 """Registered models by name. Read it through :func:`get` and :func:`names`."""
@@ -51,7 +51,7 @@ def register(name: str, *, config: type) -> Callable[[_ModuleT], _ModuleT]:
 
     Args:
         name: Registry key: lowercase, non-empty, no surrounding whitespace, not yet registered.
-        config: A frozen dataclass with at least the fields ``image_size`` and ``channels``.
+        config: A frozen dataclass with at least the fields ``image_size``, ``channels`` and ``seed``.
 
     Returns:
         A decorator that records ``ModelSpec(name, module, config)`` in :data:`REGISTRY` and

@@ -15,6 +15,7 @@ from genfair.models import registry
 class _ToyConfig:
     image_size: int = 8
     channels: int = 1
+    seed: int = 0
 
 
 class _ToyModule(pl.LightningModule):
@@ -123,6 +124,7 @@ def test_register_rejects_config_without_shape_fields(empty_registry: dict) -> N
     @dataclass(frozen=True, kw_only=True)
     class NoChannels:
         image_size: int = 8
+        seed: int = 0
 
     with pytest.raises(TypeError, match=r"lacks the required fields \['channels'\]"):
         registry.register("toy", config=NoChannels)
