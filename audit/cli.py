@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 
 if TYPE_CHECKING:
     from genfair.audit.pipeline import RunOutcome
+    from genfair.audit.result import AuditResult
 
 import typer
 from rich.console import Console
@@ -55,11 +56,23 @@ def _user_errors(debug: bool) -> Iterator[None]:
     """Turn the library's input errors into one red line and exit code 2 (full traceback with --debug)."""
     try:
         yield
-    except USER_ERRORS as err:
-        if debug:
+    except Exception as err:
+        if debug or not _is_user_error(err):
             raise
-        error_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True, markup=True)
+        from rich.markup import escape
+
+        error_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
+
+
+def _is_user_error(err: Exception) -> bool:
+    if isinstance(err, USER_ERRORS):
+        return True
+    if "lightning_fabric" in sys.modules:  # a bad --strategy, --precision or --devices, caught by Lightning
+        from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+        return isinstance(err, MisconfigurationException)
+    return False
 
 
 @app.command()
@@ -76,12 +89,33 @@ def run(
         str | None,
         typer.Option(help="Comma-separated sensitive attribute columns. Default: the dataset's own.", show_default=False),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    epochs: Annotated[
+        int, typer.Option("--epochs", "--max-epochs", help="Most training epochs (early stopping may end sooner).")
+    ] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per batch (per device).")] = 32,
     seed: Annotated[int, typer.Option(help="Seed for the data split, initialisation and data order.")] = 0,
     image_size: Annotated[int, typer.Option(help="Side of the square images, in pixels.")] = 64,
+    scale: Annotated[
+        int | None, typer.Option(help="Super-resolution factor (sr, bicubic): 2, 4 or 8.", show_default=False)
+    ] = None,
+    model_option: Annotated[
+        list[str] | None,
+        typer.Option("--model-option", "-o", help="Model config override KEY=VALUE, repeatable (e.g. -o bottleneck=16).",
+                     show_default=False),
+    ] = None,
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu or gpu.")] = "auto",
-    devices: Annotated[int, typer.Option(help="Devices to train on (one for now: DDP is not built yet).")] = 1,
+    devices: Annotated[str, typer.Option(help="Devices per node: a count, -1 for all, or auto.")] = "1",
+    num_nodes: Annotated[int, typer.Option(help="Machines (launch with torchrun or SLURM).")] = 1,
+    strategy: Annotated[str, typer.Option(help="Lightning strategy: auto, ddp, ...")] = "auto",
+    precision: Annotated[str, typer.Option(help="Lightning precision: 32-true, 16-mixed, bf16-mixed.")] = "32-true",
+    patience: Annotated[int, typer.Option(help="Epochs without a better validation loss before stopping; 0: never.")] = 3,
+    classifier_epochs: Annotated[
+        int, typer.Option(help="Epochs of the attribute classifier that labels originals and outputs; 0 skips it.")
+    ] = 5,
+    resume: Annotated[Path | None, typer.Option(help="Continue training from this checkpoint.", show_default=False)] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Audit this trained checkpoint without training.", show_default=False)
+    ] = None,
     tracking_uri: TrackingUriOption = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "genfair",
     debug: DebugOption = False,
@@ -100,14 +134,24 @@ def run(
             batch_size=batch_size,
             seed=seed,
             image_size=image_size,
+            scale=scale,
+            model_options=_key_values(model_option or [], option="--model-option"),
             accelerator=accelerator,
             devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
+            precision=precision,
+            patience=patience,
+            classifier_epochs=classifier_epochs,
+            resume=str(resume) if resume is not None else None,
+            checkpoint=str(checkpoint) if checkpoint is not None else None,
             tracking_uri=tracking_uri,
             experiment=experiment,
         )
         outcome = run_audit(config, progress_bar=True)
 
-    _print_run_summary(outcome)
+    if outcome is not None:  # None on DDP ranks other than 0: rank 0 reports
+        _print_run_summary(outcome)
 
 
 @app.command()
@@ -154,6 +198,16 @@ def _split_list(text: str | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _key_values(items: list[str], *, option: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{option} {item!r}: expected KEY=VALUE, e.g. {option} bottleneck=16")
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
 def _quiet_libraries(debug: bool) -> None:
     """Lightning's device banners and MLflow's chatter add nothing to the printed table.
 
@@ -171,6 +225,36 @@ def _quiet_libraries(debug: bool) -> None:
 
 FEW_SUBJECTS = 5  # below this many subjects a group's mean is an anecdote, not evidence
 METRIC_HEADERS = {"mse_error": "MSE ↓", "mae_error": "MAE ↓", "psnr_score": "PSNR dB ↑", "ssim_score": "SSIM ↑"}
+
+
+def _print_classifier_table(result: AuditResult) -> None:
+    """How often the attribute classifier sees each person's own group, in originals and outputs."""
+    if "classifier_accuracy" not in result.tables:
+        return
+    from rich import box
+    from rich.table import Table
+
+    originals = result.tables["classifier_accuracy"]
+    outputs = result.tables.get("attribute_preservation")
+    accuracy_columns = [column for column in originals.columns if column.endswith("_accuracy")]
+    table = Table(
+        title="Attribute classifier: share labelled as own group (originals → outputs)",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("group")
+    for column in accuracy_columns:
+        table.add_column(column.removesuffix("_accuracy"), justify="right")
+    for grouping, rows in originals.groupby("grouping", sort=False):
+        table.add_section()
+        for position, row in rows.iterrows():
+            cells = []
+            for column in accuracy_columns:
+                cell = f"{row[column]:.2f}"
+                if outputs is not None:
+                    cell += f" → {outputs.loc[position, column]:.2f}"
+                cells.append(cell)
+            table.add_row("all images" if grouping == "overall" else str(row["group"]), *cells)
+    console.print(table)
 
 
 def _print_run_summary(outcome: RunOutcome) -> None:
@@ -209,6 +293,7 @@ def _print_run_summary(outcome: RunOutcome) -> None:
             f"{row.ratio:.3f}", f"{row.difference:.3g}",
         )
     console.print(disparities)
+    _print_classifier_table(result)
     console.print(f"MLflow run [bold]{outcome.run_id}[/] in {outcome.tracking_uri}")
     run_path = f"#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}"
     if outcome.tracking_uri.startswith(("http://", "https://")):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
@@ -27,8 +28,10 @@ import torch
 from genfair import datasets, models
 from genfair.audit.metrics import names as metric_names
 from genfair.audit.metrics import per_sample_metrics
+from genfair.audit.attributes import classified_column, classifier_accuracy
 from genfair.audit.result import AuditResult, summarize
 from genfair.datasets import FacesDataModule, Manifest
+from genfair.models import AttributeClassifier, AttributeClassifierConfig
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
 
 logger = logging.getLogger(__name__)
@@ -48,14 +51,23 @@ class RunConfig:
         manifest: path of a CSV/Parquet manifest to audit instead of a named dataset.
         attributes: sensitive attribute columns; None means the dataset's own (or, for a
             manifest, every non-reserved column).
-        epochs: training epochs.
-        batch_size: images per batch.
+        epochs: the most training epochs (early stopping may end sooner).
+        batch_size: images per batch (per device).
         seed: seeds the data split, the weights' initialisation and the data order.
         image_size: side of the square images the model sees, in pixels.
         channels: 3 for RGB, 1 for grayscale.
+        scale: downsampling factor a super-resolution model upsamples from (2, 4 or 8).
+        model_options: ``(field, value)`` pairs overriding the model config's defaults.
         accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``).
-        devices: Lightning devices; one for now (a GPU or the CPU): gathering per-image
-            predictions across DDP ranks is not built yet.
+        devices: Lightning devices per node: a count, ``-1`` for all, or ``auto``.
+        num_nodes: machines in a multi-node run (launched by torchrun or SLURM).
+        strategy: Lightning strategy (``auto``, ``ddp``, ...).
+        precision: Lightning precision (``32-true``, ``16-mixed``, ``bf16-mixed``).
+        patience: epochs without a better validation loss before training stops; 0 never stops early.
+        classifier_epochs: epochs of the attribute classifier trained on the real training
+            images (it labels originals and outputs); 0 skips it.
+        resume: a checkpoint to continue training from.
+        checkpoint: a trained checkpoint to audit without training.
         tracking_uri: MLflow tracking URI; None means ``$MLFLOW_TRACKING_URI`` or
             ``sqlite:///<cwd>/mlflow.db``.
         experiment: MLflow experiment name.
@@ -72,26 +84,47 @@ class RunConfig:
     seed: int = 0
     image_size: int = 64
     channels: int = 3
+    scale: int | None = None
+    model_options: tuple[tuple[str, str], ...] = ()
     accelerator: str = "auto"
-    devices: int = 1
+    devices: str = "1"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    patience: int = 3
+    classifier_epochs: int = 5
+    resume: str | None = None
+    checkpoint: str | None = None
     tracking_uri: str | None = None
     experiment: str = DEFAULT_EXPERIMENT
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "image_size"):
+        for name in ("epochs", "batch_size", "image_size", "num_nodes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
-        if self.devices != 1:
-            raise ValueError(
-                f"--devices {self.devices!r}: this version audits on one device; multi-device (DDP) runs "
-                "are not supported yet, use --devices 1"
-            )
+        if self.classifier_epochs < 0:
+            raise ValueError(f"--classifier-epochs must be 0 (no classifier) or more, got {self.classifier_epochs!r}")
+        if self.patience < 0:
+            raise ValueError(f"--patience must be 0 (never stop early) or more, got {self.patience!r}")
         if self.attributes is not None and len(self.attributes) == 0:
             raise ValueError("--attributes must name at least one column, got an empty list")
+        if self.resume is not None and self.checkpoint is not None:
+            raise ValueError(
+                "--resume and --checkpoint conflict: --resume continues training, --checkpoint audits "
+                "without training; pass one"
+            )
+        for option, path in (("--resume", self.resume), ("--checkpoint", self.checkpoint)):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{option} {path}: no such checkpoint file")
+
+    @property
+    def lightning_devices(self) -> int | str:
+        """``devices`` as Lightning wants it: an int for a count, else the string (``auto``)."""
+        return int(self.devices) if self.devices.lstrip("-").isdigit() else self.devices
 
 
 @dataclass(frozen=True)
@@ -132,78 +165,247 @@ def load_run_manifest(config: RunConfig) -> tuple[str, Manifest]:
     return spec.name, datasets.load_manifest(spec.manifest_path, attributes=attributes)
 
 
-def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome:
+def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | None:
     """Train ``config.model`` on the dataset, audit its test-split outputs per group, log to MLflow.
 
     Everything that can fail on bad input (manifest, registry keys, options) is checked before
-    the MLflow run opens, so a usage error never leaves an empty run behind.
+    the MLflow run opens, so a usage error never leaves an empty run behind. Under DDP every
+    rank trains and predicts; only global rank 0 talks to MLflow and returns the outcome
+    (the other ranks return None).
 
     Raises:
         ValueError: an invalid option, an unknown model or dataset, or a bad manifest.
     """
     model_spec = models.get(config.model)
+    model_config = build_model_config(model_spec, config)
     dataset_name, manifest = load_run_manifest(config)
-    model_config = model_spec.config(image_size=config.image_size, channels=config.channels, seed=config.seed)
     datamodule = FacesDataModule(
-        manifest, image_size=config.image_size, channels=config.channels, batch_size=config.batch_size, seed=config.seed
+        manifest,
+        image_size=config.image_size,
+        channels=config.channels,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        lowres_scale=getattr(model_config, "scale", None),
     )
     datamodule.setup("fit")
-
-    tracking_uri = resolve_tracking_uri(config.tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    experiment = mlflow.set_experiment(config.experiment)
-
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    module = model_spec.module.from_config(model_config)
+    module = _load_module(model_spec, model_config, config.checkpoint)
+    max_epochs = 0 if config.checkpoint else (model_spec.max_epochs if model_spec.max_epochs is not None else config.epochs)
     metadata = _run_metadata(config, dataset_name, manifest, datamodule, model_config)
 
-    with mlflow.start_run(run_name=f"{config.model}-{dataset_name}-seed{config.seed}") as run:
-        mlflow.set_tags(
-            {"genfair.model": config.model, "genfair.dataset": dataset_name, "genfair.seed": str(config.seed)}
-        )
-        with tempfile.TemporaryDirectory(prefix="genfair-run-") as workdir:
-            trainer = pl.Trainer(
-                max_epochs=config.epochs,
-                accelerator=config.accelerator,
-                devices=config.devices,
-                logger=False,
-                callbacks=_callbacks(progress_bar),
-                enable_checkpointing=False,
-                enable_progress_bar=progress_bar,
-                enable_model_summary=False,
-                default_root_dir=workdir,
-                deterministic="warn",  # deterministic kernels where they exist (not all do on GPU)
+    with tempfile.TemporaryDirectory(prefix="genfair-run-") as workdir:
+        trainer = _trainer(config, workdir, max_epochs=max_epochs, progress_bar=progress_bar)
+        if not trainer.is_global_zero:  # DDP rank > 0: train and predict alongside rank 0, log nothing
+            _fit_and_predict(trainer, module, datamodule, config, max_epochs, Path(workdir))
+            return None
+        tracking_uri = resolve_tracking_uri(config.tracking_uri)
+        mlflow.set_tracking_uri(tracking_uri)
+        experiment = mlflow.set_experiment(config.experiment)
+        with mlflow.start_run(run_name=f"{config.model}-{dataset_name}-seed{config.seed}") as run:
+            mlflow.set_tags(
+                {"genfair.model": config.model, "genfair.dataset": dataset_name, "genfair.seed": str(config.seed)}
             )
-            trainer.fit(module, datamodule=datamodule)
-            checkpoint = Path(workdir) / "model.ckpt"
-            trainer.save_checkpoint(checkpoint)
+            indices, outputs, checkpoint = _fit_and_predict(trainer, module, datamodule, config, max_epochs, Path(workdir))
             mlflow.log_artifact(str(checkpoint), artifact_path="model")
-
-            indices, outputs = _predict(trainer, module, datamodule)
-        targets = _load_targets(datamodule, indices)
-        per_image = _per_image_frame(manifest, indices, outputs, targets)
-        result = summarize(per_image, attributes=manifest.attributes, metrics=metric_names(), metadata=metadata)
-        _log_result(result, manifest, indices, outputs, targets)
+            targets = _load_targets(datamodule, indices)
+            per_image = _per_image_frame(manifest, indices, outputs, targets)
+            tables: dict[str, pd.DataFrame] = {}
+            if config.classifier_epochs > 0:
+                classifier = _train_classifier(config, datamodule, Path(workdir))
+                mlflow.log_artifact(str(Path(workdir) / "classifier.ckpt"), artifact_path="classifier")
+                per_image = _add_classifications(per_image, classifier, datamodule, targets, outputs)
+                tables["classifier_accuracy"] = classifier_accuracy(per_image, attributes=manifest.attributes)
+                tables["attribute_preservation"] = classifier_accuracy(
+                    per_image, attributes=manifest.attributes, output=True
+                )
+            result = dataclasses.replace(
+                summarize(per_image, attributes=manifest.attributes, metrics=metric_names(), metadata=metadata),
+                tables=tables,
+            )
+            _log_result(result, manifest, indices, outputs, targets)
     return RunOutcome(
         result=result, run_id=run.info.run_id, experiment_id=experiment.experiment_id, tracking_uri=tracking_uri
     )
 
 
-def _callbacks(progress_bar: bool) -> list[pl.Callback]:
+def build_model_config(spec: models.ModelSpec, config: RunConfig) -> Any:
+    """The model's config: the run's image size, channels and seed, ``--scale``, then ``model_options``.
+
+    Raises:
+        ValueError: an option the model's config does not have, or a value of the wrong type.
+    """
+    fields = {field.name: field for field in dataclasses.fields(spec.config)}
+    values: dict[str, Any] = {"image_size": config.image_size, "channels": config.channels, "seed": config.seed}
+    if config.scale is not None:
+        if "scale" not in fields:
+            scaled = [name for name in models.names() if "scale" in {f.name for f in dataclasses.fields(models.get(name).config)}]
+            raise ValueError(f"--scale applies to super-resolution models ({', '.join(scaled)}), not to {config.model!r}")
+        values["scale"] = config.scale
+    settable = sorted(set(fields) - {"image_size", "channels", "seed", "scale"})
+    for key, text in config.model_options:
+        if key not in settable:
+            raise ValueError(
+                f"--model-option {key}={text}: model {config.model!r} has no option {key!r}; "
+                f"its options: {', '.join(settable)}"
+            )
+        values[key] = _parse_option(key, text, fields[key].default)
+    return spec.config(**values)
+
+
+def _parse_option(key: str, text: str, default: Any) -> Any:
+    """Parse a ``--model-option`` value like the field's default: bool, int, float, tuple of ints, or str."""
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false"):
+                raise ValueError
+            return text.lower() == "true"
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, tuple):
+            return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as err:
+        kind = "true or false" if isinstance(default, bool) else f"{type(default).__name__} like {default!r}"
+        raise ValueError(f"--model-option {key}={text}: expected {kind}") from err
+    return text
+
+
+def _load_module(spec: models.ModelSpec, model_config: Any, checkpoint: str | None) -> pl.LightningModule:
+    """A fresh model, or the trained one in ``checkpoint`` (which must fit the run's images)."""
+    if checkpoint is None:
+        return spec.module.from_config(model_config)
+    try:
+        module = spec.module.load_from_checkpoint(checkpoint, map_location="cpu")
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise ValueError(f"--checkpoint {checkpoint}: not a checkpoint of a {spec.name!r} model ({err})") from err
+    for field in ("image_size", "channels"):
+        if getattr(module.config, field) != getattr(model_config, field):
+            raise ValueError(
+                f"--checkpoint {checkpoint}: trained with {field}={getattr(module.config, field)}, "
+                f"but this run uses {field}={getattr(model_config, field)}; pass --{field.replace('_', '-')} "
+                f"{getattr(module.config, field)}"
+            )
+    return module
+
+
+def _trainer(config: RunConfig, workdir: str, *, max_epochs: int, progress_bar: bool) -> pl.Trainer:
     callbacks: list[pl.Callback] = [EpochMetricsToMlflow()]
+    if max_epochs > 0:
+        # dirpath=None: the folder comes from rank 0's default_root_dir, broadcast to every rank.
+        callbacks.append(pl.callbacks.ModelCheckpoint(monitor="val/loss", mode="min", filename="best", save_top_k=1))
+        if config.patience > 0:
+            callbacks.append(pl.callbacks.EarlyStopping(monitor="val/loss", mode="min", patience=config.patience))
     if progress_bar:
         callbacks.append(pl.callbacks.RichProgressBar(leave=True))
-    return callbacks
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator=config.accelerator,
+        devices=config.lightning_devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=config.precision,
+        logger=False,
+        callbacks=callbacks,
+        enable_checkpointing=max_epochs > 0,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        default_root_dir=workdir,
+        deterministic="warn",  # deterministic kernels where they exist (not all do on GPU)
+    )
 
 
-def _predict(
-    trainer: pl.Trainer, module: pl.LightningModule, datamodule: FacesDataModule
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model outputs for the test split: row indices ``(N,)`` and outputs ``(N, C, H, W)`` in [0, 1]."""
-    batches = trainer.predict(module, datamodule=datamodule)
+def _fit_and_predict(
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    datamodule: FacesDataModule,
+    config: RunConfig,
+    max_epochs: int,
+    workdir: Path,
+) -> tuple[torch.Tensor, torch.Tensor, Path]:
+    """Train (unless there is nothing to train), predict the test split with the best weights.
+
+    Returns:
+        Manifest row indices ``(N,)`` in increasing order, each test image once; outputs
+        ``(N, C, H, W)`` in [0, 1]; and the checkpoint of the weights that produced them.
+    """
+    best = ""
+    if max_epochs > 0:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=config.resume)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    batches = trainer.predict(module, datamodule=datamodule, ckpt_path=best or None)
+    indices, outputs = _gather_predictions(trainer, batches)
+    checkpoint = Path(best) if best else workdir / "model.ckpt"
+    if not best:
+        trainer.save_checkpoint(checkpoint)  # every rank calls it; rank 0 writes
+    return indices, outputs, checkpoint
+
+
+def _gather_predictions(trainer: pl.Trainer, batches: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank's predictions, each test image exactly once, ordered by manifest row.
+
+    Under DDP the sampler pads the last batch with repeated images so every rank gets the same
+    number; the repeats are dropped here.
+    """
     indices = torch.cat([batch["index"] for batch in batches]).cpu()
     outputs = torch.cat([batch["output"] for batch in batches]).float().cpu()
-    return indices, outputs
+    if trainer.world_size > 1:
+        shards: list[Any] = [None] * trainer.world_size
+        torch.distributed.all_gather_object(shards, (indices, outputs))
+        indices = torch.cat([shard[0] for shard in shards])
+        outputs = torch.cat([shard[1] for shard in shards])
+    unique, first = np.unique(indices.numpy(), return_index=True)  # sorted rows, first occurrence of each
+    return torch.from_numpy(unique), outputs[torch.from_numpy(first)]
+
+
+def _train_classifier(config: RunConfig, datamodule: FacesDataModule, workdir: Path) -> AttributeClassifier:
+    """An attribute classifier trained on the real training images, saved as ``classifier.ckpt``.
+
+    It trains on one device, in this process (rank 0 under DDP): it is small, and the audit
+    needs it only after the model's predictions are gathered.
+    """
+    classes = datamodule.attribute_classes
+    classifier = AttributeClassifier.from_config(
+        AttributeClassifierConfig(
+            image_size=config.image_size,
+            channels=config.channels,
+            num_classes=tuple(len(values) for values in classes.values()),
+            seed=config.seed,
+        )
+    )
+    trainer = pl.Trainer(
+        max_epochs=config.classifier_epochs,
+        accelerator=config.accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(workdir),
+        deterministic="warn",
+    )
+    trainer.fit(classifier, datamodule=datamodule)
+    trainer.save_checkpoint(workdir / "classifier.ckpt")
+    return classifier
+
+
+def _add_classifications(
+    per_image: pd.DataFrame,
+    classifier: AttributeClassifier,
+    datamodule: FacesDataModule,
+    targets: torch.Tensor,
+    outputs: torch.Tensor,
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """``per_image`` plus the classifier's label of each attribute for the original and the output."""
+    classifier = classifier.cpu().eval()
+    labelled = per_image.copy()
+    for images, output in ((targets, False), (outputs, True)):
+        with torch.no_grad():
+            codes = torch.cat([classifier.classify(chunk) for chunk in images.split(batch_size)]).numpy()
+        for position, (attribute, values) in enumerate(datamodule.attribute_classes.items()):
+            labelled[classified_column(attribute, output=output)] = np.asarray(values, dtype=object)[codes[:, position]]
+    return labelled
 
 
 def _load_targets(datamodule: FacesDataModule, indices: torch.Tensor) -> torch.Tensor:
@@ -291,11 +493,12 @@ class EpochMetricsToMlflow(_epoch_metrics_to_mlflow_base()):  # type: ignore[mis
     """Logs the epoch-level training and validation metrics to the active MLflow run, one batch per epoch."""
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
+        if not trainer.sanity_checking and trainer.is_global_zero:
             self._log(trainer, prefix="val/")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._log(trainer, prefix="train/")
+        if trainer.is_global_zero:
+            self._log(trainer, prefix="train/")
 
     @staticmethod
     def _log(trainer: pl.Trainer, *, prefix: str) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ DISPARITIES_FILE = "disparities.parquet"
 METADATA_FILE = "metadata.json"
 #: The files :meth:`AuditResult.save` writes, in writing order.
 RESULT_FILES = (PER_IMAGE_FILE, PER_GROUP_FILE, DISPARITIES_FILE, METADATA_FILE)
+_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _FRAMES = (("per_image", PER_IMAGE_FILE), ("per_group", PER_GROUP_FILE), ("disparities", DISPARITIES_FILE))
 
 # Messages reused by the tests: each raise appends what it received.
@@ -78,6 +80,8 @@ class AuditResult:
         per_group: :func:`genfair.audit.group_table` of ``per_image``.
         disparities: :func:`genfair.audit.disparity_table` of ``per_group``.
         metadata: JSON-serialisable run facts (model, dataset hash, seed, versions).
+        tables: further named tables (e.g. ``classifier_accuracy``), each saved as
+            ``<name>.parquet``; names are lowercase identifiers.
 
     Raises:
         TypeError: if a frame is not a DataFrame or metadata is not a str-keyed mapping.
@@ -89,21 +93,27 @@ class AuditResult:
     per_group: pd.DataFrame
     disparities: pd.DataFrame
     metadata: dict[str, Any]
+    tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         import pandas as pd
 
-        for field, _ in _FRAMES:
-            value = getattr(self, field)
+        named = [(name, getattr(self, name)) for name, _ in _FRAMES]
+        for name, value in self.tables.items():
+            if not _TABLE_NAME.match(str(name)) or f"{name}.parquet" in RESULT_FILES:
+                raise ValueError(f"AuditResult.tables names must be lowercase identifiers other than the core files, got {name!r}")
+            named.append((f"tables[{name!r}]", value))
+        for name, value in named:
             if not isinstance(value, pd.DataFrame):
-                raise TypeError(f"AuditResult.{field} {NOT_FRAME_MSG}, got {type(value).__name__}")
+                raise TypeError(f"AuditResult.{name} {NOT_FRAME_MSG}, got {type(value).__name__}")
             bad = [column for column in value.columns if not isinstance(column, str)]
             if bad:
                 raise ValueError(
-                    f"AuditResult.{field} {COLUMN_NAMES_MSG}, got {bad!r}; rename them with "
+                    f"AuditResult.{name} {COLUMN_NAMES_MSG}, got {bad!r}; rename them with "
                     f"frame.rename(columns=str)"
                 )
         object.__setattr__(self, "metadata", _normalise_metadata(self.metadata))
+        object.__setattr__(self, "tables", dict(self.tables))
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the four result files into ``directory`` (created if needed).
@@ -120,8 +130,9 @@ class AuditResult:
         """
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
-        for field, name in _FRAMES:
-            frame = getattr(self, field)
+        frames = [(getattr(self, attribute), name) for attribute, name in _FRAMES]
+        frames += [(frame, f"{name}.parquet") for name, frame in self.tables.items()]
+        for frame, name in frames:
             _write_atomic(folder / name, lambda path, frame=frame: frame.to_parquet(path))
         text = json.dumps(self.metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
         _write_atomic(folder / METADATA_FILE, lambda path: Path(path).write_text(text, encoding="utf-8"))
@@ -152,13 +163,19 @@ class AuditResult:
                 f"{MISSING_FILES_MSG} {missing} in {str(folder)!r}; expected all of {list(RESULT_FILES)}, "
                 f"re-run the audit or save the result again"
             )
-        frames = {field: pd.read_parquet(folder / name) for field, name in _FRAMES}
+        frames = {attribute: pd.read_parquet(folder / name) for attribute, name in _FRAMES}
+        core = {name for _, name in _FRAMES}
+        tables = {
+            path.stem: pd.read_parquet(path)
+            for path in sorted(folder.glob("*.parquet"))
+            if path.name not in core and _TABLE_NAME.match(path.stem)
+        }
         metadata_path = folder / METADATA_FILE
         try:
             metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ValueError(f"{str(metadata_path)!r} {BAD_METADATA_FILE_MSG}: {err}; save the result again") from err
-        return cls(metadata=metadata, **frames)
+        return cls(metadata=metadata, tables=tables, **frames)
 
 
 def _write_atomic(path: Path, write: Callable[[str], object]) -> None:

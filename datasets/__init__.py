@@ -1,9 +1,9 @@
-"""genfair.datasets: manifests, the synthetic Faces95-style generator, the Faces95 importer, loaders.
+"""genfair.datasets: manifests, the synthetic Faces95-style generator, digits, the Faces95 importer, loaders.
 
-Importing the package registers the datasets (``names()`` lists them). The torch/Lightning side
-(:class:`FacesDataModule`, :class:`ManifestImageDataset`, :func:`subject_disjoint_split`,
-:func:`load_image`) is imported on first use, so reading or importing manifests stays light
-(``pytorch_lightning`` alone takes seconds to import).
+Importing the package registers the datasets (``names()`` lists them: ``digits``, ``faces``). The
+torch/Lightning side (:class:`FacesDataModule`, :class:`ManifestImageDataset`, :func:`load_image`,
+:func:`load_mask`, :data:`LOWRES_SCALES`) is imported on first use, so reading or importing
+manifests stays light (``pytorch_lightning`` alone takes seconds to import).
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .digits import DigitsConfig, ensure_digits, generate_digits
 from .faces95 import import_faces95
 from .manifest import (
+    MASK_COLUMN,
     RESERVED_COLUMNS,
     SPLITS,
     SUPPORTED_SUFFIXES,
@@ -21,12 +23,14 @@ from .manifest import (
     load_manifest,
 )
 from .registry import REGISTRY, DatasetBuilder, DatasetSpec, get, names, register
+from .splits import subject_disjoint_split
 from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces, generate_synthetic_faces
 
 if TYPE_CHECKING:
-    from .datamodule import FacesDataModule, ManifestImageDataset, load_image, subject_disjoint_split
+    from .datamodule import LOWRES_SCALES, FacesDataModule, ManifestImageDataset, load_image, load_mask
 
 __all__ = [
+    "MASK_COLUMN",
     "RESERVED_COLUMNS",
     "SPLITS",
     "SUPPORTED_SUFFIXES",
@@ -42,16 +46,20 @@ __all__ = [
     "SyntheticFacesConfig",
     "generate_synthetic_faces",
     "ensure_synthetic_faces",
+    "DigitsConfig",
+    "generate_digits",
+    "ensure_digits",
     "import_faces95",
+    "LOWRES_SCALES",
     "FacesDataModule",
     "ManifestImageDataset",
     "load_image",
+    "load_mask",
     "subject_disjoint_split",
 ]
 
 _LAZY = {
-    name: ".datamodule"
-    for name in ("FacesDataModule", "ManifestImageDataset", "load_image", "subject_disjoint_split")
+    name: ".datamodule" for name in ("LOWRES_SCALES", "FacesDataModule", "ManifestImageDataset", "load_image", "load_mask")
 }
 
 

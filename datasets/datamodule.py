@@ -1,13 +1,21 @@
 """Images of a manifest as tensors: a torch ``Dataset``, a subject-disjoint split, a DataModule.
 
-Every batch is ``{"image": (B, C, H, W) float in [0, 1], "index": (B,) int64}`` where ``index`` is
-the row's position in ``manifest.frame``, so model outputs map back to their manifest rows
-(subject, attributes) whatever the shuffling or sharding.
+Every batch is a dict (``B`` images, ``A = len(manifest.attributes)``):
+
+- ``"image"``: ``(B, C, H, W)`` float32 in [0, 1], the full-size image (always);
+- ``"index"``: ``(B,)`` int64, the row's position in ``manifest.frame`` (always), so model outputs
+  map back to their manifest rows (subject, attributes) whatever the shuffling or sharding;
+- ``"labels"``: ``(B, A)`` int64, each attribute's code: the position of the row's value in
+  ``manifest.attribute_classes[attribute]``, the sorted values over the whole manifest (always);
+- ``"lowres"``: ``(B, C, H // s, W // s)`` float32 in [0, 1], ``avg_pool2d(image, s)`` (only when
+  built with ``lowres_scale=s``);
+- ``"mask"``: ``(B, 1, H, W)`` float32 in {0, 1} (only when the manifest has a ``mask_path``
+  column; 1 = in the mask, e.g. skin of the face).
 """
 
 from __future__ import annotations
 
-import math
+import operator
 import os
 from collections.abc import Sequence
 
@@ -15,18 +23,30 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .manifest import RESERVED_COLUMNS, SPLITS, Manifest
+from .manifest import SPLITS, Manifest
+from .splits import ERR_TOO_FEW_SUBJECTS, subject_disjoint_split  # noqa: F401 - ERR_* re-exported
 
-__all__ = ["ManifestImageDataset", "FacesDataModule", "load_image", "subject_disjoint_split"]
+__all__ = [
+    "LOWRES_SCALES",
+    "ManifestImageDataset",
+    "FacesDataModule",
+    "load_image",
+    "load_mask",
+    "subject_disjoint_split",
+]
 
 CHANNEL_MODES: dict[int, str] = {1: "L", 3: "RGB"}
 """PIL mode per channel count."""
+LOWRES_SCALES: tuple[int, ...] = (2, 4, 8)
+"""The allowed ``lowres_scale`` factors."""
 
 ERR_EMPTY_SPLIT = "split is empty"
-ERR_TOO_FEW_SUBJECTS = "too few subjects"
+ERR_LOWRES_SCALE = "lowres_scale must be one of"
+ERR_NOT_DIVISIBLE = "is not divisible by lowres_scale"
 
 
 def load_image(path: str | os.PathLike[str], *, image_size: int, channels: int = 3) -> torch.Tensor:
@@ -61,142 +81,107 @@ def load_image(path: str | os.PathLike[str], *, image_size: int, channels: int =
     return pixels.permute(2, 0, 1).to(torch.float32).div_(255.0)
 
 
+def load_mask(path: str | os.PathLike[str], *, image_size: int) -> torch.Tensor:
+    """Read one mask as a binary tensor.
+
+    The file is read as greyscale; when its size differs it is resized to ``image_size x
+    image_size`` with nearest-neighbour (so it stays binary). Values of 128 or more (of 255) are
+    in the mask.
+
+    Args:
+        path: a mask image PIL can read (e.g. a mode ``"L"`` PNG of 0 and 255).
+        image_size: output side in pixels.
+
+    Returns:
+        ``(1, image_size, image_size)`` float32 in {0, 1}.
+    """
+    with Image.open(path) as opened:
+        mask = opened.convert("L")
+    if mask.size != (image_size, image_size):
+        mask = mask.resize((image_size, image_size), Image.Resampling.NEAREST)
+    return torch.from_numpy(np.array(mask, dtype=np.uint8) >= 128).to(torch.float32).unsqueeze(0)
+
+
+def _check_lowres_scale(lowres_scale: int | None, image_size: int) -> None:
+    """Raise unless ``lowres_scale`` is None or in :data:`LOWRES_SCALES` and divides ``image_size``."""
+    if lowres_scale is None:
+        return
+    if not isinstance(lowres_scale, int) or isinstance(lowres_scale, bool) or lowres_scale not in LOWRES_SCALES:
+        raise ValueError(f"{ERR_LOWRES_SCALE} {list(LOWRES_SCALES)} or None, got {lowres_scale!r}")
+    if image_size % lowres_scale:
+        below = image_size - image_size % lowres_scale
+        near = [n for n in (below, below + lowres_scale) if n > 0]
+        raise ValueError(
+            f"image_size {image_size} {ERR_NOT_DIVISIBLE} {lowres_scale}; fix: use an image_size that is a "
+            f"multiple of {lowres_scale} (e.g. {' or '.join(map(str, near))}) or a smaller lowres_scale"
+        )
+
+
 class ManifestImageDataset(Dataset):
-    """Some rows of a manifest, read lazily (one file open per item).
+    """Some rows of a manifest, read lazily (one file open per item, two with masks).
 
     Args:
         manifest: the validated manifest.
         rows: positions in ``manifest.frame`` (0-based), in the order to serve them.
         image_size: output side in pixels.
         channels: 1 (greyscale) or 3 (RGB).
+        lowres_scale: when set (2, 4 or 8, dividing ``image_size``), items also hold ``"lowres"``.
 
-    Items are ``{"image": (C, H, W) float32 in [0, 1], "index": int}`` with ``index`` the row's
-    position in ``manifest.frame``; the default collate makes ``index`` a ``(B,)`` int64 tensor.
+    Items are dicts (:meth:`load_row`): ``"image"`` ``(C, H, W)`` float32 in [0, 1], ``"index"``
+    (int, the row's position in ``manifest.frame``), ``"labels"`` ``(A,)`` int64 (codes of
+    ``manifest.attribute_classes``), and when enabled ``"lowres"`` ``(C, H // s, W // s)`` and
+    ``"mask"`` ``(1, H, W)`` float32 in {0, 1}. The default collate stacks them into the batch
+    contract of this module (``index`` becomes ``(B,)`` int64).
+
+    Raises:
+        ValueError: ``channels`` is not 1 or 3, or a bad ``lowres_scale``.
     """
 
-    def __init__(self, manifest: Manifest, rows: Sequence[int], *, image_size: int, channels: int = 3) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        rows: Sequence[int],
+        *,
+        image_size: int,
+        channels: int = 3,
+        lowres_scale: int | None = None,
+    ) -> None:
         if channels not in CHANNEL_MODES:
             raise ValueError(f"channels must be one of {sorted(CHANNEL_MODES)}, got {channels!r}")
+        _check_lowres_scale(lowres_scale, image_size)
         self.manifest = manifest
         self.rows = np.asarray(rows, dtype=np.int64)
         self.image_size = image_size
         self.channels = channels
+        self.lowres_scale = lowres_scale
         root = os.fspath(manifest.root)
-        self._files = [os.path.join(root, p) for p in manifest.frame["path"].to_numpy()[self.rows]]
+        frame = manifest.frame
+        self._files = [os.path.join(root, p) for p in frame["path"].tolist()]
+        self._masks = [os.path.join(root, p) for p in frame["mask_path"].tolist()] if manifest.has_mask else None
+        self._codes = torch.from_numpy(manifest.attribute_codes())
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor | int]:
-        image = load_image(self._files[item], image_size=self.image_size, channels=self.channels)
-        return {"image": image, "index": int(self.rows[item])}
+        return self.load_row(int(self.rows[item]))
 
+    def load_row(self, row: int) -> dict[str, torch.Tensor | int]:
+        """The item of manifest row ``row`` (a position in ``manifest.frame``, any split).
 
-def subject_disjoint_split(
-    frame: pd.DataFrame,
-    *,
-    seed: int,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    attributes: Sequence[str] | None = None,
-) -> pd.Series:
-    """Assign whole subjects to train/val/test, stratified by their attribute combination.
-
-    Subjects (not images) are split: about ``round(S * test_fraction)`` of the ``S`` subjects go
-    to test and ``round(S * val_fraction)`` to val (at least one each when the fraction is
-    positive), the rest to train. Each split's share is apportioned to the strata (each subject's
-    combination of attribute values) by largest remainder, so every stratum is represented in
-    proportion as far as whole subjects allow. Depends only on ``frame``'s content and ``seed``,
-    not on the row order.
-
-    Args:
-        frame: one row per image with a ``subject`` column (and the attribute columns).
-        seed: seeds a ``numpy.random.Generator``.
-        val_fraction: share of subjects for validation, in [0, 1).
-        test_fraction: share of subjects for test, in [0, 1); ``val_fraction + test_fraction < 1``.
-        attributes: columns to stratify by (a subject's first value is used). ``None`` means
-            every non-reserved column; ``()`` means no stratification.
-
-    Returns:
-        Split labels (``"train"``, ``"val"``, ``"test"``) named ``split``, with ``frame``'s index.
-
-    Raises:
-        ValueError: bad fractions, no ``subject`` column, an unknown attribute, an empty frame, or
-            too few subjects to leave one for training.
-    """
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
-            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    if val_fraction + test_fraction >= 1.0:
-        raise ValueError(
-            f"val_fraction + test_fraction must be below 1 to leave subjects for training, "
-            f"got {val_fraction} + {test_fraction}"
-        )
-    if "subject" not in frame.columns:
-        raise ValueError(f"frame needs a 'subject' column to split by subject, got columns {list(frame.columns)}")
-    if len(frame) == 0:
-        raise ValueError("cannot split an empty frame: it has no rows")
-    strata = (
-        [c for c in frame.columns if c not in RESERVED_COLUMNS] if attributes is None else list(attributes)
-    )
-    unknown = [c for c in strata if c not in frame.columns]
-    if unknown:
-        raise ValueError(f"attributes {unknown} are not columns of the frame (columns: {list(frame.columns)})")
-
-    subjects = frame["subject"].astype("str")
-    per_subject = frame.assign(subject=subjects).groupby("subject", sort=True)[strata].first()
-    keys = (
-        per_subject.astype("str").agg("\x1f".join, axis=1)
-        if strata
-        else pd.Series("", index=per_subject.index, dtype="str")
-    )
-    n_subjects = len(keys)
-    n_test = _share(n_subjects, test_fraction)
-    n_val = _share(n_subjects, val_fraction)
-    if n_test + n_val >= n_subjects:
-        raise ValueError(
-            f"{ERR_TOO_FEW_SUBJECTS}: {n_subjects} subject(s) cannot fill {n_test} test + {n_val} val subject(s) "
-            f"and leave one for training; fix: add subjects, lower test_fraction/val_fraction, or give the "
-            f"manifest a split column"
-        )
-
-    rng = np.random.default_rng(seed)
-    stratum_names = sorted(keys.unique())
-    members = [keys.index[keys.to_numpy() == name].to_numpy() for name in stratum_names]
-    sizes = np.array([len(m) for m in members])
-    test_counts = _apportion(n_test, sizes, sizes, rng)
-    val_counts = _apportion(n_val, sizes, sizes - test_counts, rng)
-    labels: dict[str, str] = {}
-    for subjects_in_stratum, k_test, k_val in zip(members, test_counts, val_counts):
-        order = rng.permutation(subjects_in_stratum)
-        for position, subject in enumerate(order):
-            labels[subject] = "test" if position < k_test else "val" if position < k_test + k_val else "train"
-    return subjects.map(labels).astype("str").rename("split")
-
-
-def _share(total: int, fraction: float) -> int:
-    """``round(total * fraction)`` (halves up), at least 1 when ``fraction > 0``."""
-    count = math.floor(total * fraction + 0.5)
-    return max(count, 1) if fraction > 0 else 0
-
-
-def _apportion(total: int, sizes: np.ndarray, capacity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Split ``total`` over strata in proportion to ``sizes`` (largest remainder), within ``capacity``."""
-    quotas = total * sizes / sizes.sum()
-    counts = np.minimum(np.floor(quotas).astype(int), capacity)
-    remainder = quotas - counts
-    order = np.lexsort((rng.random(len(sizes)), -remainder))  # largest remainder first, ties at random
-    left = total - int(counts.sum())
-    while left > 0:
-        progressed = False
-        for stratum in order:
-            if left and counts[stratum] < capacity[stratum]:
-                counts[stratum] += 1
-                left -= 1
-                progressed = True
-        if not progressed:
-            break
-    return counts
+        Raises:
+            IndexError: ``row`` is not in ``0 .. len(manifest.frame) - 1``.
+        """
+        row = operator.index(row)  # ints and numpy ints; a float raises TypeError
+        if not 0 <= row < len(self._files):
+            raise IndexError(f"row must be a position in 0..{len(self._files) - 1} of the manifest, got {row!r}")
+        image = load_image(self._files[row], image_size=self.image_size, channels=self.channels)
+        item: dict[str, torch.Tensor | int] = {"image": image, "index": row, "labels": self._codes[row].clone()}
+        if self.lowres_scale is not None:
+            item["lowres"] = F.avg_pool2d(image, self.lowres_scale)
+        if self._masks is not None:
+            item["mask"] = load_mask(self._masks[row], image_size=self.image_size)
+        return item
 
 
 class FacesDataModule(pl.LightningDataModule):
@@ -206,7 +191,10 @@ class FacesDataModule(pl.LightningDataModule):
     (stratified by ``manifest.attributes``, seeded by ``seed``). The split is fixed at
     construction. The training loader shuffles with a ``torch.Generator`` seeded from ``seed``;
     the val, test and predict loaders keep manifest order. ``predict_dataloader`` serves the test
-    split. Batches are ``{"image": (B, C, H, W) float32 in [0, 1], "index": (B,) int64}``.
+    split. Batches are dicts: always ``"image"`` ``(B, C, H, W)`` float32 in [0, 1], ``"index"``
+    ``(B,)`` int64 and ``"labels"`` ``(B, A)`` int64 (codes of :attr:`attribute_classes`); also
+    ``"lowres"`` ``(B, C, H // s, W // s)`` when ``lowres_scale=s``, and ``"mask"`` ``(B, 1, H, W)``
+    float32 in {0, 1} when the manifest has a ``mask_path`` column (see the module docstring).
 
     Args:
         manifest: the validated manifest.
@@ -217,6 +205,8 @@ class FacesDataModule(pl.LightningDataModule):
         val_fraction: share of subjects for validation when splitting.
         test_fraction: share of subjects for test when splitting.
         num_workers: DataLoader worker processes.
+        lowres_scale: None, or 2, 4 or 8 (must divide ``image_size``): batches then also hold
+            ``"lowres" = avg_pool2d(image, lowres_scale)``, the input of super-resolution models.
 
     Raises:
         ValueError: a bad option, or an empty train or test split.
@@ -233,6 +223,7 @@ class FacesDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         num_workers: int = 0,
+        lowres_scale: int | None = None,
     ) -> None:
         super().__init__()
         options = (("image_size", image_size, 1), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0))
@@ -241,12 +232,16 @@ class FacesDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if channels not in CHANNEL_MODES:
             raise ValueError(f"channels must be one of {sorted(CHANNEL_MODES)}, got {channels!r}")
+        _check_lowres_scale(lowres_scale, image_size)
         self.manifest = manifest
         self.image_size = image_size
         self.channels = channels
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers
+        self.lowres_scale = lowres_scale
+        self._classes = manifest.attribute_classes
+        self._all_rows = self._dataset(np.arange(len(manifest.frame)))
         if manifest.has_split:
             labels = manifest.frame["split"].astype("str").rename("split")
         else:
@@ -282,15 +277,35 @@ class FacesDataModule(pl.LightningDataModule):
         rows = self.split_rows(split)
         return self.manifest.frame.iloc[rows].assign(split=split)
 
+    @property
+    def attribute_classes(self) -> dict[str, tuple[str, ...]]:
+        """Each attribute's value names, sorted over the whole manifest: code ``k`` is ``names[k]``.
+
+        Keys follow ``manifest.attributes``, the column order of ``batch["labels"]``.
+        """
+        return dict(self._classes)
+
     def dataset(self, split: str) -> ManifestImageDataset:
         """The rows of ``split`` as a dataset, in manifest order."""
+        return self._dataset(self.split_rows(split))
+
+    def _dataset(self, rows: np.ndarray) -> ManifestImageDataset:
         return ManifestImageDataset(
-            self.manifest, self.split_rows(split), image_size=self.image_size, channels=self.channels
+            self.manifest, rows, image_size=self.image_size, channels=self.channels, lowres_scale=self.lowres_scale
         )
 
     def load_image(self, row: int) -> torch.Tensor:
         """The image of manifest row ``row`` (position): ``(C, H, W)`` float32 in [0, 1]."""
         return load_image(self.manifest.image_path(row), image_size=self.image_size, channels=self.channels)
+
+    def load_item(self, row: int) -> dict[str, torch.Tensor | int]:
+        """The dataset item of manifest row ``row`` (position, any split): what a batch stacks.
+
+        Returns:
+            ``{"image", "index", "labels"}`` plus ``"lowres"`` and ``"mask"`` when enabled; see
+            :class:`ManifestImageDataset`.
+        """
+        return self._all_rows.load_row(row)
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)

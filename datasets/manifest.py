@@ -5,7 +5,9 @@ A manifest is a CSV or Parquet table with one row per image:
 - ``path``: the image file, relative to the manifest's folder (a POSIX string);
 - ``subject``: the identity shown in the image (splits never share a subject);
 - sensitive attribute columns (``gender``, ``skin_tone``, ...): constant per subject;
-- ``split`` (optional): ``train``, ``val`` or ``test``.
+- ``split`` (optional): ``train``, ``val`` or ``test``;
+- ``mask_path`` (optional): a per-image mask file (e.g. the skin of the face: greyscale, >= 128
+  = in the mask), relative to the manifest's folder like ``path``.
 
 Any other column is kept as-is. :func:`load_manifest` reads a manifest, checks it and returns a
 :class:`Manifest`. Every problem raises :class:`ManifestError` with one line that names the file,
@@ -30,6 +32,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
+    "MASK_COLUMN",
     "RESERVED_COLUMNS",
     "REQUIRED_COLUMNS",
     "SPLITS",
@@ -42,7 +45,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RESERVED_COLUMNS: tuple[str, ...] = ("path", "subject", "split")
+MASK_COLUMN = "mask_path"
+"""The optional column of per-image mask files (relative paths, checked like ``path``)."""
+RESERVED_COLUMNS: tuple[str, ...] = ("path", "subject", "split", MASK_COLUMN)
 """Columns with a fixed meaning; never sensitive attributes."""
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "subject")
 """Columns every manifest must have."""
@@ -108,10 +113,53 @@ class Manifest:
         """
         return self.root / self.frame["path"].iat[row]
 
+    def mask_path(self, row: int) -> Path:
+        """The mask file of row ``row`` (a position in :attr:`frame`, 0-based).
+
+        Args:
+            row: position of the row in :attr:`frame`, ``0 <= row < len(frame)``.
+
+        Returns:
+            ``root / frame.mask_path[row]``.
+
+        Raises:
+            KeyError: the manifest has no ``mask_path`` column (see :attr:`has_mask`).
+        """
+        if not self.has_mask:
+            raise KeyError(f"{self.source}: the manifest has no {MASK_COLUMN!r} column; check has_mask first")
+        return self.root / self.frame[MASK_COLUMN].iat[row]
+
     @property
     def has_split(self) -> bool:
         """Whether the manifest assigns every row to a split (has a ``split`` column)."""
         return "split" in self.frame.columns
+
+    @property
+    def has_mask(self) -> bool:
+        """Whether every row has a mask file (the manifest has a ``mask_path`` column)."""
+        return MASK_COLUMN in self.frame.columns
+
+    @property
+    def attribute_classes(self) -> dict[str, tuple[str, ...]]:
+        """Each attribute's distinct values over the whole manifest, sorted (as strings).
+
+        A value's position in its tuple is its code in :meth:`attribute_codes`. Sorting is by
+        string, so ``"10"`` comes before ``"2"``.
+        """
+        return {name: tuple(sorted(self.frame[name].unique().tolist())) for name in self.attributes}
+
+    def attribute_codes(self) -> np.ndarray:
+        """The code of every row's value of every attribute.
+
+        Returns:
+            ``(N, A)`` int64, ``N = len(frame)``, ``A = len(attributes)``; entry ``[i, j]`` is the
+            position of row ``i``'s value of ``attributes[j]`` in ``attribute_classes[attributes[j]]``.
+        """
+        classes = self.attribute_classes
+        codes = np.zeros((len(self.frame), len(self.attributes)), dtype=np.int64)
+        for j, name in enumerate(self.attributes):
+            codes[:, j] = pd.Categorical(self.frame[name], categories=classes[name]).codes
+        return codes
 
 
 def read_table(path: str | os.PathLike[str], *, what: str = "manifest") -> pd.DataFrame:
@@ -169,16 +217,17 @@ def load_manifest(
 
     Checks, in order (the first failing check raises): the file exists and has a supported
     suffix; it parses and has rows; it has ``path`` and ``subject``; every named attribute is a
-    non-reserved column; no ``path``/``subject``/attribute/``split`` value is blank; ``split``
-    values are in :data:`SPLITS`; paths are relative and unique; each subject has one value of
-    every attribute and one split; every image file exists; and (``verify_images``) PIL can read
-    every image's header (pixels are not decoded).
+    non-reserved column; no ``path``/``subject``/attribute/``split``/``mask_path`` value is
+    blank; ``split`` values are in :data:`SPLITS`; paths are relative and unique; mask paths are
+    relative; each subject has one value of every attribute and one split; every image file (and
+    mask file) exists; and (``verify_images``) PIL can read every image's (and mask's) header
+    (pixels are not decoded).
 
     Args:
         path: the manifest, ``.csv`` or ``.parquet``.
         attributes: the sensitive attribute columns. ``None`` means every non-reserved column.
-        verify_images: open each image's header with PIL (about 50 us per image). ``False``
-            only checks that the files exist.
+        verify_images: open each image's (and mask's) header with PIL (about 50 us per file).
+            ``False`` only checks that the files exist.
 
     Returns:
         The validated :class:`Manifest`.
@@ -213,16 +262,22 @@ def load_manifest(
     attrs = _resolve_attributes(source, columns, attributes)
     checker = _Checker(source, raw, inferred=attrs if attributes is None else ())
     frame = raw.copy()
-    for column in (*REQUIRED_COLUMNS, *attrs, *(("split",) if "split" in columns else ())):
+    has_mask = MASK_COLUMN in columns
+    optional = tuple(c for c in ("split", MASK_COLUMN) if c in columns)
+    for column in (*REQUIRED_COLUMNS, *attrs, *optional):
         frame[column] = checker.as_str(frame, column)
     checker.check_split_values(frame)
     checker.check_paths(frame)
+    if has_mask:
+        checker.check_paths(frame, MASK_COLUMN, unique=False)
     for column in attrs:
         checker.check_constant_per_subject(frame, column, ERR_CONFLICTING_ATTRIBUTE)
     if "split" in columns:
         checker.check_constant_per_subject(frame, "split", ERR_SUBJECT_IN_TWO_SPLITS)
     root = source.parent
     checker.check_images(frame, root, verify=verify_images)
+    if has_mask:
+        checker.check_images(frame, root, verify=verify_images, column=MASK_COLUMN)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     logger.debug("loaded manifest %s: %d rows, attributes %s", source, len(frame), attrs)
     return Manifest(frame=frame, root=root, source=source, attributes=attrs, sha256=digest)
@@ -345,7 +400,12 @@ class _Checker:
                 series = series.astype("Int64")
         text = series.astype("str").where(~missing, "")
         blank = (text.str.strip() == "").to_numpy()
-        what = {"path": "the image's path", "subject": "the subject id", "split": "train, val or test"}
+        what = {
+            "path": "the image's path",
+            "subject": "the subject id",
+            "split": "train, val or test",
+            MASK_COLUMN: f"the mask's path (every row needs one while there is a {MASK_COLUMN} column)",
+        }
         self.fail(
             blank,
             column,
@@ -366,22 +426,22 @@ class _Checker:
             f"use one of {', '.join(SPLITS)} (lowercase), or drop the split column for a seeded subject-disjoint split",
         )
 
-    def check_paths(self, frame: pd.DataFrame) -> None:
-        paths = frame["path"]
+    def check_paths(self, frame: pd.DataFrame, column: str = "path", *, unique: bool = True) -> None:
+        paths = frame[column]
         # POSIX root, Windows root or drive ("C:", "\\server"): never relative to the manifest
         absolute = paths.str.match(r"^(?:[/\\]|[A-Za-z]:)").to_numpy(dtype=bool)
         self.fail(
             absolute,
-            "path",
+            column,
             lambda i: f"{ERR_ABSOLUTE_PATH} {paths.iat[i]!r}",
             f"write paths relative to the manifest's folder {self.source.parent}",
         )
         duplicated = paths.duplicated(keep="first").to_numpy()
-        if duplicated.any():
+        if unique and duplicated.any():
             first_seen = _first_position(paths)
             self.fail(
                 duplicated,
-                "path",
+                column,
                 lambda i: f"{ERR_DUPLICATE_PATH} {paths.iat[i]!r} (already at data row {first_seen[i] + 1})",
                 "list each image once (drop or merge the repeated rows)",
             )
@@ -412,15 +472,16 @@ class _Checker:
 
         self.fail(bad, column, describe, fix)
 
-    def check_images(self, frame: pd.DataFrame, root: Path, *, verify: bool) -> None:
+    def check_images(self, frame: pd.DataFrame, root: Path, *, verify: bool, column: str = "path") -> None:
         root_text = os.fspath(root)
-        files = [os.path.join(root_text, p) for p in frame["path"].tolist()]
+        files = [os.path.join(root_text, p) for p in frame[column].tolist()]
         missing = np.fromiter((not os.path.isfile(f) for f in files), dtype=bool, count=len(files))
         self.fail(
             missing,
-            "path",
+            column,
             lambda i: f"{ERR_MISSING_IMAGE}: {files[i]}",
-            "correct the path (relative to the manifest's folder) or drop the row",
+            "correct the path (relative to the manifest's folder) or drop the row"
+            + (f" (or the whole {column} column)" if column != "path" else ""),
         )
         if not verify:
             return
@@ -436,7 +497,7 @@ class _Checker:
             bad[list(reasons)] = True
             self.fail(
                 bad,
-                "path",
+                column,
                 lambda i: f"{ERR_UNREADABLE_IMAGE}: {files[i]} ({reasons[i]})",
                 "replace the file with a readable image (PNG, JPEG, ...) or drop the row",
             )

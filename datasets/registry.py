@@ -7,7 +7,7 @@ Builders register with :func:`register` when :mod:`genfair.datasets` is imported
 Example:
     >>> from genfair import datasets
     >>> datasets.names()
-    ('faces',)
+    ('digits', 'faces')
     >>> spec = datasets.get("faces")(cache_dir=Path("cache"), image_size=32, seed=0)  # doctest: +SKIP
 """
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from .digits import DigitsConfig, ensure_digits
 from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces
 
 __all__ = ["DatasetSpec", "DatasetBuilder", "REGISTRY", "register", "get", "names"]
@@ -111,3 +112,22 @@ def build_synthetic_faces(*, cache_dir: Path, image_size: int, seed: int) -> Dat
     """
     manifest = ensure_synthetic_faces(SyntheticFacesConfig(image_size=image_size, seed=seed), cache_dir)
     return DatasetSpec(name="faces", manifest_path=manifest, attributes=("gender", "skin_tone"))
+
+
+@register("digits")
+def build_digits(*, cache_dir: Path, image_size: int, seed: int) -> DatasetSpec:
+    """scikit-learn's 1,797 handwritten digits (offline), one image per subject, cached.
+
+    Greyscale PNGs upscaled (bicubic) to ``image_size``; split seeded and stratified by digit
+    (about 70/10/20). Each image is its own subject: the set records no writer ids.
+
+    Args:
+        cache_dir: folder for cached datasets.
+        image_size: image side in pixels (>= 8).
+        seed: split seed.
+
+    Returns:
+        The spec; attributes ``("digit",)``.
+    """
+    manifest = ensure_digits(DigitsConfig(image_size=image_size, seed=seed), cache_dir)
+    return DatasetSpec(name="digits", manifest_path=manifest, attributes=("digit",))

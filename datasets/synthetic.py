@@ -17,6 +17,13 @@ The training subjects follow Faces95's imbalance (configurable); the validation 
 form balanced panels, the same number of subjects per (gender x skin tone) group, so the audit
 compares groups on equal evidence. Images are drawn at 4x the output size and area-averaged down
 (smooth edges). The same config gives byte-identical files.
+
+Every image comes with a skin mask (a greyscale PNG of the same size, 0 or 255): 255 where the
+visible skin of the face shows, that is the face ellipse and the nose, minus the eyes (with their
+rims), the brows, the lips and mouth, and any hair over the face. The neck (drawn in a shaded
+tone), the ears and the shoulders are left out: the mask is the face only. A pixel is skin when at
+least half of its 4x4 supersamples are (at tiny sizes, where no pixel reaches half, the
+most-covered pixels), so every mask is non-empty and lies inside the face ellipse.
 """
 
 from __future__ import annotations
@@ -29,8 +36,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
+
+from ._cache import CONFIG_NAME, MANIFEST_NAME, ensure_cached
 
 __all__ = [
     "GENDERS",
@@ -55,12 +62,11 @@ logger = logging.getLogger(__name__)
 
 GENDERS: tuple[str, ...] = ("female", "male")
 SKIN_TONES: tuple[str, ...] = ("lighter", "darker")
-MANIFEST_NAME = "manifest.csv"
-CONFIG_NAME = "config.json"
-MANIFEST_COLUMNS: tuple[str, ...] = ("path", "subject", "split", "gender", "skin_tone", "tone")
+MANIFEST_COLUMNS: tuple[str, ...] = ("path", "mask_path", "subject", "split", "gender", "skin_tone", "tone")
 
-# Bump when the drawing changes, so cached datasets drawn by older code are not reused.
-GENERATOR_VERSION = 1
+# Bump when the drawing or the files change, so cached datasets made by older code are not reused.
+# 2: a skin mask per image and the manifest's mask_path column.
+GENERATOR_VERSION = 2
 
 # Ten skin tones from very light to very dark, after the Monk Skin Tone scale's swatches (sRGB).
 MONK_TONES_RGB: tuple[tuple[int, int, int], ...] = (
@@ -267,13 +273,23 @@ class _Pen:
     """Draws shapes given in face-local units (1 = the face's half-height, y down) onto an image.
 
     A point ``p`` lands at ``center + unit * R(angle) @ p``, so the whole head shifts, scales and
-    rotates as one rigid body; the background is not touched.
+    rotates as one rigid body; the background is not touched. With a ``mask`` (an ``"L"`` image of
+    the same size), every shape is also painted onto it, 255 when the call says ``skin=True`` (the
+    face's skin) and 0 otherwise, so after the last shape the mask shows where face skin is visible.
     """
 
-    def __init__(self, draw: ImageDraw.ImageDraw, center: tuple[float, float], unit: float, angle: float) -> None:
+    def __init__(
+        self,
+        draw: ImageDraw.ImageDraw,
+        center: tuple[float, float],
+        unit: float,
+        angle: float,
+        mask: ImageDraw.ImageDraw | None = None,
+    ) -> None:
         radians = math.radians(angle)
         cos, sin = math.cos(radians), math.sin(radians)
         self.draw = draw
+        self.mask = mask
         self.unit = unit
         self.matrix = unit * np.array([[cos, sin], [-sin, cos]])
         self.offset = np.asarray(center, dtype=float)
@@ -283,11 +299,18 @@ class _Pen:
         mapped = np.asarray(points, dtype=float) @ self.matrix.T + self.offset
         return mapped.ravel().tolist()
 
-    def polygon(self, points: np.ndarray, fill: tuple[int, int, int]) -> None:
-        self.draw.polygon(self._points(points), fill=fill)
+    def polygon(self, points: np.ndarray, fill: tuple[int, int, int], *, skin: bool = False) -> None:
+        flat = self._points(points)
+        self.draw.polygon(flat, fill=fill)
+        if self.mask is not None:
+            self.mask.polygon(flat, fill=255 if skin else 0)
 
-    def line(self, points: np.ndarray, fill: tuple[int, int, int], width: float) -> None:
-        self.draw.line(self._points(points), fill=fill, width=max(1, round(width * self.unit)))
+    def line(self, points: np.ndarray, fill: tuple[int, int, int], width: float, *, skin: bool = False) -> None:
+        flat = self._points(points)
+        pixels = max(1, round(width * self.unit))
+        self.draw.line(flat, fill=fill, width=pixels)
+        if self.mask is not None:
+            self.mask.line(flat, fill=255 if skin else 0, width=pixels)
 
     def ellipse(
         self,
@@ -297,12 +320,13 @@ class _Pen:
         *,
         start: float = 0.0,
         end: float = 360.0,
+        skin: bool = False,
     ) -> None:
         """A filled ellipse, or the chord of its arc from ``start`` to ``end`` degrees (clockwise on screen)."""
         perimeter = math.pi * (radii[0] + radii[1]) * self.unit * (end - start) / 360.0
         n = min(96, max(12, 4 * round(perimeter / 16.0)))
         points = _arc(n, start, end) * radii + center
-        self.polygon(points, fill)
+        self.polygon(points, fill, skin=skin)
 
 
 def _rounded_rectangle(x0: float, y0: float, x1: float, y1: float, radius: float) -> np.ndarray:
@@ -338,19 +362,38 @@ def _draw_background(identity: dict[str, Any], side: int) -> Image.Image:
     return image
 
 
-def _draw_image(
-    config: SyntheticFacesConfig, identity: dict[str, Any], background: Image.Image, subject: _Subject, number: int
-) -> Image.Image:
-    """Image ``number`` (1-based) of a subject: RGB, ``(image_size, image_size)``.
+def _pose(rng: np.random.Generator, side: int, face_height: float) -> tuple[tuple[float, float], float, float]:
+    """The head's placement in one image: centre (pixels), unit (pixels per face unit), angle (degrees).
 
-    The head is drawn at ``_SUPERSAMPLE`` times the output size over the subject's background,
-    area-averaged down, then lit (brightness times a linear gradient) and given sensor noise.
+    Draws its three random numbers from ``rng`` first, so callers can replay an image's pose.
     """
-    rng = np.random.default_rng([config.seed, subject.index, 2, number])
-    side = background.width
     scale = rng.uniform(0.88, 1.12)
     center = (side * (0.5 + rng.uniform(-0.07, 0.07)), side * (0.5 + rng.uniform(-0.04, 0.05)))
     angle = float(rng.normal(0.0, 4.0))
+    return center, face_height * side * scale, angle
+
+
+def _image_rng(config: SyntheticFacesConfig, subject: _Subject, number: int) -> np.random.Generator:
+    """The generator of everything that varies in image ``number`` of ``subject``."""
+    return np.random.default_rng([config.seed, subject.index, 2, number])
+
+
+def _draw_image(
+    config: SyntheticFacesConfig, identity: dict[str, Any], background: Image.Image, subject: _Subject, number: int
+) -> tuple[Image.Image, Image.Image]:
+    """Image ``number`` (1-based) of a subject and its skin mask, both ``(image_size, image_size)``.
+
+    The head is drawn at ``_SUPERSAMPLE`` times the output size over the subject's background,
+    area-averaged down, then lit (brightness times a linear gradient) and given sensor noise. The
+    mask is painted alongside (see :class:`_Pen`), area-averaged the same way, then thresholded by
+    :func:`_binarize_mask`.
+
+    Returns:
+        The RGB image and the ``"L"`` mask (0 or 255; 255 = visible skin of the face).
+    """
+    rng = _image_rng(config, subject, number)
+    side = background.width
+    center, unit, angle = _pose(rng, side, identity["face_height"])
     expression = {
         "smile": float(np.clip(rng.normal(0.25, 0.45), -0.6, 1.0)),
         "open": float(max(0.0, rng.normal(0.0, 0.35))),
@@ -359,23 +402,42 @@ def _draw_image(
         "brow_raise": float(rng.uniform(-0.02, 0.04)),
     }
     canvas = background.copy()
-    pen = _Pen(ImageDraw.Draw(canvas), center, identity["face_height"] * side * scale, angle)
+    mask = Image.new("L", (side, side), 0)
+    pen = _Pen(ImageDraw.Draw(canvas), center, unit, angle, mask=ImageDraw.Draw(mask))
     _draw_head(pen, identity, expression)
-    small = canvas.reduce(_SUPERSAMPLE)
+    return _light(canvas.reduce(_SUPERSAMPLE), rng), _binarize_mask(mask.reduce(_SUPERSAMPLE))
 
-    size = small.width
+
+def _light(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """``image`` (RGB, square) under this shot's lighting: brightness times a linear gradient, plus noise."""
+    size = image.width
     ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
     direction = rng.uniform(0.0, 2.0 * math.pi)
     gradient = np.float32(math.cos(direction)) * ramp[None, :] + np.float32(math.sin(direction)) * ramp[:, None]
     light = np.float32(rng.uniform(0.78, 1.15)) * (1.0 + np.float32(rng.uniform(0.0, 0.22)) * gradient)
     noise = rng.standard_normal((size, size, 3), dtype=np.float32) * np.float32(rng.uniform(1.5, 4.0))
-    pixels = np.asarray(small, dtype=np.float32) * light[:, :, None] + noise
+    pixels = np.asarray(image, dtype=np.float32) * light[:, :, None] + noise
     np.clip(pixels, 0.0, 255.0, out=pixels)
     return Image.fromarray(np.rint(pixels).astype(np.uint8), "RGB")
 
 
+def _binarize_mask(coverage: Image.Image) -> Image.Image:
+    """A 0/255 mask from an ``"L"`` coverage image (mean of the supersamples, 0..255).
+
+    A pixel is in when at least half of it is covered, or, when no pixel reaches half (tiny
+    images), when it is among the most covered; a coverage of 0 is never in.
+    """
+    values = np.asarray(coverage)
+    threshold = max(1, min(128, int(values.max())))
+    return Image.fromarray(np.where(values >= threshold, 255, 0).astype(np.uint8), "L")
+
+
 def _draw_head(pen: _Pen, identity: dict[str, Any], expression: dict[str, Any]) -> None:
-    """Shoulders, neck, hair, face and features, in face-local units (the face is 2a x 2)."""
+    """Shoulders, neck, hair, face and features, in face-local units (the face is 2a x 2).
+
+    Only the face ellipses and the nose are ``skin=True``: everything drawn over the face after them
+    (hair, brows, eyes, mouth) cuts its shape out of the skin mask.
+    """
     a = identity["aspect"]
     v = identity["hair_volume"]
     skin = identity["skin"]
@@ -389,8 +451,8 @@ def _draw_head(pen: _Pen, identity: dict[str, Any], expression: dict[str, Any]) 
         for sign in (-1, 1):
             pen.ellipse((sign * 0.98 * a, 0.01), (0.14 * a, 0.21), _rgb(skin * 0.92))
 
-    pen.ellipse((0.0, 0.0), (a, 1.0), _rgb(skin * 0.94))  # jaw shading shows as a rim below
-    pen.ellipse((0.0, -0.05), (0.95 * a, 0.93), _rgb(skin))
+    pen.ellipse((0.0, 0.0), (a, 1.0), _rgb(skin * 0.94), skin=True)  # jaw shading shows as a rim below
+    pen.ellipse((0.0, -0.05), (0.95 * a, 0.93), _rgb(skin), skin=True)
 
     hairline = identity["hairline"]
     top = -1.08 * v
@@ -427,8 +489,8 @@ def _draw_head(pen: _Pen, identity: dict[str, Any], expression: dict[str, Any]) 
         pen.ellipse((ix, eye_y), (iris * 0.45, iris * 0.45), (12, 10, 10))
 
     nose = identity["nose"] * a * 2
-    pen.ellipse((0.0, 0.28), (nose / 2, nose * 0.3), _rgb(skin * 0.86))
-    pen.line(np.array([(0.0, 0.02), (-nose * 0.15, 0.28)]), _rgb(skin * 0.88), nose * 0.12)
+    pen.ellipse((0.0, 0.28), (nose / 2, nose * 0.3), _rgb(skin * 0.86), skin=True)
+    pen.line(np.array([(0.0, 0.02), (-nose * 0.15, 0.28)]), _rgb(skin * 0.88), nose * 0.12, skin=True)
     _draw_mouth(pen, identity, expression)
 
 
@@ -463,11 +525,13 @@ def _draw_mouth(pen: _Pen, identity: dict[str, Any], expression: dict[str, Any])
 
 
 def generate_synthetic_faces(config: SyntheticFacesConfig, out_dir: str | os.PathLike[str]) -> Path:
-    """Draw every image of ``config`` into ``out_dir`` and write its manifest.
+    """Draw every image of ``config`` (and its skin mask) into ``out_dir`` and write its manifest.
 
-    Layout (as Faces95): ``out_dir/images/<subject>/<subject>.<n>.png`` with ``n`` from 1, plus
-    ``manifest.csv`` (columns ``path, subject, split, gender, skin_tone, tone``; ``tone`` is the
-    Monk-like step 1..10) and ``config.json`` (``config.to_json()``), written last.
+    Layout (as Faces95): ``out_dir/images/<subject>/<subject>.<n>.png`` with ``n`` from 1, the
+    masks at ``out_dir/masks/<subject>/<subject>.<n>.png`` (greyscale, 0 or 255, the image's size;
+    see the module docstring), plus ``manifest.csv`` (columns ``path, mask_path, subject, split,
+    gender, skin_tone, tone``; ``tone`` is the Monk-like step 1..10) and ``config.json``
+    (``config.to_json()``), written last.
 
     Args:
         config: what to draw.
@@ -489,15 +553,18 @@ def generate_synthetic_faces(config: SyntheticFacesConfig, out_dir: str | os.Pat
     for subject in _subjects(config):
         identity = _identity(config, subject)
         background = _draw_background(identity, config.image_size * _SUPERSAMPLE)
-        folder = out / "images" / subject.subject
-        folder.mkdir(parents=True, exist_ok=True)
+        for folder in ("images", "masks"):
+            (out / folder / subject.subject).mkdir(parents=True, exist_ok=True)
         for number in range(1, config.images_per_subject + 1):
             relative = f"images/{subject.subject}/{subject.subject}.{number}.png"
-            image = _draw_image(config, identity, background, subject, number)
+            mask_relative = f"masks/{subject.subject}/{subject.subject}.{number}.png"
+            image, mask = _draw_image(config, identity, background, subject, number)
             image.save(out / relative, format="PNG", compress_level=1)
+            mask.save(out / mask_relative, format="PNG", compress_level=1)
             rows.append(
                 {
                     "path": relative,
+                    "mask_path": mask_relative,
                     "subject": subject.subject,
                     "split": subject.split,
                     "gender": subject.gender,
@@ -510,17 +577,6 @@ def generate_synthetic_faces(config: SyntheticFacesConfig, out_dir: str | os.Pat
     (out / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
     logger.info("generated %d synthetic face images of %d subjects in %s", len(rows), config.n_subjects, out)
     return manifest
-
-
-def _is_complete(folder: Path, config: SyntheticFacesConfig) -> bool:
-    """Whether ``folder`` holds a finished generation of ``config``."""
-    try:
-        stored = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-        with (folder / MANIFEST_NAME).open("rb") as handle:
-            rows = sum(1 for line in handle if line.strip()) - 1
-    except (OSError, ValueError):
-        return False
-    return stored == json.loads(config.to_json()) and rows == config.n_images
 
 
 def ensure_synthetic_faces(config: SyntheticFacesConfig, cache_dir: str | os.PathLike[str]) -> Path:
@@ -539,26 +595,10 @@ def ensure_synthetic_faces(config: SyntheticFacesConfig, cache_dir: str | os.Pat
     Returns:
         The manifest's path.
     """
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    target = cache / f"faces-{cache_key(config)}"
-    if _is_complete(target, config):
-        logger.debug("reusing synthetic faces in %s", target)
-        return target / MANIFEST_NAME
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=cache))
-    try:
-        generate_synthetic_faces(config, staging)
-        if target.exists():
-            if _is_complete(target, config):  # another process finished first
-                return target / MANIFEST_NAME
-            logger.warning("replacing incomplete synthetic faces folder %s", target)
-            shutil.rmtree(target)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not _is_complete(target, config):
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target / MANIFEST_NAME
+    return ensure_cached(
+        Path(cache_dir) / f"faces-{cache_key(config)}",
+        config_json=config.to_json(),
+        n_rows=config.n_images,
+        generate=lambda folder: generate_synthetic_faces(config, folder),
+        what="synthetic faces",
+    )

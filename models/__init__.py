@@ -3,14 +3,24 @@
 Importing this package registers every model::
 
     from genfair import models
-    spec = models.get("vae")                      # ModelSpec(name, module, config)
-    model = spec.module.from_config(spec.config(image_size=64, channels=3))
+    spec = models.get("vae")                      # ModelSpec(name, module, config, max_epochs)
+    model = spec.module.from_config(spec.config(image_size=64, channels=3, seed=0))
+
+Registered: ``ae`` (dense autoencoder), ``bicubic`` (super-resolution baseline, never trained),
+``cnn`` (convolutional autoencoder), ``pca`` (linear baseline, fitted in one pass), ``sr``
+(residual super-resolution), ``vae`` (variational autoencoder).
 
 Every module's ``predict_step(batch, batch_idx)`` returns
-``{"index": (B,) long, "output": (B, C, H, W) float in [0, 1]}`` deterministically.
+``{"index": (B,) long, "output": (B, C, H, W) float in [0, 1]}`` deterministically. The
+autoencoders (``ae``, ``cnn``, ``pca``, ``vae``) also have ``encode_latent(images) -> (N, latent_dim)``.
+Super-resolution models (``sr``, ``bicubic``) have a config ``scale`` and read ``batch["lowres"]``.
+
+:class:`AttributeClassifier` (one softmax head per sensitive attribute) is exported but not
+registered: it is a tool of the audit, not a model a user audits.
 """
 
 from .registry import REGISTRY, ModelSpec, get, names, register
+from .losses import PIXEL_LOSSES, per_sample_pixel_loss
 from .vae import (
     RECONSTRUCTION_LOSSES,
     VAE,
@@ -19,16 +29,40 @@ from .vae import (
     per_sample_reconstruction_loss,
     vae_loss_terms,
 )
+from .ae import AE, AE_OPTIMIZERS, DEFAULT_LEARNING_RATES, AEConfig
+from .cnn import ConvAE, ConvAEConfig
+from .sr import SCALES, SR, Bicubic, BicubicConfig, SRConfig, bicubic_upsample
+from .pca import PCA, PCAConfig, fit_pca
+from .classifier import AttributeClassifier, AttributeClassifierConfig
 
 __all__ = [
+    "AE",
+    "AE_OPTIMIZERS",
+    "DEFAULT_LEARNING_RATES",
+    "PCA",
+    "PIXEL_LOSSES",
     "RECONSTRUCTION_LOSSES",
     "REGISTRY",
+    "SCALES",
+    "SR",
     "VAE",
+    "AEConfig",
+    "AttributeClassifier",
+    "AttributeClassifierConfig",
+    "Bicubic",
+    "BicubicConfig",
+    "ConvAE",
+    "ConvAEConfig",
     "ModelSpec",
+    "PCAConfig",
+    "SRConfig",
     "VAEConfig",
+    "bicubic_upsample",
+    "fit_pca",
     "get",
     "names",
     "per_sample_kl_loss",
+    "per_sample_pixel_loss",
     "per_sample_reconstruction_loss",
     "register",
     "vae_loss_terms",

@@ -39,26 +39,33 @@ class ModelSpec:
         name: The registry key, lowercase (e.g. ``"vae"``).
         module: The LightningModule class; it has a classmethod ``from_config(config)``.
         config: The frozen, keyword-only config dataclass that ``module`` is built from.
+        max_epochs: How many epochs the model trains for, whatever the user asks: None = the
+            user's choice (``--epochs``); 1 = one pass over the training split (``pca``);
+            0 = no training at all (``bicubic``: the pipeline skips ``fit``).
     """
 
     name: str
     module: type[pl.LightningModule]
     config: type
+    max_epochs: int | None = None
 
 
-def register(name: str, *, config: type) -> Callable[[_ModuleT], _ModuleT]:
+def register(name: str, *, config: type, max_epochs: int | None = None) -> Callable[[_ModuleT], _ModuleT]:
     """Class decorator that registers a LightningModule under ``name`` with its config class.
 
     Args:
         name: Registry key: lowercase, non-empty, no surrounding whitespace, not yet registered.
         config: A frozen dataclass with at least the fields ``image_size``, ``channels`` and ``seed``.
+        max_epochs: Fixed number of training epochs (see :attr:`ModelSpec.max_epochs`): None
+            (the user's choice) or an int >= 0.
 
     Returns:
-        A decorator that records ``ModelSpec(name, module, config)`` in :data:`REGISTRY` and
-        returns the class unchanged.
+        A decorator that records ``ModelSpec(name, module, config, max_epochs)`` in
+        :data:`REGISTRY` and returns the class unchanged.
 
     Raises:
-        ValueError: If ``name`` is not a lowercase stripped non-empty string, or is taken.
+        ValueError: If ``name`` is not a lowercase stripped non-empty string, or is taken, or
+            ``max_epochs`` is neither None nor an int >= 0.
         TypeError: If ``config`` is not a frozen dataclass with the required fields, or the
             decorated class is not a ``pl.LightningModule`` with a ``from_config`` classmethod.
 
@@ -70,6 +77,8 @@ def register(name: str, *, config: type) -> Callable[[_ModuleT], _ModuleT]:
         raise ValueError(f"model names must be lowercase non-empty strings without surrounding spaces, got {name!r}")
     if name in REGISTRY:
         raise ValueError(f"model {name!r} is already registered to {REGISTRY[name].module.__qualname__}; pick another name or version it (e.g. {name + '.v2'!r})")
+    if max_epochs is not None and (not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 0):
+        raise ValueError(f"max_epochs for model {name!r} must be None (the user's choice) or an int >= 0, got {max_epochs!r}")
     if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
         raise TypeError(f"config for model {name!r} must be a dataclass class, got {config!r}")
     if not config.__dataclass_params__.frozen:  # type: ignore[attr-defined]
@@ -83,7 +92,7 @@ def register(name: str, *, config: type) -> Callable[[_ModuleT], _ModuleT]:
             raise TypeError(f"model {name!r} must register a pytorch_lightning.LightningModule subclass, got {module!r}")
         if not callable(getattr(module, "from_config", None)):
             raise TypeError(f"model {name!r}: {module.__qualname__} must define a classmethod from_config(config)")
-        REGISTRY[name] = ModelSpec(name=name, module=module, config=config)
+        REGISTRY[name] = ModelSpec(name=name, module=module, config=config, max_epochs=max_epochs)
         logger.debug("registered model %r -> %s", name, module.__qualname__)
         return module
 

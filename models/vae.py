@@ -183,8 +183,10 @@ def vae_loss_terms(
         reconstruction_loss: ``"bce"`` or ``"mse"``, see :func:`per_sample_reconstruction_loss`.
 
     Returns:
-        Scalar tensors ``{"loss": reconstruction + beta * kl, "reconstruction": ..., "kl": ...}``,
-        each the batch mean of a per-image sum.
+        Scalar tensors, each the batch mean of a per-image sum: ``"loss"`` (reconstruction +
+        beta * kl, what training minimises), ``"reconstruction"``, ``"kl"`` and ``"elbo"`` =
+        -(reconstruction + kl), the evidence lower bound (whatever ``beta``; up to the constant
+        of the Gaussian likelihood when ``reconstruction_loss="mse"``, which is a surrogate).
 
     Raises:
         ValueError: As :func:`per_sample_reconstruction_loss` and :func:`per_sample_kl_loss`, or
@@ -194,7 +196,7 @@ def vae_loss_terms(
         raise ValueError(f"images and latents must have the same batch size, got {tuple(logits.shape)} and {tuple(mu.shape)}")
     reconstruction = per_sample_reconstruction_loss(logits, target, kind=reconstruction_loss).mean()
     kl = per_sample_kl_loss(mu, logvar).mean()
-    return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl}
+    return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl, "elbo": -(reconstruction + kl)}
 
 
 # --------------------------------------------------------------------------- network
@@ -325,6 +327,20 @@ class VAE(pl.LightningModule):
         mu, logvar = self.to_latent(self.encoder(images)).chunk(2, dim=1)
         return mu, logvar
 
+    def encode_latent(self, images: Tensor) -> Tensor:
+        """The posterior mean of each image: the deterministic latent code.
+
+        Args:
+            images: (N, C, H, W) float in [0, 1], with C, H, W matching the config.
+
+        Returns:
+            (N, latent_dim) float.
+
+        Raises:
+            ValueError: If the image shape does not match the config.
+        """
+        return self.encode(images)[0]
+
     def decode(self, z: Tensor) -> Tensor:
         """Decoder logits for latent codes.
 
@@ -406,7 +422,9 @@ class VAE(pl.LightningModule):
         return batch[key]
 
     def _shared_step(self, batch: Mapping[str, Tensor], stage: str) -> Tensor:
-        """Loss of one batch; logs ``{stage}/loss``, ``{stage}/reconstruction``, ``{stage}/kl``.
+        """Loss of one batch; logs ``{stage}/loss``, ``{stage}/reconstruction``, ``{stage}/kl``, ``{stage}/elbo``.
+
+        Each is logged per epoch (the mean over the epoch's images), and in training also per step.
 
         Args:
             batch: ``{"image": (B, C, H, W) float in [0, 1], ...}``.

@@ -157,7 +157,7 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
 
     # Everything that can fail on bad input is built before anything is logged.
     params = flatten_params(result.metadata)
-    metrics = audit_metrics(result.per_group, result.disparities)
+    metrics = audit_metrics(result.per_group, result.disparities, tables=result.tables)
     tags = _tags(result.metadata)
     figure_files = _figure_files(figures or {})
 
@@ -184,7 +184,9 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
     )
 
 
-def audit_metrics(per_group: pd.DataFrame, disparities: pd.DataFrame) -> dict[str, float]:
+def audit_metrics(
+    per_group: pd.DataFrame, disparities: pd.DataFrame, *, tables: Mapping[str, pd.DataFrame] | None = None
+) -> dict[str, float]:
     """The metrics :func:`log_audit` logs, as ``{key: value}``, non-finite values left out.
 
     Args:
@@ -194,6 +196,9 @@ def audit_metrics(per_group: pd.DataFrame, disparities: pd.DataFrame) -> dict[st
             ``grouping`` and ``group`` is logged.
         disparities: columns ``grouping, metric, ratio, difference`` (others ignored): one
             ``disparity/<grouping>/<metric>/{ratio,difference}`` pair per row.
+        tables: further group tables by name (``grouping, group`` plus value columns), logged
+            as ``<name>/<column>`` (overall row) and ``<name>/<grouping>/<group>/<column>``;
+            their image and subject counts repeat ``per_group``'s and are left out.
 
     Returns:
         ``{metric key: float value}``, in the frames' row order.
@@ -222,6 +227,18 @@ def audit_metrics(per_group: pd.DataFrame, disparities: pd.DataFrame) -> dict[st
     for row in per_group.itertuples(index=False, name=None):
         prefix = ("test",) if row[grouping_at] == OVERALL_GROUPING else ("group", row[grouping_at], row[group_at])
         entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
+    for name, table in (tables or {}).items():
+        _require_columns(table, GROUP_ID_COLUMNS, name)
+        names = list(table.columns)
+        value_at = [
+            (column, names.index(column))
+            for column in names
+            if column not in (*GROUP_ID_COLUMNS, *COUNT_COLUMNS) and _is_numeric_column(table[column])
+        ]
+        grouping_at, group_at = names.index("grouping"), names.index("group")
+        for row in table.itertuples(index=False, name=None):
+            prefix = (name,) if row[grouping_at] == OVERALL_GROUPING else (name, row[grouping_at], row[group_at])
+            entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
     for row in disparities[list(DISPARITY_COLUMNS)].itertuples(index=False, name=None):
         grouping, metric, *statistics = row
         entries.extend(

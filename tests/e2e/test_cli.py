@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from genfair.audit.cli import app
 
-TINY_RUN = ["--epochs", "1", "--image-size", "16", "--batch-size", "64", "--accelerator", "cpu", "--devices", "1"]
+TINY_RUN = ["--epochs", "1", "--image-size", "16", "--batch-size", "64", "--accelerator", "cpu", "--devices", "1",
+            "--classifier-epochs", "1"]
 
 
 @pytest.fixture
@@ -62,6 +63,7 @@ def test_run_prints_the_per_group_table_and_the_run(faces_run: tuple[Path, str, 
     for group in ("female / darker", "male / lighter", "gender x skin_tone", "Disparities"):
         assert group in stdout
     assert "audit ui" in stdout
+    assert "Attribute classifier" in stdout
     assert (folder / "mlflow.db").exists(), "the embedded default store is a SQLite file in the working folder"
 
 
@@ -76,9 +78,13 @@ def test_run_is_in_mlflow_with_metrics_params_and_artifacts(faces_run: tuple[Pat
     assert run.data.params["splits.train.composition.male_lighter"] == "43"
     assert "group/gender_x_skin_tone/female_darker/mse_error" in run.data.metrics
     assert "train/loss" in run.data.metrics and "val/loss" in run.data.metrics
+    assert 0 <= run.data.metrics["classifier_accuracy/gender_x_skin_tone/female_darker/gender_accuracy"] <= 1
+    assert "attribute_preservation/skin_tone_accuracy" in run.data.metrics
     artifacts = {f.path for top in ("audit", "figures", "model") for f in client.list_artifacts(run_id, top)}
-    for expected in ("audit/per_image.parquet", "audit/per_group.parquet", "figures/error_by_group.png",
-                     "figures/reconstructions.png", "model/model.ckpt"):
+    artifacts |= {f.path for f in client.list_artifacts(run_id, "classifier")}
+    for expected in ("audit/per_image.parquet", "audit/per_group.parquet", "audit/classifier_accuracy.parquet",
+                     "figures/error_by_group.png", "figures/reconstructions.png", "model/best.ckpt",
+                     "classifier/classifier.ckpt"):
         assert expected in artifacts
 
 

@@ -7,14 +7,20 @@ import pandas as pd
 import pytest
 import torch
 
+import torch.nn.functional as F
+from PIL import Image
+
 from genfair.datasets import (
+    LOWRES_SCALES,
     FacesDataModule,
     ManifestImageDataset,
     load_image,
     load_manifest,
+    load_mask,
     subject_disjoint_split,
 )
 from genfair.datasets import datamodule as dm
+from genfair.datasets import splits
 
 
 def subjects_frame(n_per_group: dict[tuple[str, str], int], images: int = 2) -> pd.DataFrame:
@@ -110,7 +116,7 @@ def test_split_needs_subjects():
         subject_disjoint_split(pd.DataFrame({"path": ["a"]}), seed=0)
     with pytest.raises(ValueError, match=r"cannot split an empty frame"):
         subject_disjoint_split(pd.DataFrame({"path": [], "subject": []}), seed=0)
-    with pytest.raises(ValueError, match=rf"{dm.ERR_TOO_FEW_SUBJECTS}: 2 subject\(s\) cannot fill 1 test \+ 1 val"):
+    with pytest.raises(ValueError, match=rf"{splits.ERR_TOO_FEW_SUBJECTS}: 2 subject\(s\) cannot fill 1 test \+ 1 val"):
         subject_disjoint_split(subjects_frame({("female", "darker"): 2}), seed=0)
 
 
@@ -125,7 +131,7 @@ def faces_module(tiny_faces):
 
 def test_batches_are_images_and_row_indices(faces_module):
     batch = next(iter(faces_module.train_dataloader()))
-    assert set(batch) == {"image", "index"}
+    assert set(batch) == {"image", "index", "labels", "mask"}  # the generated faces have masks
     assert batch["image"].shape == (4, 3, 16, 16) and batch["image"].dtype == torch.float32
     assert 0.0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1.0
     assert batch["index"].dtype == torch.int64 and batch["index"].shape == (4,)
@@ -226,6 +232,123 @@ def test_datamodule_rejects_bad_options(tiny_faces, kwargs, match):
 def test_split_frame_rejects_unknown_split(faces_module):
     with pytest.raises(ValueError, match=r"split must be one of train, val, test, got 'validation'"):
         faces_module.split_frame("validation")
+
+
+# -- the extended batch: labels, lowres, mask ----------------------------------------------------
+
+
+def test_labels_are_codes_of_the_sorted_values(faces_module):
+    assert faces_module.attribute_classes == {"gender": ("female", "male"), "skin_tone": ("darker", "lighter")}
+    classes = faces_module.attribute_classes
+    frame = faces_module.manifest.frame
+    for batch in faces_module.val_dataloader():
+        assert batch["labels"].dtype == torch.int64 and batch["labels"].shape == (len(batch["index"]), 2)
+        for row, codes in zip(batch["index"].tolist(), batch["labels"].tolist()):
+            assert [classes[name][code] for name, code in zip(("gender", "skin_tone"), codes)] == [
+                frame["gender"].iat[row],
+                frame["skin_tone"].iat[row],
+            ]
+
+
+def test_labels_use_every_value_of_the_whole_manifest(make_manifest):
+    # subject c (the only 'z' of skin_tone) is in test, yet train batches code 'lighter' as 1 of 3 values
+    rows = [
+        {"path": f"img/{s}_{n}.png", "subject": s, "skin_tone": t, "split": sp}
+        for s, t, sp in (("a", "darker", "train"), ("b", "lighter", "train"), ("c", "z", "test"))
+        for n in (1, 2)
+    ]
+    module = FacesDataModule(load_manifest(make_manifest(rows)), image_size=8, batch_size=8)
+    assert module.attribute_classes == {"skin_tone": ("darker", "lighter", "z")}
+    batch = next(iter(module.test_dataloader()))
+    assert batch["labels"].tolist() == [[2], [2]]
+    assert sorted(next(iter(module.train_dataloader()))["labels"][:, 0].tolist()) == [0, 0, 1, 1]
+    module.attribute_classes["skin_tone"] = ()  # a copy: the module's classes are unchanged
+    assert module.attribute_classes["skin_tone"] == ("darker", "lighter", "z")
+
+
+def test_masks_are_binary_and_match_the_files(faces_module):
+    batch = next(iter(faces_module.test_dataloader()))
+    mask = batch["mask"]
+    assert mask.shape == (4, 1, 16, 16) and mask.dtype == torch.float32
+    assert set(mask.unique().tolist()) == {0.0, 1.0}
+    for one, row in zip(mask, batch["index"].tolist()):
+        stored = np.asarray(Image.open(faces_module.manifest.mask_path(row))) == 255
+        assert torch.equal(one[0], torch.from_numpy(stored).float())
+
+
+def test_masks_resize_with_nearest(tiny_faces):
+    module = FacesDataModule(load_manifest(tiny_faces), image_size=8, batch_size=2)
+    item = module.load_item(0)
+    assert item["image"].shape == (3, 8, 8) and item["mask"].shape == (1, 8, 8)
+    stored = Image.open(module.manifest.mask_path(0)).resize((8, 8), Image.Resampling.NEAREST)
+    assert torch.equal(item["mask"][0], torch.from_numpy(np.asarray(stored) >= 128).float())
+
+
+def test_no_mask_without_a_mask_column(make_manifest):
+    module = FacesDataModule(load_manifest(make_manifest()), image_size=8, batch_size=2, test_fraction=0.34, val_fraction=0.0)
+    assert set(next(iter(module.train_dataloader()))) == {"image", "index", "labels"}
+
+
+@pytest.mark.parametrize("scale", LOWRES_SCALES)
+def test_lowres_is_the_area_average_of_the_image(tiny_faces, scale):
+    module = FacesDataModule(load_manifest(tiny_faces), image_size=16, batch_size=3, lowres_scale=scale)
+    batch = next(iter(module.predict_dataloader()))
+    assert batch["lowres"].shape == (3, 3, 16 // scale, 16 // scale) and batch["lowres"].dtype == torch.float32
+    assert torch.allclose(batch["lowres"], F.avg_pool2d(batch["image"], scale))
+    assert 0.0 <= float(batch["lowres"].min()) and float(batch["lowres"].max()) <= 1.0
+
+
+def test_no_lowres_by_default(faces_module):
+    assert "lowres" not in next(iter(faces_module.val_dataloader()))
+    assert faces_module.lowres_scale is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lowres_scale": 3}, r"^lowres_scale must be one of \[2, 4, 8\] or None, got 3$"),
+        ({"lowres_scale": True}, r"^lowres_scale must be one of \[2, 4, 8\] or None, got True$"),
+        ({"lowres_scale": 2.0}, r"^lowres_scale must be one of \[2, 4, 8\] or None, got 2\.0$"),
+        ({"lowres_scale": 8, "image_size": 12}, r"^image_size 12 is not divisible by lowres_scale 8; fix: use an image_size that is a multiple of 8 \(e\.g\. 8 or 16\)"),
+        ({"lowres_scale": 8, "image_size": 4}, r"^image_size 4 is not divisible by lowres_scale 8; fix: .*\(e\.g\. 8\) or a smaller lowres_scale$"),
+    ],
+)
+def test_bad_lowres_scale(tiny_faces, kwargs, match):
+    manifest = load_manifest(tiny_faces)
+    with pytest.raises(ValueError, match=match):
+        FacesDataModule(manifest, **{"image_size": 16, **kwargs})
+    with pytest.raises(ValueError, match=match):
+        ManifestImageDataset(manifest, [0], **{"image_size": 16, **kwargs})
+
+
+def test_load_item_is_the_dataset_item_of_any_row(tiny_faces):
+    module = FacesDataModule(load_manifest(tiny_faces), image_size=16, batch_size=2, lowres_scale=2)
+    test_row = int(module.split_rows("test")[0])
+    dataset = module.dataset("test")
+    item, expected = module.load_item(test_row), dataset[0]
+    assert set(item) == {"image", "index", "labels", "lowres", "mask"} and item["index"] == test_row
+    for key in ("image", "labels", "lowres", "mask"):
+        assert torch.equal(item[key], expected[key])
+    assert torch.equal(item["image"], module.load_image(test_row))
+    train_row = module.split_rows("train")[0]  # a numpy int is fine
+    assert module.load_item(train_row)["index"] == train_row and type(module.load_item(train_row)["index"]) is int
+
+
+@pytest.mark.parametrize("row", [-1, 26])
+def test_load_item_rejects_rows_outside_the_manifest(tiny_faces, row):
+    module = FacesDataModule(load_manifest(tiny_faces), image_size=16)
+    with pytest.raises(IndexError, match=rf"row must be a position in 0\.\.25 of the manifest, got {row}"):
+        module.load_item(row)
+
+
+def test_load_mask_thresholds_and_resizes(tmp_path):
+    values = np.array([[0, 127], [128, 255]], dtype=np.uint8)
+    Image.fromarray(values, "L").save(tmp_path / "m.png")
+    assert torch.equal(load_mask(tmp_path / "m.png", image_size=2), torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]))
+    big = load_mask(tmp_path / "m.png", image_size=4)
+    assert big.shape == (1, 4, 4) and torch.equal(big[0, 2:, :2], torch.ones(2, 2)) and big[0, :2].sum() == 0
+    Image.fromarray(values, "L").convert("RGB").save(tmp_path / "rgb.png")
+    assert torch.equal(load_mask(tmp_path / "rgb.png", image_size=2), load_mask(tmp_path / "m.png", image_size=2))
 
 
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # inside pytorch_lightning, not ours

@@ -54,7 +54,7 @@ def test_split_column_is_kept_and_not_an_attribute(make_manifest):
     assert manifest.has_split
     assert "split" not in manifest.attributes
     assert set(manifest.frame["split"]) <= set(SPLITS)
-    assert set(RESERVED_COLUMNS) == {"path", "subject", "split"}
+    assert set(RESERVED_COLUMNS) == {"path", "subject", "split", "mask_path"}
 
 
 def test_verify_images_false_skips_the_header_check(make_manifest, tmp_path):
@@ -268,3 +268,92 @@ def test_a_column_named_index_is_just_another_column(make_manifest):
     rows[3]["gender"] = "female"
     with pytest.raises(ManifestError, match=r"subject 'b' has gender 'female' here but 'male' at data row 3"):
         load_manifest(make_manifest(rows), attributes=["gender"])
+
+
+# -- masks (the optional mask_path column) -------------------------------------------------------
+
+
+def mask_rows(tmp_path: Path, write_image, *, skip: tuple[int, ...] = ()) -> list[dict]:
+    """``m_rows()`` with a ``mask_path`` per row; mask files written except for rows in ``skip``."""
+    rows = [{**row, "mask_path": row["path"].replace("img/", "masks/")} for row in m_rows()]
+    for i, row in enumerate(rows):
+        if i not in skip:
+            write_image(tmp_path / row["mask_path"], mode="L", value=255)
+    return rows
+
+
+def test_mask_path_is_reserved_kept_and_resolved(make_manifest, tmp_path, write_image):
+    manifest = load_manifest(make_manifest(mask_rows(tmp_path, write_image)))
+    assert m.MASK_COLUMN == "mask_path" and "mask_path" in RESERVED_COLUMNS
+    assert manifest.attributes == ("gender", "skin_tone")
+    assert manifest.has_mask
+    assert manifest.frame["mask_path"].tolist()[:2] == ["masks/a_1.png", "masks/a_2.png"]
+    assert manifest.mask_path(1) == tmp_path / "masks/a_2.png"
+
+
+def test_mask_path_cannot_be_an_attribute(make_manifest, tmp_path, write_image):
+    with pytest.raises(ManifestError, match=rf"{rx(m.ERR_RESERVED_ATTRIBUTE)}: 'mask_path'"):
+        load_manifest(make_manifest(mask_rows(tmp_path, write_image)), attributes=["mask_path"])
+
+
+def test_mask_path_of_a_manifest_without_masks(make_manifest):
+    manifest = load_manifest(make_manifest())
+    assert not manifest.has_mask
+    with pytest.raises(KeyError, match=r"manifest\.csv: the manifest has no 'mask_path' column; check has_mask first"):
+        manifest.mask_path(0)
+
+
+def test_blank_mask_path(make_manifest, tmp_path, write_image):
+    rows = mask_rows(tmp_path, write_image)
+    rows[2]["mask_path"] = ""
+    pattern = rf"data row 3 \(line 4\), column 'mask_path': {rx(m.ERR_BLANK_VALUE)} ''; fix: fill in the mask's path"
+    with pytest.raises(ManifestError, match=pattern):
+        load_manifest(make_manifest(rows))
+
+
+def test_absolute_mask_path(make_manifest, tmp_path, write_image):
+    rows = mask_rows(tmp_path, write_image)
+    rows[1]["mask_path"] = "/masks/a_2.png"
+    with pytest.raises(ManifestError, match=rf"data row 2 \(line 3\), column 'mask_path': {rx(m.ERR_ABSOLUTE_PATH)} '/masks/a_2.png'"):
+        load_manifest(make_manifest(rows))
+
+
+def test_shared_mask_files_are_allowed(make_manifest, tmp_path, write_image):
+    rows = mask_rows(tmp_path, write_image)
+    for row in rows:
+        row["mask_path"] = rows[0]["mask_path"]
+    assert load_manifest(make_manifest(rows)).frame["mask_path"].nunique() == 1
+
+
+def test_missing_mask_file(make_manifest, tmp_path, write_image):
+    rows = mask_rows(tmp_path, write_image, skip=(4,))
+    pattern = rf"data row 5 \(line 6\), column 'mask_path': {rx(m.ERR_MISSING_IMAGE)}: .*masks/c_1\.png; fix: .*whole mask_path column"
+    with pytest.raises(ManifestError, match=pattern):
+        load_manifest(make_manifest(rows))
+
+
+def test_unreadable_mask_file(make_manifest, tmp_path, write_image):
+    path = make_manifest(mask_rows(tmp_path, write_image))
+    (tmp_path / "masks/b_1.png").write_bytes(b"not a png")
+    with pytest.raises(ManifestError, match=rf"data row 3 \(line 4\), column 'mask_path': {rx(m.ERR_UNREADABLE_IMAGE)}: .*b_1\.png"):
+        load_manifest(path)
+    assert load_manifest(path, verify_images=False).has_mask
+
+
+# -- attribute codes -----------------------------------------------------------------------------
+
+
+def test_attribute_classes_and_codes(make_manifest):
+    rows = [{**row, "tone": str(t)} for row, t in zip(m_rows(), (2, 2, 10, 10, 1, 1))]
+    manifest = load_manifest(make_manifest(rows), attributes=["skin_tone", "tone"])
+    assert manifest.attribute_classes == {"skin_tone": ("darker", "lighter"), "tone": ("1", "10", "2")}
+    codes = manifest.attribute_codes()
+    assert codes.dtype == "int64" and codes.shape == (6, 2)
+    assert codes.tolist() == [[0, 2], [0, 2], [1, 1], [1, 1], [0, 0], [0, 0]]
+
+
+def test_attribute_codes_without_attributes(make_manifest):
+    manifest = load_manifest(make_manifest(), attributes=[])
+    assert manifest.attribute_classes == {}
+    assert manifest.attribute_codes().shape == (6, 0)
+

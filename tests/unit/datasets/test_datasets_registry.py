@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import genfair.datasets as datasets
-from genfair.datasets import DatasetSpec, SyntheticFacesConfig
+from genfair.datasets import DatasetSpec, DigitsConfig, SyntheticFacesConfig
 from genfair.datasets import registry as reg
 
 
@@ -18,19 +18,19 @@ def scratch_registry(monkeypatch):
     return reg.REGISTRY
 
 
-def test_faces_is_registered():
-    assert "faces" in datasets.names()
+def test_faces_and_digits_are_registered():
+    assert datasets.names() == ("digits", "faces")
     assert datasets.get("faces") is datasets.REGISTRY["faces"]
-    assert datasets.names() == tuple(sorted(datasets.names()))
+    assert datasets.get("digits") is datasets.REGISTRY["digits"]
 
 
 def test_unknown_key_lists_keys_and_suggests():
-    with pytest.raises(ValueError, match=r"^unknown dataset 'face'; valid keys: 'faces'; did you mean 'faces'\?$"):
+    with pytest.raises(ValueError, match=r"^unknown dataset 'face'; valid keys: 'digits', 'faces'; did you mean 'faces'\?$"):
         datasets.get("face")
 
 
 def test_unknown_key_without_a_close_match():
-    with pytest.raises(ValueError, match=r"^unknown dataset 'mnist'; valid keys: 'faces'$"):
+    with pytest.raises(ValueError, match=r"^unknown dataset 'mnist'; valid keys: 'digits', 'faces'$"):
         datasets.get("mnist")
 
 
@@ -47,6 +47,19 @@ def test_faces_builder_calls_the_cached_generator(monkeypatch, tmp_path):
         name="faces", manifest_path=tmp_path / "faces-x" / "manifest.csv", attributes=("gender", "skin_tone")
     )
     assert calls == [(SyntheticFacesConfig(image_size=32, seed=3), tmp_path)]
+
+
+def test_digits_builder_calls_the_cached_writer(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_ensure(config, cache_dir):
+        calls.append((config, cache_dir))
+        return Path(cache_dir) / "digits-x" / "manifest.csv"
+
+    monkeypatch.setattr(reg, "ensure_digits", fake_ensure)
+    spec = datasets.get("digits")(cache_dir=tmp_path, image_size=16, seed=2)
+    assert spec == DatasetSpec(name="digits", manifest_path=tmp_path / "digits-x" / "manifest.csv", attributes=("digit",))
+    assert calls == [(DigitsConfig(image_size=16, seed=2), tmp_path)]
 
 
 def test_register_adds_a_builder(scratch_registry):

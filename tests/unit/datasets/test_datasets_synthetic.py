@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from genfair.datasets import SyntheticFacesConfig, ensure_synthetic_faces, generate_synthetic_faces, load_manifest
 from genfair.datasets import synthetic as syn
@@ -100,7 +100,7 @@ def test_config_is_frozen_and_keyword_only():
 
 def test_manifest_columns_and_composition(tiny_faces):
     frame = pd.read_csv(tiny_faces)
-    assert list(frame.columns) == ["path", "subject", "split", "gender", "skin_tone", "tone"]
+    assert list(frame.columns) == ["path", "mask_path", "subject", "split", "gender", "skin_tone", "tone"]
     subjects = frame.drop_duplicates("subject")
     counts = subjects.groupby(["split", "gender", "skin_tone"]).size().to_dict()
     assert counts == {
@@ -117,6 +117,7 @@ def test_manifest_columns_and_composition(tiny_faces):
     darker = subjects.loc[subjects.skin_tone == "darker", "tone"]
     assert lighter.between(1, 5).all() and darker.between(6, 10).all()
     assert frame["path"].iloc[0] == f"images/{frame['subject'].iloc[0]}/{frame['subject'].iloc[0]}.1.png"
+    assert (frame["mask_path"] == frame["path"].str.replace("images/", "masks/", n=1)).all()
 
 
 def test_balanced_test_panel_scales_with_config(tmp_path):
@@ -132,6 +133,8 @@ def test_manifest_validates_and_images_have_the_size(tiny_faces):
     manifest = load_manifest(tiny_faces, attributes=["gender", "skin_tone"])
     with Image.open(manifest.image_path(0)) as image:
         assert image.size == (16, 16) and image.mode == "RGB"
+    assert manifest.has_mask
+    assert load_manifest(tiny_faces).attributes == ("gender", "skin_tone", "tone")  # mask_path is reserved
     stored = json.loads((tiny_faces.parent / syn.CONFIG_NAME).read_text())
     assert stored == json.loads(SyntheticFacesConfig(**TINY).to_json())
 
@@ -167,6 +170,97 @@ def test_darker_faces_are_darker(tmp_path):
     ]
     by_group = pd.Series(luma).groupby(frame.skin_tone).mean()
     assert by_group["lighter"] > by_group["darker"] + 60
+
+
+# -- skin masks ------------------------------------------------------------------------------------
+
+
+def read_masks(manifest: Path) -> tuple[pd.DataFrame, list[np.ndarray], list[np.ndarray]]:
+    """The manifest frame, its images ``(H, W, 3)`` float and masks ``(H, W)`` bool."""
+    frame = pd.read_csv(manifest)
+    images, masks = [], []
+    for path, mask_path in zip(frame.path, frame.mask_path):
+        images.append(np.asarray(Image.open(manifest.parent / path), dtype=float))
+        with Image.open(manifest.parent / mask_path) as mask:
+            assert mask.mode == "L" and mask.size == (images[-1].shape[1], images[-1].shape[0])
+            values = np.asarray(mask)
+        assert set(np.unique(values)) <= {0, 255}
+        masks.append(values == 255)
+    return frame, images, masks
+
+
+def face_ellipses(config: SyntheticFacesConfig) -> list[np.ndarray]:
+    """Per image, in manifest order: the pixels the face ellipse touches, ``(H, W)`` bool (replayed pose)."""
+    side = config.image_size * syn._SUPERSAMPLE
+    faces = []
+    for subject in syn._subjects(config):
+        identity = syn._identity(config, subject)
+        for number in range(1, config.images_per_subject + 1):
+            rng = syn._image_rng(config, subject, number)
+            center, unit, angle = syn._pose(rng, side, identity["face_height"])
+            face = Image.new("L", (side, side), 0)
+            canvas = Image.new("RGB", (side, side))
+            pen = syn._Pen(ImageDraw.Draw(canvas), center, unit, angle, mask=ImageDraw.Draw(face))
+            pen.ellipse((0.0, 0.0), (identity["aspect"], 1.0), (0, 0, 0), skin=True)
+            faces.append(np.asarray(face.reduce(syn._SUPERSAMPLE)) > 0)
+    return faces
+
+
+@pytest.fixture(scope="module")
+def faces32(tmp_path_factory) -> tuple[SyntheticFacesConfig, Path]:
+    config = SyntheticFacesConfig(**{**TINY, "image_size": 32, "images_per_subject": 3, "val_subjects_per_group": 0})
+    return config, generate_synthetic_faces(config, tmp_path_factory.mktemp("faces32") / "out")
+
+
+@pytest.mark.parametrize("image_size", [8, 16])
+def test_every_mask_is_non_empty_even_at_the_smallest_size(tmp_path, image_size):
+    config = SyntheticFacesConfig(**{**TINY, "image_size": image_size})
+    _, _, masks = read_masks(generate_synthetic_faces(config, tmp_path / "out"))
+    assert len(masks) == config.n_images
+    assert min(int(mask.sum()) for mask in masks) >= 1
+
+
+def test_masks_lie_inside_the_face_and_leave_out_its_features(faces32):
+    config, manifest = faces32
+    _, _, masks = read_masks(manifest)
+    faces = face_ellipses(config)
+    assert len(faces) == len(masks)
+    for mask, face in zip(masks, faces):
+        assert not (mask & ~face).any()  # inside the face ellipse
+        assert mask.sum() < 0.85 * face.sum()  # eyes, brows, mouth and hair cut out
+        assert mask.sum() > 0.3 * face.sum()
+
+
+def test_mean_colour_under_the_mask_is_the_subjects_tone(faces32):
+    config, manifest = faces32
+    frame, images, masks = read_masks(manifest)
+    tones = np.array(syn.MONK_TONES_RGB, dtype=float)[frame.tone.to_numpy() - 1]
+    means = np.stack([image[mask].mean(axis=0) for image, mask in zip(images, masks)])
+    ratio = means / tones  # lighting scales each shot by about 0.78..1.15, with a gradient
+    assert ratio.min() > 0.6 and ratio.max() < 1.4
+    # a box around the mask (skin, eyes, hair, background) strays much further from the tone
+    boxes = []
+    for image, mask in zip(images, masks):
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        boxes.append(image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].reshape(-1, 3).mean(axis=0))
+    assert np.abs(means - tones).mean() < 0.75 * np.abs(np.stack(boxes) - tones).mean()
+
+
+def test_unlit_mask_colour_is_within_the_skin_shading(tmp_path, monkeypatch):
+    """Without lighting and noise, only the nose and jaw shading (and edge pixels) move the mean off the tone."""
+    monkeypatch.setattr(syn, "_light", lambda image, rng: image)
+    config = SyntheticFacesConfig(**{**TINY, "image_size": 32, "images_per_subject": 2, "val_subjects_per_group": 0})
+    frame, images, masks = read_masks(generate_synthetic_faces(config, tmp_path / "out"))
+    tones = np.array(syn.MONK_TONES_RGB, dtype=float)[frame.tone.to_numpy() - 1]
+    means = np.stack([image[mask].mean(axis=0) for image, mask in zip(images, masks)])
+    assert (np.abs(means - tones) <= 0.12 * tones + 4).all()
+
+
+def test_generator_version_is_in_the_cache_key(tiny_config, monkeypatch):
+    before = syn.cache_key(tiny_config)
+    assert syn.GENERATOR_VERSION >= 2  # 2 added the masks: caches without them are not reused
+    monkeypatch.setattr(syn, "GENERATOR_VERSION", syn.GENERATOR_VERSION - 1)
+    assert syn.cache_key(tiny_config) != before
 
 
 def test_generate_refuses_a_non_empty_folder(tmp_path, tiny_config):

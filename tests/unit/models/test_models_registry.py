@@ -43,6 +43,13 @@ def test_vae_is_registered_on_import() -> None:
     assert models.REGISTRY["vae"] is spec
 
 
+def test_every_zoo_model_is_registered_on_import() -> None:
+    assert models.names() == ("ae", "bicubic", "cnn", "pca", "sr", "vae")
+    assert models.get("ae").module is models.AE and models.get("cnn").module is models.ConvAE
+    assert models.get("sr").config is models.SRConfig and models.get("bicubic").module is models.Bicubic
+    assert (models.get("pca").max_epochs, models.get("bicubic").max_epochs, models.get("vae").max_epochs) == (1, 0, None)
+
+
 def test_names_are_sorted_lowercase_tuple() -> None:
     got = models.names()
     assert isinstance(got, tuple)
@@ -65,7 +72,7 @@ def test_get_unknown_suggests_close_key(typed: str) -> None:
 
 
 def test_get_unknown_without_close_key_lists_valid_keys() -> None:
-    with pytest.raises(ValueError, match=r"^unknown model 'zzzzzz'; valid models: 'vae'[^?]*$") as info:
+    with pytest.raises(ValueError, match=r"^unknown model 'zzzzzz'; valid models: 'ae', 'bicubic', 'cnn', 'pca', 'sr', 'vae'$") as info:
         models.get("zzzzzz")
     assert "did you mean" not in str(info.value)
     assert "\n" not in str(info.value)
@@ -86,6 +93,20 @@ def test_register_records_spec_and_returns_class(empty_registry: dict) -> None:
     assert decorated is _ToyModule
     assert registry.get("toy") == registry.ModelSpec(name="toy", module=_ToyModule, config=_ToyConfig)
     assert registry.names() == ("toy",)
+    assert registry.get("toy").max_epochs is None
+
+
+@pytest.mark.parametrize("max_epochs", [0, 1, 7])
+def test_register_records_max_epochs(empty_registry: dict, max_epochs: int) -> None:
+    registry.register("toy", config=_ToyConfig, max_epochs=max_epochs)(_ToyModule)
+    assert registry.get("toy") == registry.ModelSpec(name="toy", module=_ToyModule, config=_ToyConfig, max_epochs=max_epochs)
+
+
+@pytest.mark.parametrize("max_epochs", [-1, 1.0, True, "1"])
+def test_register_rejects_bad_max_epochs(empty_registry: dict, max_epochs: object) -> None:
+    with pytest.raises(ValueError, match=rf"max_epochs for model 'toy' must be None \(the user's choice\) or an int >= 0, got {max_epochs!r}"):
+        registry.register("toy", config=_ToyConfig, max_epochs=max_epochs)  # type: ignore[arg-type]
+    assert registry.names() == ()
 
 
 @pytest.mark.parametrize("name", ["Toy", "", " toy", 3])

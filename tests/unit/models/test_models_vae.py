@@ -193,10 +193,11 @@ def test_loss_terms_average_over_batch_and_beta_weights_kl(images: torch.Tensor)
     recon = per_sample_reconstruction_loss(logits, images, kind="bce").mean()
     kl = per_sample_kl_loss(mu, logvar).mean()
     for beta, got in terms.items():
-        assert set(got) == {"loss", "reconstruction", "kl"}
+        assert set(got) == {"loss", "reconstruction", "kl", "elbo"}
         torch.testing.assert_close(got["reconstruction"], recon)
         torch.testing.assert_close(got["kl"], kl)
         torch.testing.assert_close(got["loss"], recon + beta * kl)
+        torch.testing.assert_close(got["elbo"], -(recon + kl))  # the bound itself, whatever beta
     torch.testing.assert_close(terms[2.5]["loss"] - terms[0.0]["loss"], 2.5 * kl)
 
 
@@ -255,6 +256,14 @@ def test_grayscale_and_other_depths(hidden: tuple[int, ...]) -> None:
     x = torch.rand(2, 1, 16, 16)
     assert model(x).shape == (2, 1, 16, 16)
     assert model.encode(x)[0].shape == (2, 3)
+
+
+def test_encode_latent_is_the_posterior_mean(model: VAE, images: torch.Tensor) -> None:
+    model.train()
+    latent = model.encode_latent(images)
+    assert latent.shape == (B, 4)
+    assert torch.equal(latent, model.encode(images)[0])
+    assert torch.equal(model.encode_latent(images), latent)  # deterministic, even in training mode
 
 
 def test_outputs_are_in_unit_interval(model: VAE, images: torch.Tensor) -> None:
@@ -370,7 +379,7 @@ def test_fast_dev_run_fit_logs_stage_keys() -> None:
     assert not torch.equal(model.to_latent.weight, before)
     metrics = trainer.callback_metrics
     for stage in ("train", "val"):
-        for name in ("loss", "reconstruction", "kl"):
+        for name in ("loss", "reconstruction", "kl", "elbo"):
             assert f"{stage}/{name}" in metrics, (stage, name, sorted(metrics))
     assert "train/loss_step" in metrics and "val/loss_step" not in metrics
 
@@ -382,6 +391,10 @@ def test_validation_loss_is_reconstruction_plus_beta_kl() -> None:
         torch.tensor(metrics["val/loss"]), torch.tensor(metrics["val/reconstruction"] + 3.0 * metrics["val/kl"])
     )
     assert metrics["val/kl"] > 0
+    torch.testing.assert_close(
+        torch.tensor(metrics["val/elbo"]), torch.tensor(-(metrics["val/reconstruction"] + metrics["val/kl"]))
+    )
+    assert {"val/loss", "val/reconstruction", "val/kl", "val/elbo"} == set(metrics)
 
 
 def test_trainer_predict_returns_contract_batches() -> None:

@@ -1,0 +1,827 @@
+"""Comparing two models on the same images, and representation metrics for upsampling.
+
+**Paired comparisons** (:func:`paired_differences`, :func:`compare_models`). Two audits of
+the same images (per-image frames joined on ``path``) are paired data: each image, and each
+subject, is seen by both models. :func:`compare_models` reports, per group, the
+difference of the group means ``B - A`` with a paired cluster-bootstrap interval (the same
+subjects drawn for both models) and a Wilcoxon signed-rank p-value; and per grouping, the
+change in disparity ``disparity(B) - disparity(A)`` (``disparity = |worst - best|`` over
+the groups with sufficient evidence, recomputed on every resample) with its interval and
+a one-sided p-value for "B is fairer than A" from a paired sign-flip permutation test
+(each subject's A and B values swapped with probability 1/2: exact when the two models
+are exchangeable).
+
+**Representation metrics** (Jalal et al. 2021, "Fairness for image generation with
+uncertain sensitive attributes"; Laszkiewicz et al. 2024, "Benchmarking the fairness of
+image upsampling methods"). An attribute classifier labels the originals and the
+outputs; these functions take its codes:
+
+- :func:`representation_demographic_parity` (RDP): the rate at which an output is
+  classified as its person's own group, ``P(class(output) = a | group = a)``, should be
+  equal across groups. Per-group rates with cluster-bootstrap intervals, the gap
+  ``max - min`` and ratio ``min / max`` with intervals, and a chi-square test of
+  homogeneity.
+- :func:`proportional_representation` (PR): the distribution of the outputs' predicted
+  classes should match the true class distribution. Stuart-Maxwell chi-square test of
+  marginal homogeneity (the two labels of one image are paired).
+- :func:`uninformative_conditional_proportional_representation` (UCPR): for
+  uninformative inputs (e.g. a 4x4 average face) the outputs' predicted classes should
+  follow the population (uniform by default). Pearson chi-square goodness-of-fit test.
+
+Each also reports the Pearson chi-square divergence ``sum((p - q)**2 / q)`` between the
+observed and the target distribution, the effect size Laszkiewicz et al. report (0 is
+perfectly fair; for RDP ``p`` is the vector of rates normalised to sum to 1 and ``q``
+uniform).
+
+numpy, pandas and scipy are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .grouping import OVERALL_GROUPING, SUBJECT_COLUMN, _check_columns, _check_frame, _higher_is_better
+from .stats import (
+    EVIDENCE_INSUFFICIENT,
+    EVIDENCE_SUFFICIENT,
+    StatsConfig,
+    _bootstrap_means,
+    _clusters,
+    _exact_means,
+    _expand,
+    _expansion,
+    _extremes,
+    _frame,
+    _groupings,
+    _quantiles,
+    _ratio,
+    _rng,
+    _validate,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+__all__ = [
+    "COMPARISON_DISPARITY_COLUMNS",
+    "COMPARISON_GROUP_COLUMNS",
+    "Comparison",
+    "RepresentationResult",
+    "compare_models",
+    "paired_differences",
+    "proportional_representation",
+    "representation_demographic_parity",
+    "uninformative_conditional_proportional_representation",
+]
+
+PATH_COLUMN = "path"
+#: The columns of :attr:`Comparison.per_group`, in order.
+COMPARISON_GROUP_COLUMNS = (
+    "grouping",
+    "group",
+    "metric",
+    "higher_is_better",
+    "n_images",
+    "n_subjects",
+    "evidence",
+    "mean_a",
+    "mean_b",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "statistic",
+    "p_value",
+)
+#: The columns of :attr:`Comparison.disparities`, in order.
+COMPARISON_DISPARITY_COLUMNS = (
+    "grouping",
+    "metric",
+    "higher_is_better",
+    "n_groups",
+    "evidence",
+    "worst_group_a",
+    "disparity_a",
+    "worst_group_b",
+    "disparity_b",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+)
+
+# Messages reused by the tests: each raise appends what it received.
+DUPLICATE_PATH_MSG = "paths must be unique in each per-image frame"
+PATHS_DIFFER_MSG = "the two per-image frames must cover the same images"
+COLUMN_DIFFERS_MSG = "the two per-image frames disagree on"
+BAD_UNIT_MSG = "unit must be 'subject' or 'image'"
+BAD_CODES_MSG = "group codes must be a 1-D sequence of non-negative integers"
+LENGTH_MISMATCH_MSG = "true and predicted group codes must have the same length"
+CODE_OUT_OF_RANGE_MSG = "group code out of range"
+BAD_NAMES_MSG = "group_names must be a sequence of distinct strings"
+BAD_EXPECTED_MSG = "expected must be non-negative shares, one per group, summing to a positive number"
+NO_CODES_MSG = "no group codes given"
+
+
+# --- paired comparison of two models -------------------------------------------------------------------
+
+
+def paired_differences(
+    per_image_a: pd.DataFrame,
+    per_image_b: pd.DataFrame,
+    *,
+    metrics: Sequence[str],
+    attributes: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Join two models' per-image frames on ``path``: one row per image, both values and ``B - A``.
+
+    Args:
+        per_image_a: model A's per-image frame (``path, subject, <attributes>, <metrics>``).
+        per_image_b: model B's per-image frame over the same images.
+        metrics: metric columns to pair.
+        attributes: attribute columns to carry over (they must agree between the frames).
+
+    Returns:
+        DataFrame in model A's row order with columns ``path, subject, <attributes>``,
+        then per metric ``<metric>_a, <metric>_b, <metric>_diff`` (``B - A``), and a
+        fresh RangeIndex.
+
+    Raises:
+        TypeError: if a frame is not a DataFrame.
+        ValueError: if a column is missing, a path repeats, the frames cover different
+            images, or they disagree on a path's subject or attributes.
+
+    Example:
+        >>> import pandas as pd
+        >>> a = pd.DataFrame({"path": ["x.png", "y.png"], "subject": ["s1", "s2"], "mse_error": [0.2, 0.4]})
+        >>> b = pd.DataFrame({"path": ["y.png", "x.png"], "subject": ["s2", "s1"], "mse_error": [0.1, 0.3]})
+        >>> paired_differences(a, b, metrics=["mse_error"])["mse_error_diff"].round(6).tolist()
+        [0.1, -0.3]
+    """
+    import pandas as pd
+
+    for frame, label in ((per_image_a, "per_image_a"), (per_image_b, "per_image_b")):
+        _check_frame(frame, label)
+        _check_columns(frame, [PATH_COLUMN, SUBJECT_COLUMN, *attributes, *metrics], label)
+        repeated = frame[PATH_COLUMN][frame[PATH_COLUMN].duplicated()]
+        if not repeated.empty:
+            raise ValueError(f"{DUPLICATE_PATH_MSG}; {label} repeats {repeated.iloc[0]!r}")
+    paths_a, paths_b = set(per_image_a[PATH_COLUMN]), set(per_image_b[PATH_COLUMN])
+    if paths_a != paths_b:
+        only_a, only_b = sorted(map(str, paths_a - paths_b)), sorted(map(str, paths_b - paths_a))
+        raise ValueError(
+            f"{PATHS_DIFFER_MSG}: {len(only_a)} only in A (e.g. {only_a[:3]}), {len(only_b)} only in B "
+            f"(e.g. {only_b[:3]}); evaluate both models on the same split"
+        )
+    keys = [SUBJECT_COLUMN, *attributes]
+    left = per_image_a[[PATH_COLUMN, *keys, *metrics]].reset_index(drop=True)
+    right = per_image_b[[PATH_COLUMN, *keys, *metrics]].set_index(PATH_COLUMN).loc[left[PATH_COLUMN]]
+    right = right.reset_index(drop=True)
+    for column in keys:
+        differs = left[column].astype(str).to_numpy() != right[column].astype(str).to_numpy()
+        if differs.any():
+            at = int(differs.argmax())
+            raise ValueError(
+                f"{COLUMN_DIFFERS_MSG} {column!r} for path {left.at[at, PATH_COLUMN]!r}: "
+                f"{left.at[at, column]!r} in A, {right.at[at, column]!r} in B; audit both models on one manifest"
+            )
+    out = left[[PATH_COLUMN, *keys]].copy()
+    for metric in metrics:
+        a = left[metric].astype("float64")
+        b = right[metric].astype("float64")
+        out[f"{metric}_a"] = a.to_numpy()
+        out[f"{metric}_b"] = b.to_numpy()
+        out[f"{metric}_diff"] = (b - a).to_numpy()
+    return pd.DataFrame(out).reset_index(drop=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """Model B against model A on the same images.
+
+    Attributes:
+        per_group: one row per (grouping, group, metric), columns
+            :data:`COMPARISON_GROUP_COLUMNS`: ``difference = mean_b - mean_a`` with its
+            paired cluster-bootstrap interval, and the Wilcoxon signed-rank
+            ``statistic`` and two-sided ``p_value``.
+        disparities: one row per (grouping, metric), columns
+            :data:`COMPARISON_DISPARITY_COLUMNS`: ``difference = disparity_b -
+            disparity_a`` (negative: B is fairer) with its interval, and the one-sided
+            ``p_value`` for "B is fairer than A".
+    """
+
+    per_group: pd.DataFrame
+    disparities: pd.DataFrame
+
+
+def _wilcoxon(differences: np.ndarray) -> tuple[float, float]:
+    """Two-sided Wilcoxon signed-rank test, deterministic and fast.
+
+    Zero differences are dropped (Wilcoxon's convention); (0, 1) when none is left. The
+    exact null distribution is used for up to 50 differences without ties, the normal
+    approximation (with tie correction) otherwise: scipy's default would switch to a
+    randomised permutation test on ties, which is slow and not reproducible.
+    """
+    import numpy as np
+    from scipy import stats
+
+    if differences.size == 0 or not np.all(np.isfinite(differences)):
+        return np.nan, np.nan
+    nonzero = differences[differences != 0]
+    if nonzero.size == 0:
+        return 0.0, 1.0
+    ties = np.unique(np.abs(nonzero)).size < nonzero.size
+    method = "exact" if nonzero.size <= 50 and not ties else "asymptotic"
+    result = stats.wilcoxon(nonzero, method=method)
+    return float(result.statistic), float(result.pvalue)
+
+
+def _sign_flip_pvalue(
+    clusters: Any,
+    column_a: int,
+    column_b: int,
+    eligible: np.ndarray,
+    higher: bool,
+    observed: float,
+    n_permutations: int,
+    rng: np.random.Generator,
+) -> float:
+    """One-sided p-value for "disparity(B) < disparity(A)": swap A/B per subject at random."""
+    import numpy as np
+
+    if n_permutations == 0:
+        return np.nan
+    keep = eligible[clusters.group]
+    remap = np.cumsum(eligible) - 1
+    labels = remap[clusters.group[keep]]
+    g = int(eligible.sum())
+    sums_a, sums_b = clusters.sums[keep, column_a], clusters.sums[keep, column_b]
+    counts = np.bincount(labels, clusters.counts[keep], g)
+    base_a, base_b = np.bincount(labels, sums_a, g), np.bincount(labels, sums_b, g)
+    onehot = np.zeros((labels.size, g))
+    onehot[np.arange(labels.size), labels] = 1.0
+    swing = (sums_b - sums_a)[:, None] * onehot  # (K, G): what a flip moves from B to A
+    k = labels.size
+    at_most = 0
+    scale = max(float(np.max(np.abs(base_a / counts))), float(np.max(np.abs(base_b / counts))), 1e-300)
+    step = max(1, (1 << 22) // max(k, 1))
+    for start in range(0, n_permutations, step):
+        rows = min(step, n_permutations - start)
+        flips = rng.integers(0, 2, size=(rows, k)).astype(np.float64)
+        moved = flips @ swing
+        mean_a = (base_a[None] + moved) / counts[None]
+        mean_b = (base_b[None] - moved) / counts[None]
+        worst_a, best_a = _extremes(mean_a, higher)
+        worst_b, best_b = _extremes(mean_b, higher)
+        delta = np.abs(worst_b - best_b) - np.abs(worst_a - best_a)
+        at_most += int((delta <= observed + 1e-9 * scale).sum())
+    return (1.0 + at_most) / (1.0 + n_permutations)
+
+
+def compare_models(
+    per_image_a: pd.DataFrame,
+    per_image_b: pd.DataFrame,
+    *,
+    attributes: Sequence[str],
+    metrics: Sequence[str],
+    n_resamples: int = 1000,
+    n_permutations: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    min_subjects: int = 5,
+    interval: Literal["expanded", "percentile"] = "expanded",
+    unit: Literal["subject", "image"] = "subject",
+) -> Comparison:
+    """Is model B better than model A for each group, and is it fairer? Paired, subject-clustered.
+
+    Per (grouping, group, metric): ``mean_a``, ``mean_b``, ``difference = mean_b -
+    mean_a`` (for ``*_error`` metrics negative means B is better), a paired cluster-
+    bootstrap interval (subjects resampled within the group, the same draw for both
+    models, with the small-sample expansion of :mod:`genfair.audit.stats` unless
+    ``interval="percentile"``), and a two-sided Wilcoxon signed-rank test over the paired
+    differences: one per subject (the subject's mean B - A; images of one person are not
+    independent) with ``unit="subject"``, one per image with ``unit="image"``; zero
+    differences are dropped, the exact distribution is used for up to 50 differences
+    without ties and the normal approximation otherwise.
+
+    Per (grouping, metric): ``disparity_a`` and ``disparity_b`` (``|worst - best|`` over
+    the groups with sufficient evidence), ``difference = disparity_b - disparity_a``
+    (negative: B is fairer) with the percentile interval of the disparities recomputed on
+    each paired resample, and ``p_value``: one-sided "B is fairer than A" from
+    ``n_permutations`` paired sign flips (each subject's A and B values swapped with
+    probability 1/2), ``(1 + #{flipped <= observed}) / (1 + n_permutations)``.
+
+    Groups with fewer than ``min_subjects`` subjects are ``"insufficient"``: means shown,
+    intervals and p-values NaN, left out of the disparities.
+
+    Args:
+        per_image_a: model A's per-image frame.
+        per_image_b: model B's per-image frame over the same images (joined on ``path``).
+        attributes: sensitive-attribute columns.
+        metrics: per-image metric columns.
+        n_resamples, n_permutations, level, seed, min_subjects, interval: as in
+            :func:`genfair.audit.group_intervals`.
+        unit: the Wilcoxon test's unit, ``"subject"`` (default) or ``"image"``.
+
+    Returns:
+        A :class:`Comparison`.
+
+    Raises:
+        TypeError, ValueError: as :func:`paired_differences` and
+            :func:`genfair.audit.group_intervals`, or for an unknown ``unit``.
+
+    Example:
+        >>> import pandas as pd
+        >>> a = pd.DataFrame({
+        ...     "path": [f"{i}.png" for i in range(12)], "subject": [f"s{i}" for i in range(12)],
+        ...     "gender": ["female"] * 6 + ["male"] * 6,
+        ...     "mse_error": [0.4, 0.5, 0.45, 0.4, 0.5, 0.45, 0.1, 0.2, 0.15, 0.1, 0.2, 0.15],
+        ... })
+        >>> b = a.assign(mse_error=[0.2, 0.25, 0.2, 0.25, 0.2, 0.25, 0.1, 0.2, 0.15, 0.1, 0.2, 0.15])
+        >>> result = compare_models(a, b, attributes=["gender"], metrics=["mse_error"], n_resamples=200)
+        >>> row = result.disparities.iloc[0]
+        >>> round(float(row["difference"]), 4), bool(row["ci_high"] < 0), bool(row["p_value"] < 0.05)
+        (-0.225, True, True)
+    """
+    import numpy as np
+    import pandas as pd
+
+    if unit not in ("subject", "image"):
+        raise ValueError(f"{BAD_UNIT_MSG}, got {unit!r}")
+    config = StatsConfig(
+        n_resamples=n_resamples,
+        n_permutations=n_permutations,
+        level=level,
+        seed=seed,
+        min_subjects=min_subjects,
+        interval=interval,
+    )
+    attrs = list(attributes)
+    _validate(per_image_a, attrs, metrics)
+    _validate(per_image_b, attrs, metrics)
+    paired = paired_differences(per_image_a, per_image_b, metrics=metrics, attributes=attrs)
+    mets = list(metrics)
+    m = len(mets)
+    directions = [_higher_is_better(metric) for metric in mets]
+    values = np.column_stack(
+        [paired[f"{metric}_a"].to_numpy() for metric in mets] + [paired[f"{metric}_b"].to_numpy() for metric in mets]
+    )
+    subjects = pd.factorize(paired[SUBJECT_COLUMN].astype(str).to_numpy(dtype=object))[0].astype(np.int64)
+
+    group_rows: list[dict[str, Any]] = []
+    disparity_rows: list[dict[str, Any]] = []
+    for index, (grouping, labels, codes) in enumerate(_groupings(paired, attrs)):
+        n_groups = len(labels)
+        clusters = _clusters(codes, subjects, values, n_groups)
+        n_subjects = clusters.n_subjects()
+        n_images = np.bincount(codes, minlength=n_groups)
+        sufficient = n_subjects >= config.min_subjects
+        estimates = _exact_means(values, codes, n_groups)
+        boot = _bootstrap_means(clusters, sufficient, config.n_resamples, _rng(config.seed, index, 2))
+        boot = _expand(boot, estimates, _expansion(n_subjects, config.level, config.interval))
+        boot_diff = boot[:, :, m:] - boot[:, :, :m]
+        low, high = _quantiles(boot_diff, config.level)
+        for j, metric in enumerate(mets):
+            higher = directions[j]
+            eligible = sufficient & np.isfinite(estimates[:, j]) & np.isfinite(estimates[:, m + j])
+            for g, label in enumerate(labels):
+                in_group = codes == g
+                if unit == "image":
+                    diffs = values[in_group, m + j] - values[in_group, j]
+                else:
+                    member = clusters.group == g
+                    diffs = (clusters.sums[member, m + j] - clusters.sums[member, j]) / clusters.counts[member]
+                statistic, p_value = _wilcoxon(diffs) if eligible[g] else (np.nan, np.nan)
+                group_rows.append(
+                    {
+                        "grouping": grouping,
+                        "group": label,
+                        "metric": metric,
+                        "higher_is_better": higher,
+                        "n_images": int(n_images[g]),
+                        "n_subjects": int(n_subjects[g]),
+                        "evidence": EVIDENCE_SUFFICIENT if sufficient[g] else EVIDENCE_INSUFFICIENT,
+                        "mean_a": estimates[g, j],
+                        "mean_b": estimates[g, m + j],
+                        "difference": estimates[g, m + j] - estimates[g, j],
+                        "ci_low": low[g, j] if eligible[g] else np.nan,
+                        "ci_high": high[g, j] if eligible[g] else np.nan,
+                        "statistic": statistic,
+                        "p_value": p_value,
+                    }
+                )
+            if grouping == OVERALL_GROUPING:
+                continue
+            row: dict[str, Any] = {
+                "grouping": grouping,
+                "metric": metric,
+                "higher_is_better": higher,
+                "n_groups": int(eligible.sum()),
+                "evidence": EVIDENCE_SUFFICIENT if eligible.sum() >= 2 else EVIDENCE_INSUFFICIENT,
+                **dict.fromkeys(COMPARISON_DISPARITY_COLUMNS[5:], np.nan),
+                "worst_group_a": None,
+                "worst_group_b": None,
+            }
+            if eligible.sum() >= 2:
+                columns = np.flatnonzero(eligible)
+                point_a, point_b = estimates[columns, j], estimates[columns, m + j]
+                worst_a, best_a = _extremes(point_a, higher)
+                worst_b, best_b = _extremes(point_b, higher)
+                disparity_a, disparity_b = abs(worst_a - best_a), abs(worst_b - best_b)
+                pick = np.argmin if higher else np.argmax
+                resampled_a = np.abs(np.subtract(*_extremes(boot[:, columns, j], higher)))
+                resampled_b = np.abs(np.subtract(*_extremes(boot[:, columns, m + j], higher)))
+                ci_low, ci_high = _quantiles(resampled_b - resampled_a, config.level)
+                p_value = _sign_flip_pvalue(
+                    clusters, j, m + j, eligible, higher, disparity_b - disparity_a,
+                    config.n_permutations, _rng(config.seed, index, 3, j),
+                )
+                row.update(
+                    worst_group_a=labels[columns[pick(point_a)]],
+                    disparity_a=disparity_a,
+                    worst_group_b=labels[columns[pick(point_b)]],
+                    disparity_b=disparity_b,
+                    difference=disparity_b - disparity_a,
+                    ci_low=ci_low,
+                    ci_high=ci_high,
+                    p_value=p_value,
+                )
+            disparity_rows.append(row)
+
+    per_group = _frame(
+        group_rows,
+        COMPARISON_GROUP_COLUMNS,
+        {
+            "grouping": "str",
+            "group": "str",
+            "metric": "str",
+            "higher_is_better": "bool",
+            "n_images": "int64",
+            "n_subjects": "int64",
+            "evidence": "str",
+        },
+    )
+    disparities = _frame(
+        disparity_rows,
+        COMPARISON_DISPARITY_COLUMNS,
+        {
+            "grouping": "str",
+            "metric": "str",
+            "higher_is_better": "bool",
+            "n_groups": "int64",
+            "evidence": "str",
+            "worst_group_a": "str",
+            "worst_group_b": "str",
+        },
+    )
+    return Comparison(per_group=per_group, disparities=disparities)
+
+
+# --- representation metrics ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class RepresentationResult:
+    """One representation metric: per-group table, chi-square test and effect sizes.
+
+    Attributes:
+        metric: ``"rdp"``, ``"pr"`` or ``"ucpr"``.
+        by_group: one row per group (see each function for its columns).
+        statistic: the chi-square statistic.
+        dof: its degrees of freedom.
+        p_value: the test's p-value (small: the fairness criterion is violated).
+        divergence: Pearson chi-square divergence between the observed and the target
+            distribution (0 when perfectly fair).
+        difference, difference_ci_low, difference_ci_high: RDP only: the gap ``max - min``
+            between the groups' own-group rates, with its cluster-bootstrap interval (NaN
+            for PR and UCPR).
+        ratio, ratio_ci_low, ratio_ci_high: RDP only: ``min / max`` of those rates.
+    """
+
+    metric: str
+    by_group: pd.DataFrame
+    statistic: float
+    dof: int
+    p_value: float
+    divergence: float
+    difference: float = float("nan")
+    difference_ci_low: float = float("nan")
+    difference_ci_high: float = float("nan")
+    ratio: float = float("nan")
+    ratio_ci_low: float = float("nan")
+    ratio_ci_high: float = float("nan")
+
+
+def _codes(values: Any, label: str) -> np.ndarray:
+    """Return ``values`` (list, numpy array or torch tensor) as a 1-D int64 array, or raise."""
+    import numpy as np
+
+    if hasattr(values, "detach"):  # a torch tensor: no torch import needed
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.ndim == 1 and array.size == 0:
+        raise ValueError(f"{NO_CODES_MSG}: {label} is empty")
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer) or bool((array < 0).any()):
+        raise ValueError(f"{label} {BAD_CODES_MSG}, got {array.dtype} array of shape {array.shape}")
+    return array.astype(np.int64)
+
+
+def _names(group_names: Sequence[str] | None, largest: int) -> list[str]:
+    """Group names: the given ones (checked against the codes), else ``"0", "1", ...``."""
+    if group_names is None:
+        return [str(i) for i in range(largest + 1)]
+    if isinstance(group_names, str) or len(set(group_names)) != len(group_names):
+        raise ValueError(f"{BAD_NAMES_MSG}, got {group_names!r}")
+    names = [str(name) for name in group_names]
+    if largest >= len(names):
+        raise ValueError(
+            f"{CODE_OUT_OF_RANGE_MSG}: code {largest} but only {len(names)} group_names {names}; codes are "
+            f"positions in group_names"
+        )
+    return names
+
+
+def _divergence(observed: np.ndarray, target: np.ndarray) -> float:
+    """Pearson chi-square divergence sum((p - q)^2 / q); inf if p > 0 where q = 0."""
+    import numpy as np
+
+    support = target > 0
+    if np.any(observed[~support] > 0):
+        return float("inf")
+    return float(np.sum((observed[support] - target[support]) ** 2 / target[support]))
+
+
+def representation_demographic_parity(
+    true_groups: Any,
+    predicted_groups: Any,
+    *,
+    subjects: Any = None,
+    group_names: Sequence[str] | None = None,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    min_subjects: int = 5,
+    interval: Literal["expanded", "percentile"] = "expanded",
+) -> RepresentationResult:
+    """Representation demographic parity (RDP): outputs keep their person's group equally often.
+
+    ``rate_a = P(class(output) = a | group = a)``, the share of group ``a``'s outputs that
+    the attribute classifier puts in group ``a``. RDP holds when the rates are equal.
+    Reported: each group's rate with a cluster-bootstrap interval (subjects resampled
+    within the group; each image its own subject when ``subjects`` is None), the gap
+    ``max - min`` and ratio ``min / max`` over the groups with sufficient evidence with
+    intervals from the same resamples, Pearson's chi-square test of homogeneity of the
+    (group x kept/changed) table (it treats images as independent; the intervals do not),
+    and the divergence of the normalised rates from uniform (Laszkiewicz et al.'s
+    ``P_RDP``).
+
+    Args:
+        true_groups: (N,) int codes of each image's true group (0..K-1).
+        predicted_groups: (N,) int codes the classifier gives each output.
+        subjects: optional (N,) subject ids (any hashable values).
+        group_names: optional names of codes 0..K-1.
+        n_resamples, level, seed, min_subjects, interval: as in
+            :func:`genfair.audit.group_intervals`.
+
+    Returns:
+        A :class:`RepresentationResult` with ``metric="rdp"`` and ``by_group`` columns
+        ``group, n_images, n_subjects, evidence, rate, ci_low, ci_high`` (groups with no
+        image left out).
+
+    Raises:
+        ValueError: if the codes are not 1-D non-negative ints of one length, a code has
+            no name, or an option is out of range.
+
+    Example:
+        >>> true = [0] * 10 + [1] * 10
+        >>> predicted = [0] * 10 + [1] * 5 + [0] * 5
+        >>> result = representation_demographic_parity(true, predicted, group_names=["a", "b"])
+        >>> result.by_group["rate"].tolist(), result.difference, round(result.p_value, 4)
+        ([1.0, 0.5], 0.5, 0.0098)
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    config = StatsConfig(n_resamples=n_resamples, n_permutations=0, level=level, seed=seed,
+                         min_subjects=min_subjects, interval=interval)
+    true = _codes(true_groups, "true_groups")
+    predicted = _codes(predicted_groups, "predicted_groups")
+    if true.size != predicted.size:
+        raise ValueError(f"{LENGTH_MISMATCH_MSG}, got {true.size} and {predicted.size}")
+    names = _names(group_names, int(max(true.max(), predicted.max())))
+    if subjects is None:
+        subject_codes = np.arange(true.size, dtype=np.int64)
+    else:
+        subject_array = np.asarray(subjects.detach().cpu().numpy() if hasattr(subjects, "detach") else subjects)
+        if subject_array.shape != true.shape:
+            raise ValueError(f"{LENGTH_MISMATCH_MSG}: subjects has shape {subject_array.shape}, codes {true.shape}")
+        subject_codes = pd.factorize(subject_array.astype(str))[0].astype(np.int64)
+    present = np.flatnonzero(np.bincount(true, minlength=len(names)) > 0)
+    codes = np.searchsorted(present, true)
+    kept = (predicted == true).astype(np.float64)[:, None]
+    n_groups = present.size
+    clusters = _clusters(codes, subject_codes, kept, n_groups)
+    n_subjects = clusters.n_subjects()
+    n_images = np.bincount(codes, minlength=n_groups)
+    sufficient = n_subjects >= config.min_subjects
+    rates = _exact_means(kept, codes, n_groups)
+    boot = _bootstrap_means(clusters, sufficient, config.n_resamples, _rng(config.seed, 0, 4))
+    boot = _expand(boot, rates, _expansion(n_subjects, config.level, config.interval))
+    low, high = _quantiles(boot, config.level)
+    by_group = pd.DataFrame(
+        {
+            "group": [names[i] for i in present],
+            "n_images": n_images.astype(np.int64),
+            "n_subjects": n_subjects,
+            "evidence": np.where(sufficient, EVIDENCE_SUFFICIENT, EVIDENCE_INSUFFICIENT),
+            "rate": rates[:, 0],
+            "ci_low": np.where(sufficient, low[:, 0], np.nan),
+            "ci_high": np.where(sufficient, high[:, 0], np.nan),
+        }
+    ).astype({"group": "str", "evidence": "str"})
+    result: dict[str, Any] = {"statistic": np.nan, "dof": 0, "p_value": np.nan, "divergence": np.nan}
+    if sufficient.sum() >= 2:
+        columns = np.flatnonzero(sufficient)
+        point = rates[columns, 0]
+        worst, best = point.min(), point.max()
+        resampled_worst, resampled_best = _extremes(boot[:, columns, 0], True)
+        diff_low, diff_high = _quantiles(resampled_best - resampled_worst, config.level)
+        ratio_low, ratio_high = _quantiles(_ratio(resampled_worst, resampled_best), config.level)
+        kept_counts = np.bincount(codes, weights=kept[:, 0], minlength=n_groups)[columns]
+        table = np.column_stack([kept_counts, n_images[columns] - kept_counts])
+        if np.all(table.sum(axis=0) > 0):
+            test = stats.chi2_contingency(table, correction=False)
+            statistic, p_value, dof = float(test.statistic), float(test.pvalue), int(test.dof)
+        else:  # every output kept its group (or none did): the rates are equal
+            statistic, p_value, dof = 0.0, 1.0, int(columns.size - 1)
+        normalised = point / point.sum() if point.sum() > 0 else np.full(point.size, 1.0 / point.size)
+        result = {
+            "statistic": statistic,
+            "dof": dof,
+            "p_value": p_value,
+            "divergence": _divergence(normalised, np.full(point.size, 1.0 / point.size)),
+            "difference": float(best - worst),
+            "difference_ci_low": float(diff_low),
+            "difference_ci_high": float(diff_high),
+            "ratio": float(_ratio(np.float64(worst), np.float64(best))),
+            "ratio_ci_low": float(ratio_low),
+            "ratio_ci_high": float(ratio_high),
+        }
+    return RepresentationResult(metric="rdp", by_group=by_group, **result)
+
+
+def proportional_representation(
+    true_groups: Any, predicted_groups: Any, *, group_names: Sequence[str] | None = None
+) -> RepresentationResult:
+    """Proportional representation (PR): the outputs' classes are distributed like the people's groups.
+
+    PR holds when ``P(class(output) = a) = P(group = a)`` for every ``a``. The test is
+    Stuart-Maxwell's chi-square test of marginal homogeneity on the (true group x output
+    class) table: the two labels of one image are paired, so a goodness-of-fit test that
+    treats the true shares as fixed would be far too lenient. Its degrees of freedom are
+    the rank of the covariance of the differences (``K - 1`` unless some classes never
+    change); a table with no change at all gives statistic 0 and p-value 1.
+
+    Args:
+        true_groups: (N,) int codes of each image's true group (0..K-1).
+        predicted_groups: (N,) int codes the classifier gives each output.
+        group_names: optional names of codes 0..K-1 (also fixes K).
+
+    Returns:
+        A :class:`RepresentationResult` with ``metric="pr"`` and ``by_group`` columns
+        ``group, n_true, true_share, n_predicted, predicted_share, difference``
+        (``predicted_share - true_share``), one row per code 0..K-1.
+
+    Raises:
+        ValueError: if the codes are not 1-D non-negative ints of one length or a code
+            has no name.
+
+    Example:
+        >>> true = [0] * 50 + [1] * 50
+        >>> predicted = [0] * 50 + [0] * 20 + [1] * 30
+        >>> result = proportional_representation(true, predicted, group_names=["a", "b"])
+        >>> result.by_group["predicted_share"].tolist(), result.dof, result.p_value < 1e-4
+        ([0.7, 0.3], 1, True)
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    true = _codes(true_groups, "true_groups")
+    predicted = _codes(predicted_groups, "predicted_groups")
+    if true.size != predicted.size:
+        raise ValueError(f"{LENGTH_MISMATCH_MSG}, got {true.size} and {predicted.size}")
+    names = _names(group_names, int(max(true.max(), predicted.max())))
+    k = len(names)
+    table = np.zeros((k, k))
+    np.add.at(table, (true, predicted), 1.0)
+    n_true, n_predicted = table.sum(axis=1), table.sum(axis=0)
+    n = float(true.size)
+    by_group = pd.DataFrame(
+        {
+            "group": names,
+            "n_true": n_true.astype(np.int64),
+            "true_share": n_true / n,
+            "n_predicted": n_predicted.astype(np.int64),
+            "predicted_share": n_predicted / n,
+            "difference": (n_predicted - n_true) / n,
+        }
+    ).astype({"group": "str"})
+    # Stuart-Maxwell: d = row - column margins, S = their covariance under homogeneity.
+    d = n_true - n_predicted
+    covariance = -(table + table.T)
+    np.fill_diagonal(covariance, n_true + n_predicted - 2 * np.diag(table))
+    dof = int(np.linalg.matrix_rank(covariance))
+    statistic = float(d @ np.linalg.pinv(covariance) @ d) if dof else 0.0
+    p_value = float(stats.chi2.sf(statistic, dof)) if dof else 1.0
+    return RepresentationResult(
+        metric="pr",
+        by_group=by_group,
+        statistic=statistic,
+        dof=dof,
+        p_value=p_value,
+        divergence=_divergence(n_predicted / n, n_true / n),
+    )
+
+
+def uninformative_conditional_proportional_representation(
+    predicted_groups: Any,
+    *,
+    group_names: Sequence[str],
+    expected: Sequence[float] | None = None,
+) -> RepresentationResult:
+    """Uninformative conditional proportional representation (UCPR).
+
+    Given inputs that carry no information about the group (e.g. upsampling a 4x4
+    average face), a fair model's outputs should be classified like the population:
+    ``P(class(output) = a) = expected_a`` (uniform by default). Pearson's chi-square
+    goodness-of-fit test with ``K - 1`` degrees of freedom over the groups with a
+    positive expected share (an output in a group with expected share 0 gives an
+    infinite statistic and p-value 0).
+
+    Args:
+        predicted_groups: (N,) int codes the classifier gives the outputs.
+        group_names: names of codes 0..K-1 (fixes K).
+        expected: K non-negative population shares (normalised to sum to 1); ``None``
+            means uniform.
+
+    Returns:
+        A :class:`RepresentationResult` with ``metric="ucpr"`` and ``by_group`` columns
+        ``group, n_predicted, predicted_share, expected_share, difference``.
+
+    Raises:
+        ValueError: if the codes are invalid, a code has no name, or ``expected`` is not
+            K non-negative numbers with a positive sum.
+
+    Example:
+        >>> result = uninformative_conditional_proportional_representation([0] * 30 + [1] * 10, group_names=["a", "b"])
+        >>> result.by_group["predicted_share"].tolist(), round(result.statistic, 2), round(result.p_value, 4)
+        ([0.75, 0.25], 10.0, 0.0016)
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    predicted = _codes(predicted_groups, "predicted_groups")
+    if group_names is None:
+        raise ValueError(f"{BAD_NAMES_MSG}, got None; UCPR needs every group, also those no output falls in")
+    names = _names(group_names, int(predicted.max()))
+    k = len(names)
+    if expected is None:
+        shares = np.full(k, 1.0 / k)
+    else:
+        shares = np.asarray(expected, dtype=np.float64)
+        if shares.shape != (k,) or not np.all(np.isfinite(shares)) or np.any(shares < 0) or shares.sum() <= 0:
+            raise ValueError(f"{BAD_EXPECTED_MSG} ({k} groups), got {expected!r}")
+        shares = shares / shares.sum()
+    counts = np.bincount(predicted, minlength=k).astype(np.float64)
+    n = counts.sum()
+    by_group = pd.DataFrame(
+        {
+            "group": names,
+            "n_predicted": counts.astype(np.int64),
+            "predicted_share": counts / n,
+            "expected_share": shares,
+            "difference": counts / n - shares,
+        }
+    ).astype({"group": "str"})
+    support = shares > 0
+    dof = int(support.sum()) - 1
+    if np.any(counts[~support] > 0):
+        statistic, p_value = float("inf"), 0.0
+    elif dof <= 0:
+        statistic, p_value = 0.0, 1.0
+    else:
+        test = stats.chisquare(counts[support], n * shares[support])
+        statistic, p_value = float(test.statistic), float(test.pvalue)
+    return RepresentationResult(
+        metric="ucpr",
+        by_group=by_group,
+        statistic=statistic,
+        dof=max(dof, 0),
+        p_value=p_value,
+        divergence=_divergence(counts / n, shares),
+    )

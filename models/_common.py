@@ -1,0 +1,189 @@
+"""Shared plumbing of the model zoo: config checks, the config-built module base, batch access.
+
+Private to :mod:`genfair.models`; nothing here is part of the public API. Every message is one
+f-string that names the config field (or batch key), quotes the bad value and says what is allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+MAX_SEED = 2**32 - 1
+"""Largest allowed ``seed`` of a model config (``torch.Generator.manual_seed`` takes 64 bits; we keep 32)."""
+
+
+def is_int(value: object) -> bool:
+    """True for an ``int`` that is not a ``bool``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_real(value: object) -> bool:
+    """True for a finite ``int`` or ``float`` that is not a ``bool``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_positive_int(owner: str, name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is an int >= 1."""
+    if not is_int(value) or value < 1:  # type: ignore[operator]
+        raise ValueError(f"{owner}.{name} must be a positive int, got {value!r}")
+
+
+def check_seed(owner: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is an int in ``[0, MAX_SEED]``."""
+    if not is_int(value) or not 0 <= value <= MAX_SEED:  # type: ignore[operator]
+        raise ValueError(f"{owner}.seed must be an int in [0, {MAX_SEED}], got {value!r}")
+
+
+def check_positive_real(owner: str, name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number > 0."""
+    if not is_real(value) or value <= 0:  # type: ignore[operator]
+        raise ValueError(f"{owner}.{name} must be a finite number > 0, got {value!r}")
+
+
+def check_non_negative_real(owner: str, name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number >= 0."""
+    if not is_real(value) or value < 0:  # type: ignore[operator]
+        raise ValueError(f"{owner}.{name} must be a finite number >= 0, got {value!r}")
+
+
+def check_choice(owner: str, name: str, value: object, choices: Sequence[object]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in tuple(choices):
+        raise ValueError(f"{owner}.{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def int_tuple_field(config: object, name: str, *, allow_empty: bool) -> tuple[int, ...]:
+    """Normalise a tuple-of-positive-ints config field in place (a list, e.g. from YAML, becomes a tuple).
+
+    Args:
+        config: A frozen dataclass instance, inside its ``__post_init__``.
+        name: The field's name.
+        allow_empty: Whether ``()`` is allowed.
+
+    Returns:
+        The field's value as a tuple.
+
+    Raises:
+        ValueError: If the value is not a (non-empty, unless allowed) tuple of positive ints.
+    """
+    value = getattr(config, name)
+    if isinstance(value, list):
+        value = tuple(value)
+        object.__setattr__(config, name, value)
+    if not isinstance(value, tuple) or (not value and not allow_empty) or not all(is_int(v) and v >= 1 for v in value):
+        kind = "a tuple" if allow_empty else "a non-empty tuple"
+        raise ValueError(f"{type(config).__name__}.{name} must be {kind} of positive ints, got {value!r}")
+    return value
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block (weight initialisation) under ``torch.manual_seed(seed)``, restoring the global CPU RNG after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with up to 8 groups: each image is normalised on its own, independent of its batch."""
+    return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+class ConfiguredModule(pl.LightningModule):
+    """Base of the zoo's LightningModules: built from one frozen config, one shared step.
+
+    A subclass sets :attr:`config_class` (and :attr:`batch_keys`, the keys its batches need),
+    builds its layers after ``super().__init__(config, **hparams)``, and implements
+    ``_shared_step(batch, stage)``; ``training_step``, ``validation_step`` and ``test_step``
+    delegate to it. Checkpoints hold ``asdict(config)`` only, so
+    ``Module.load_from_checkpoint(path).config == config``.
+    """
+
+    config_class: ClassVar[type]
+    batch_keys: ClassVar[tuple[str, ...]] = ("image", "index")
+
+    def __init__(self, config: Any = None, **hparams: Any) -> None:
+        super().__init__()
+        name, config_class = type(self).__name__, self.config_class
+        if config is None:
+            config = config_class(**hparams)
+        elif hparams:
+            raise TypeError(f"{name} takes either a {config_class.__name__} or its fields as keywords, not both; got config and {sorted(hparams)}; use dataclasses.replace(config, ...)")
+        elif not isinstance(config, config_class):
+            raise TypeError(f"{name} config must be a {config_class.__name__}, got {type(config).__name__}; build one with {config_class.__name__}(**fields)")
+        self.config = config
+        self.save_hyperparameters(asdict(config))
+
+    @classmethod
+    def from_config(cls, config: Any) -> Any:
+        """Build a fresh (untrained) model from its config.
+
+        Args:
+            config: An instance of the module's config class.
+
+        Returns:
+            A new module.
+
+        Raises:
+            TypeError: If ``config`` is not an instance of the module's config class.
+        """
+        return cls(config)
+
+    # ------------------------------------------------------------------ checks
+
+    def _batch_tensor(self, batch: Mapping[str, Tensor], key: str) -> Tensor:
+        if not isinstance(batch, Mapping) or key not in batch:
+            got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+            quoted = [repr(k) for k in self.batch_keys]
+            keys = " and ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+            raise ValueError(f"{type(self).__name__} batches must be dicts with keys {keys}, got {got} (missing {key!r})")
+        return batch[key]
+
+    def _check_images(self, images: Tensor, *, side: int | None = None, what: str = "images") -> None:
+        c = self.config.channels
+        s = self.config.image_size if side is None else side
+        if not isinstance(images, Tensor) or images.ndim != 4 or tuple(images.shape[1:]) != (c, s, s):
+            got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise ValueError(f"{type(self).__name__} expects {what} of shape (B, {c}, {s}, {s}) for its config (channels={c}, image_size={self.config.image_size}), got {got}")
+
+    def _batch_index(self, batch: Mapping[str, Tensor], n: int, *, like: str = "image") -> Tensor:
+        index = self._batch_tensor(batch, "index")
+        if not isinstance(index, Tensor) or tuple(index.shape) != (n,):
+            got = tuple(index.shape) if isinstance(index, Tensor) else type(index).__name__
+            raise ValueError(f"batch 'index' must have shape ({n},) to match {like!r}, got {got}")
+        return index
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def _shared_step(self, batch: Mapping[str, Tensor], stage: str) -> Tensor | None:
+        raise NotImplementedError
+
+    def _log_terms(self, stage: str, terms: Mapping[str, Tensor], *, batch_size: int) -> None:
+        """Log each term as ``{stage}/{name}``: per step and epoch in training, per epoch otherwise."""
+        for name, value in terms.items():
+            self.log(
+                f"{stage}/{name}",
+                value,
+                on_step=stage == "train",
+                on_epoch=True,
+                prog_bar=name == "loss",
+                batch_size=batch_size,
+                sync_dist=stage != "train",
+            )
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor | None:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor | None:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor | None:
+        return self._shared_step(batch, "test")

@@ -1,0 +1,248 @@
+"""A convolutional autoencoder with a dense bottleneck, and its config.
+
+Architecture (defaults ``hidden_channels=(16, 32, 64)``, 64x64 RGB)::
+
+    encoder: [Conv2d 3x3 -> GroupNorm -> ReLU -> MaxPool2d 2] x 3      64 -> 32 -> 16 -> 8
+             (the first block without GroupNorm, see below)
+             flatten (B, 64 * 8 * 8) -> Linear -> code (B, bottleneck)
+    decoder: Linear -> ReLU -> (64, 8, 8)
+             [Upsample x2 (nearest) -> Conv2d 3x3 -> GroupNorm -> ReLU] x 3  8 -> 16 -> 32 -> 64
+             (or ConvTranspose2d 2x2 stride 2 with ``upsampling="transpose"``)
+             -> Conv2d 3x3 -> logits (B, C, 64, 64); images are sigmoid(logits)
+
+Nearest upsampling followed by a convolution avoids the checkerboard artefacts of strided
+transposed convolutions. GroupNorm (not BatchNorm) keeps each image's output independent of its
+batch, so per-image audit errors do not depend on how the test set was batched. The first
+encoder block has no normalisation: GroupNorm there normalises each image's first features on
+their own, which erases the image's overall brightness and colour (skin tone!) before the code can
+record them; on the synthetic faces it cost about a third of the test MSE.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ._common import (
+    ConfiguredModule,
+    check_choice,
+    check_non_negative_real,
+    check_positive_int,
+    check_positive_real,
+    check_seed,
+    group_norm,
+    int_tuple_field,
+    seeded,
+)
+from .losses import per_sample_pixel_loss
+from .registry import register
+
+__all__ = ["ConvAE", "ConvAEConfig"]
+
+logger = logging.getLogger(__name__)
+
+ConvAELoss = Literal["mse", "bce"]
+Upsampling = Literal["nearest", "transpose"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvAEConfig:
+    """Hyperparameters of :class:`ConvAE`. Plain data; round-trips through ``dataclasses.asdict``.
+
+    Attributes:
+        image_size: Height and width of the square input images, in pixels. Must be divisible
+            by ``2 ** len(hidden_channels)`` (each encoder block halves the resolution).
+        channels: Image channels: 3 for RGB, 1 for grayscale.
+        hidden_channels: Output channels of the encoder blocks, from the input side; the decoder
+            mirrors them. A list (e.g. from YAML) is converted to a tuple.
+        bottleneck: Width of the dense code (the latent dimension).
+        loss: ``"mse"`` (of ``sigmoid(logits)``) or ``"bce"`` (from the logits), averaged over pixels.
+        upsampling: ``"nearest"`` (Upsample x2 then Conv2d 3x3) or ``"transpose"``
+            (ConvTranspose2d 2x2 stride 2).
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW (decoupled) weight decay.
+        seed: Seeds the weight initialisation. ``0 <= seed < 2**32``.
+
+    Raises:
+        ValueError: On any out-of-range or wrongly typed value; the message quotes it.
+    """
+
+    image_size: int = 64
+    channels: int = 3
+    hidden_channels: tuple[int, ...] = (16, 32, 64)
+    bottleneck: int = 64
+    loss: ConvAELoss = "mse"
+    upsampling: Upsampling = "nearest"
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "channels", "bottleneck"):
+            check_positive_int("ConvAEConfig", name, getattr(self, name))
+        hidden = int_tuple_field(self, "hidden_channels", allow_empty=False)
+        factor = 2 ** len(hidden)
+        if self.image_size % factor:
+            raise ValueError(f"ConvAEConfig.image_size must be divisible by 2 ** len(hidden_channels) = {factor}, got image_size={self.image_size!r} with hidden_channels={hidden!r}; use a multiple of {factor} or fewer hidden blocks")
+        check_choice("ConvAEConfig", "loss", self.loss, typing.get_args(ConvAELoss))
+        check_choice("ConvAEConfig", "upsampling", self.upsampling, typing.get_args(Upsampling))
+        check_positive_real("ConvAEConfig", "learning_rate", self.learning_rate)
+        check_non_negative_real("ConvAEConfig", "weight_decay", self.weight_decay)
+        check_seed("ConvAEConfig", self.seed)
+
+
+def _build_encoder(config: ConvAEConfig) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    in_channels = config.channels
+    for i, out_channels in enumerate(config.hidden_channels):
+        # No GroupNorm on the first block: normalising each image's first features would remove
+        # its overall brightness and colour (skin tone, lighting) before the code could keep them.
+        norm: list[nn.Module] = [group_norm(out_channels)] if i else []
+        layers += [
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=not norm),
+            *norm,
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        ]
+        in_channels = out_channels
+    return nn.Sequential(*layers, nn.Flatten(1))
+
+
+def _up_block(in_channels: int, out_channels: int, upsampling: Upsampling) -> list[nn.Module]:
+    if upsampling == "nearest":
+        up: list[nn.Module] = [
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        ]
+    else:
+        up = [nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2, bias=False)]
+    return [*up, group_norm(out_channels), nn.ReLU()]
+
+
+def _build_decoder(config: ConvAEConfig) -> nn.Sequential:
+    reversed_channels = config.hidden_channels[::-1]
+    targets = [*reversed_channels[1:], reversed_channels[-1]]  # the last block keeps its width
+    layers: list[nn.Module] = []
+    for in_channels, out_channels in zip(reversed_channels, targets):
+        layers += _up_block(in_channels, out_channels, config.upsampling)
+    layers.append(nn.Conv2d(reversed_channels[-1], config.channels, kernel_size=3, padding=1))
+    return nn.Sequential(*layers)
+
+
+@register("cnn", config=ConvAEConfig)
+class ConvAE(ConfiguredModule):
+    """Convolutional autoencoder with a dense bottleneck; reconstructs images in [0, 1].
+
+    Build it with ``ConvAE(config)``, ``ConvAE.from_config(config)`` or ``ConvAE(**asdict(config))``.
+    Batches are dicts ``{"image": (B, C, H, W) float in [0, 1], "index": (B,) long}``.
+    Logs ``{stage}/loss`` (the configured loss) and ``{stage}/mse``.
+
+    Attributes:
+        config: The :class:`ConvAEConfig` this module was built from.
+        encoder: Conv blocks, flattened: (B, C, H, W) -> (B, hidden_channels[-1] * s * s), where
+            ``s = image_size // 2 ** len(hidden_channels)``.
+        to_code: Linear layer to the code: (B, bottleneck).
+        from_code: Linear layer (and ReLU) from the code back to (B, hidden_channels[-1] * s * s).
+        decoder: Upsampling blocks: (B, hidden_channels[-1], s, s) -> logits (B, C, H, W).
+    """
+
+    config_class = ConvAEConfig
+
+    def __init__(self, config: ConvAEConfig | None = None, **hparams: Any) -> None:
+        """Build the network from a config, or from the config's fields as keywords.
+
+        Raises:
+            TypeError: If both ``config`` and keywords are given, or ``config`` is not a
+                ``ConvAEConfig``, or a keyword is not a ``ConvAEConfig`` field.
+            ValueError: If a field value is invalid (see :class:`ConvAEConfig`).
+        """
+        super().__init__(config, **hparams)
+        config = self.config
+        side = config.image_size // 2 ** len(config.hidden_channels)
+        self._grid_shape = (config.hidden_channels[-1], side, side)
+        flat = math.prod(self._grid_shape)
+        with seeded(config.seed):
+            self.encoder = _build_encoder(config)
+            self.to_code = nn.Linear(flat, config.bottleneck)
+            self.from_code = nn.Sequential(nn.Linear(config.bottleneck, flat), nn.ReLU())
+            self.decoder = _build_decoder(config)
+
+    def encode_latent(self, images: Tensor) -> Tensor:
+        """The code of each image.
+
+        Args:
+            images: (N, C, H, W) float in [0, 1], with C, H, W matching the config.
+
+        Returns:
+            (N, bottleneck) float.
+
+        Raises:
+            ValueError: If the image shape does not match the config.
+        """
+        self._check_images(images)
+        return self.to_code(self.encoder(images))
+
+    def decode(self, code: Tensor) -> Tensor:
+        """Decoder logits for codes.
+
+        Args:
+            code: (N, bottleneck) float.
+
+        Returns:
+            (N, C, H, W) float logits; ``torch.sigmoid`` of them is the image in [0, 1].
+        """
+        return self.decoder(self.from_code(code).view(code.shape[0], *self._grid_shape))
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Reconstruction of each image.
+
+        Args:
+            images: (N, C, H, W) float in [0, 1].
+
+        Returns:
+            (N, C, H, W) float in [0, 1].
+
+        Raises:
+            ValueError: If the image shape does not match the config.
+        """
+        return torch.sigmoid(self.decode(self.encode_latent(images)))
+
+    def _shared_step(self, batch: Mapping[str, Tensor], stage: str) -> Tensor:
+        """Loss of one batch; logs ``{stage}/loss`` and ``{stage}/mse``."""
+        images = self._batch_tensor(batch, "image")
+        logits = self.decode(self.encode_latent(images))
+        loss = per_sample_pixel_loss(logits, images, kind=self.config.loss, from_logits=True).mean()
+        with torch.no_grad():
+            mse = (torch.sigmoid(logits) - images).square().mean()
+        self._log_terms(stage, {"loss": loss, "mse": mse}, batch_size=images.shape[0])
+        return loss
+
+    def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """Deterministic reconstructions of a batch.
+
+        Args:
+            batch: ``{"image": (B, C, H, W) float in [0, 1], "index": (B,) long}``.
+            batch_idx: Position of the batch in the dataloader (unused).
+            dataloader_idx: Index of the dataloader (unused).
+
+        Returns:
+            ``{"index": (B,) long, "output": (B, C, H, W) float in [0, 1]}``.
+
+        Raises:
+            ValueError: If the batch lacks ``"image"`` or ``"index"``, or the shapes are wrong.
+        """
+        images = self._batch_tensor(batch, "image")
+        index = self._batch_index(batch, images.shape[0])
+        return {"index": index, "output": self(images)}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        )

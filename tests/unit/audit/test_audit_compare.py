@@ -1,0 +1,304 @@
+"""Paired model comparison and the representation metrics (RDP, PR, UCPR) against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as scipy_stats
+
+from genfair.audit import compare as c
+from genfair.audit import grouping as g
+from genfair.audit import stats as s
+
+FAST = {"n_resamples": 200, "n_permutations": 200}
+
+
+@pytest.fixture(scope="module")
+def model_a() -> pd.DataFrame:
+    """Twelve subjects in two groups, two images each; women are served worse."""
+    rows = []
+    for subject in range(12):
+        gender = "female" if subject < 6 else "male"
+        for k in range(2):
+            base = 0.40 if gender == "female" else 0.15
+            rows.append(
+                {
+                    "path": f"{subject}_{k}.png",
+                    "subject": f"s{subject}",
+                    "gender": gender,
+                    "mse_error": base + 0.01 * (subject % 3) + 0.005 * k,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def model_b(model_a) -> pd.DataFrame:
+    """Model B halves the women's extra error (distinct changes); men unchanged. Rows in another order."""
+    extra = np.where(model_a["gender"] == "female", -0.12 - 0.001 * np.arange(len(model_a)), 0.0)
+    return model_a.assign(mse_error=model_a["mse_error"] + extra).iloc[::-1].reset_index(drop=True)
+
+
+# --- paired_differences --------------------------------------------------------------------------------------
+
+
+def test_paired_differences_join_on_path(model_a, model_b):
+    paired = c.paired_differences(model_a, model_b, metrics=["mse_error"], attributes=["gender"])
+    assert list(paired.columns) == ["path", "subject", "gender", "mse_error_a", "mse_error_b", "mse_error_diff"]
+    assert paired["path"].tolist() == model_a["path"].tolist()
+    expected_b = model_b.set_index("path").loc[model_a["path"], "mse_error"].to_numpy()
+    np.testing.assert_array_equal(paired["mse_error_b"], expected_b)
+    np.testing.assert_allclose(paired["mse_error_diff"], expected_b - model_a["mse_error"].to_numpy())
+
+
+def test_paired_differences_reject_repeated_paths(model_a):
+    doubled = pd.concat([model_a, model_a.iloc[:1]])
+    with pytest.raises(ValueError, match=re.escape(c.DUPLICATE_PATH_MSG) + ".*per_image_b.*'0_0.png'"):
+        c.paired_differences(model_a, doubled, metrics=["mse_error"])
+
+
+def test_paired_differences_reject_different_images(model_a):
+    with pytest.raises(ValueError, match=re.escape(c.PATHS_DIFFER_MSG) + r".*1 only in A.*'11_1.png'"):
+        c.paired_differences(model_a, model_a.iloc[:-1], metrics=["mse_error"])
+
+
+def test_paired_differences_reject_disagreeing_subjects(model_a):
+    other = model_a.assign(gender=model_a["gender"].replace({"male": "man"}))
+    with pytest.raises(ValueError, match=re.escape(c.COLUMN_DIFFERS_MSG) + r" 'gender' for path '6_0.png'"):
+        c.paired_differences(model_a, other, metrics=["mse_error"], attributes=["gender"])
+
+
+def test_paired_differences_reject_missing_columns_and_non_frames(model_a):
+    with pytest.raises(ValueError, match=re.escape(g.MISSING_COLUMN_MSG) + " 'path'"):
+        c.paired_differences(model_a.drop(columns="path"), model_a, metrics=["mse_error"])
+    with pytest.raises(TypeError, match=re.escape(g.NOT_FRAME_MSG)):
+        c.paired_differences(model_a, model_a.to_dict(), metrics=["mse_error"])
+
+
+# --- compare_models ------------------------------------------------------------------------------------------
+
+
+def test_a_model_against_itself_shows_no_difference(model_a):
+    result = c.compare_models(model_a, model_a, attributes=["gender"], metrics=["mse_error"], **FAST)
+    groups = result.per_group
+    assert tuple(groups.columns) == c.COMPARISON_GROUP_COLUMNS
+    assert (groups["difference"] == 0).all() and (groups["ci_low"] == 0).all() and (groups["ci_high"] == 0).all()
+    assert (groups["p_value"] == 1.0).all()
+    row = result.disparities.iloc[0]
+    assert tuple(result.disparities.columns) == c.COMPARISON_DISPARITY_COLUMNS
+    assert (row["difference"], row["ci_low"], row["ci_high"], row["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_group_differences_and_wilcoxon_by_hand(model_a, model_b):
+    result = c.compare_models(model_a, model_b, attributes=["gender"], metrics=["mse_error"], **FAST)
+    groups = result.per_group.set_index(["grouping", "group"])
+    paired = c.paired_differences(model_a, model_b, metrics=["mse_error"], attributes=["gender"])
+    female = paired[paired["gender"] == "female"]
+    row = groups.loc[("gender", "female")]
+    assert row["mean_a"] == pytest.approx(female["mse_error_a"].mean())
+    assert row["mean_b"] == pytest.approx(female["mse_error_b"].mean())
+    assert row["difference"] == pytest.approx(row["mean_b"] - row["mean_a"])
+    assert row["ci_low"] <= row["difference"] <= row["ci_high"] < 0
+    # Six subjects, all better under B, no ties: exact two-sided p = 2 / 2^6.
+    assert (row["statistic"], row["p_value"]) == (0.0, pytest.approx(2 / 64))
+    male = groups.loc[("gender", "male")]
+    assert (male["difference"], male["statistic"], male["p_value"]) == (0.0, 0.0, 1.0)
+    # Overall: the six men's zero differences are dropped, leaving the same six.
+    assert groups.loc[("overall", "all"), "p_value"] == pytest.approx(2 / 64)
+
+
+def test_image_unit_runs_wilcoxon_over_images(model_a, model_b):
+    result = c.compare_models(model_a, model_b, attributes=["gender"], metrics=["mse_error"], unit="image", **FAST)
+    row = result.per_group.set_index(["grouping", "group"]).loc[("gender", "female")]
+    assert row["p_value"] == pytest.approx(2 / 2**12)  # twelve distinct negative differences
+
+
+def test_wilcoxon_with_ties_uses_the_normal_approximation():
+    differences = np.array([-0.1, -0.1, -0.2, 0.3, -0.2, -0.1, 0.0])
+    expected = scipy_stats.wilcoxon(differences[differences != 0], method="asymptotic")
+    assert c._wilcoxon(differences) == (pytest.approx(expected.statistic), pytest.approx(expected.pvalue))
+    assert c._wilcoxon(np.array([0.0, 0.0])) == (0.0, 1.0)
+    assert all(math.isnan(v) for v in c._wilcoxon(np.array([0.1, np.nan])))
+
+
+def test_model_b_is_fairer_with_an_interval_and_a_p_value(model_a, model_b):
+    result = c.compare_models(model_a, model_b, attributes=["gender"], metrics=["mse_error"],
+                              n_resamples=300, n_permutations=999)
+    row = result.disparities.iloc[0]
+    assert (row["worst_group_a"], row["worst_group_b"]) == ("female", "female")
+    assert row["difference"] == pytest.approx(row["disparity_b"] - row["disparity_a"])
+    assert row["difference"] < 0 and row["ci_low"] <= row["difference"] <= row["ci_high"] < 0
+    # Only the six women change; of the 2^6 equally likely swaps only "no swap" is as extreme.
+    assert row["p_value"] == pytest.approx(1 / 64, abs=0.012)
+    reverse = c.compare_models(model_b, model_a, attributes=["gender"], metrics=["mse_error"], **FAST)
+    assert reverse.disparities.iloc[0]["p_value"] == pytest.approx(1.0)
+
+
+def test_insufficient_groups_have_no_interval_and_no_p_value(model_a, model_b):
+    result = c.compare_models(model_a, model_b, attributes=["gender"], metrics=["mse_error"], min_subjects=7,
+                              **FAST)
+    female = result.per_group.set_index(["grouping", "group"]).loc[("gender", "female")]
+    assert female["evidence"] == s.EVIDENCE_INSUFFICIENT
+    assert math.isnan(female["ci_low"]) and math.isnan(female["p_value"])
+    row = result.disparities.iloc[0]
+    assert row["evidence"] == s.EVIDENCE_INSUFFICIENT and math.isnan(row["difference"])
+
+
+def test_comparison_is_deterministic_for_a_seed(model_a, model_b):
+    first = c.compare_models(model_a, model_b, attributes=["gender"], metrics=["mse_error"], seed=4, **FAST)
+    again = c.compare_models(model_a, model_b, attributes=["gender"], metrics=["mse_error"], seed=4, **FAST)
+    pd.testing.assert_frame_equal(first.per_group, again.per_group)
+    pd.testing.assert_frame_equal(first.disparities, again.disparities)
+
+
+def test_compare_models_rejects_a_bad_unit(model_a):
+    with pytest.raises(ValueError, match=re.escape(c.BAD_UNIT_MSG) + ".*'pixel'"):
+        c.compare_models(model_a, model_a, attributes=["gender"], metrics=["mse_error"], unit="pixel")
+
+
+# --- representation demographic parity -------------------------------------------------------------------------
+
+
+def test_rdp_by_hand():
+    # Group a keeps its class in 10/10 outputs, b in 5/10. Chi-square of [[10, 0], [5, 5]]:
+    # expected [[7.5, 2.5], [7.5, 2.5]] -> 2 * 2.5^2/7.5 + 2 * 2.5^2/2.5 = 6.667 (1 dof).
+    true = [0] * 10 + [1] * 10
+    predicted = [0] * 10 + [1] * 5 + [0] * 5
+    result = c.representation_demographic_parity(true, predicted, group_names=["a", "b"], n_resamples=300)
+    assert result.metric == "rdp"
+    assert result.by_group["group"].tolist() == ["a", "b"]
+    assert result.by_group["rate"].tolist() == [1.0, 0.5]
+    assert (result.statistic, result.dof) == (pytest.approx(20 / 3), 1)
+    assert result.p_value == pytest.approx(scipy_stats.chi2.sf(20 / 3, 1))
+    assert (result.difference, result.ratio) == (0.5, 0.5)
+    assert result.difference_ci_low <= 0.5 <= result.difference_ci_high
+    assert result.ratio_ci_low <= 0.5 <= result.ratio_ci_high
+    # P_RDP = (1, 0.5) / 1.5 = (2/3, 1/3); divergence to uniform = 2 * ((1/6)^2 / (1/2)) = 1/9.
+    assert result.divergence == pytest.approx(1 / 9)
+    b = result.by_group.set_index("group").loc["b"]
+    assert b["ci_low"] <= 0.5 <= b["ci_high"]
+
+
+def test_rdp_clusters_by_subject_and_applies_the_evidence_rule():
+    true = torch.tensor([0] * 12 + [1] * 12 + [2] * 2)
+    predicted = true.clone()
+    predicted[12:18] = 0
+    subjects = [f"s{i // 2}" for i in range(26)]  # two images per subject; group 2 has one subject
+    result = c.representation_demographic_parity(true, predicted, subjects=subjects, n_resamples=100)
+    table = result.by_group.set_index("group")
+    assert table["n_subjects"].tolist() == [6, 6, 1]
+    assert table.loc["2", "evidence"] == s.EVIDENCE_INSUFFICIENT and math.isnan(table.loc["2", "ci_low"])
+    assert result.difference == pytest.approx(0.5) and result.dof == 1
+
+
+def test_rdp_with_every_output_kept_is_perfectly_fair():
+    true = np.repeat([0, 1, 2], 6)
+    result = c.representation_demographic_parity(true, true, n_resamples=50)
+    assert (result.statistic, result.p_value, result.dof) == (0.0, 1.0, 2)
+    assert (result.difference, result.ratio, result.divergence) == (0.0, 1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("true", "predicted", "message"),
+    [
+        ([0.0, 1.0], [0, 1], c.BAD_CODES_MSG),
+        ([0, -1], [0, 1], c.BAD_CODES_MSG),
+        ([[0, 1]], [[0, 1]], c.BAD_CODES_MSG),
+        ([], [], c.NO_CODES_MSG),
+        ([0, 1, 1], [0, 1], c.LENGTH_MISMATCH_MSG),
+    ],
+)
+def test_representation_functions_reject_bad_codes(true, predicted, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        c.representation_demographic_parity(true, predicted)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        c.proportional_representation(true, predicted)
+
+
+def test_rdp_rejects_subjects_of_another_length():
+    with pytest.raises(ValueError, match=re.escape(c.LENGTH_MISMATCH_MSG) + ".*subjects"):
+        c.representation_demographic_parity([0, 1], [0, 1], subjects=["a"])
+
+
+def test_group_names_must_cover_the_codes_and_be_distinct():
+    with pytest.raises(ValueError, match=re.escape(c.CODE_OUT_OF_RANGE_MSG) + ".*code 2"):
+        c.proportional_representation([0, 1, 2], [0, 1, 2], group_names=["a", "b"])
+    with pytest.raises(ValueError, match=re.escape(c.BAD_NAMES_MSG)):
+        c.proportional_representation([0, 1], [0, 1], group_names=["a", "a"])
+    with pytest.raises(ValueError, match=re.escape(c.BAD_NAMES_MSG)):
+        c.proportional_representation([0, 1], [0, 1], group_names="ab")
+
+
+# --- proportional representation -----------------------------------------------------------------------------
+
+
+def test_pr_with_two_groups_is_mcnemars_test():
+    # 20 of group b's outputs are classified a, none the other way: McNemar (20 - 0)^2 / 20 = 20.
+    true = [0] * 50 + [1] * 50
+    predicted = [0] * 50 + [0] * 20 + [1] * 30
+    result = c.proportional_representation(true, predicted, group_names=["a", "b"])
+    assert (result.metric, result.dof) == ("pr", 1)
+    assert result.statistic == pytest.approx(20.0)
+    assert result.p_value == pytest.approx(scipy_stats.chi2.sf(20.0, 1))
+    table = result.by_group.set_index("group")
+    assert table["predicted_share"].tolist() == [0.7, 0.3] and table["true_share"].tolist() == [0.5, 0.5]
+    assert table["difference"].tolist() == pytest.approx([0.2, -0.2])
+    assert result.divergence == pytest.approx(2 * 0.2**2 / 0.5)
+
+
+def test_pr_matches_the_reduced_stuart_maxwell_formula():
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 3, 300)
+    predicted = np.where(rng.random(300) < 0.7, true, rng.integers(0, 3, 300))
+    table = np.zeros((3, 3))
+    np.add.at(table, (true, predicted), 1)
+    d = (table.sum(1) - table.sum(0))[:2]
+    cov = -(table + table.T)[:2, :2]
+    np.fill_diagonal(cov, (table.sum(1) + table.sum(0) - 2 * np.diag(table))[:2])
+    expected = float(d @ np.linalg.solve(cov, d))
+    result = c.proportional_representation(true, predicted)
+    assert (result.statistic, result.dof) == (pytest.approx(expected), 2)
+
+
+def test_pr_with_no_change_is_fair():
+    result = c.proportional_representation([0, 1, 2, 2], [0, 1, 2, 2])
+    assert (result.statistic, result.dof, result.p_value, result.divergence) == (0.0, 0, 1.0, 0.0)
+
+
+# --- uninformative conditional proportional representation ---------------------------------------------------
+
+
+def test_ucpr_by_hand_against_uniform():
+    result = c.uninformative_conditional_proportional_representation([0] * 30 + [1] * 10, group_names=["a", "b"])
+    assert (result.metric, result.dof) == ("ucpr", 1)
+    assert result.statistic == pytest.approx(10.0)  # (30 - 20)^2 / 20 + (10 - 20)^2 / 20
+    assert result.p_value == pytest.approx(scipy_stats.chi2.sf(10.0, 1))
+    assert result.divergence == pytest.approx(2 * 0.25**2 / 0.5)
+    assert result.by_group["expected_share"].tolist() == [0.5, 0.5]
+
+
+def test_ucpr_against_population_shares_and_empty_groups():
+    result = c.uninformative_conditional_proportional_representation(
+        [0] * 30 + [1] * 10, group_names=["a", "b", "c"], expected=[3, 1, 0]
+    )
+    assert (result.statistic, result.p_value, result.dof) == (0.0, 1.0, 1)
+    assert result.by_group["n_predicted"].tolist() == [30, 10, 0]
+    impossible = c.uninformative_conditional_proportional_representation([2], group_names=["a", "b", "c"],
+                                                                         expected=[1, 1, 0])
+    assert (impossible.statistic, impossible.p_value, impossible.divergence) == (math.inf, 0.0, math.inf)
+
+
+@pytest.mark.parametrize("expected", [[1.0], [1, -1], [0, 0], [1, float("nan")]])
+def test_ucpr_rejects_bad_expected_shares(expected):
+    with pytest.raises(ValueError, match=re.escape(c.BAD_EXPECTED_MSG)):
+        c.uninformative_conditional_proportional_representation([0, 1], group_names=["a", "b"], expected=expected)
+
+
+def test_ucpr_needs_the_group_names():
+    with pytest.raises(ValueError, match=re.escape(c.BAD_NAMES_MSG) + ".*None"):
+        c.uninformative_conditional_proportional_representation([0, 1], group_names=None)

@@ -1,0 +1,95 @@
+"""Tests of genfair.models.cnn: the convolutional autoencoder and its config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+import torch
+
+from genfair.models import ConvAE, ConvAEConfig, per_sample_pixel_loss
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:.*does not have many workers:UserWarning",
+    # Lightning 2.6 + torch 2.13: Lightning's own pytree helper trips a torch deprecation.
+    "ignore:.*isinstance\\(treespec, LeafSpec\\)` is deprecated",
+)
+
+SMALL = ConvAEConfig(image_size=16, channels=3, hidden_channels=(4, 8), bottleneck=4)
+
+
+def test_defaults() -> None:
+    config = ConvAEConfig()
+    assert (config.image_size, config.channels, config.hidden_channels, config.bottleneck) == (64, 3, (16, 32, 64), 64)
+    assert (config.loss, config.upsampling) == ("mse", "nearest")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"image_size": -4}, r"ConvAEConfig.image_size must be a positive int, got -4"),
+        ({"channels": 0}, r"ConvAEConfig.channels must be a positive int, got 0"),
+        ({"bottleneck": "8"}, r"ConvAEConfig.bottleneck must be a positive int, got '8'"),
+        ({"hidden_channels": ()}, r"ConvAEConfig.hidden_channels must be a non-empty tuple of positive ints, got \(\)"),
+        ({"image_size": 20}, r"ConvAEConfig.image_size must be divisible by 2 \*\* len\(hidden_channels\) = 8, got image_size=20 with hidden_channels=\(16, 32, 64\); use a multiple of 8"),
+        ({"loss": "l1"}, r"ConvAEConfig.loss must be one of \('mse', 'bce'\), got 'l1'"),
+        ({"upsampling": "bilinear"}, r"ConvAEConfig.upsampling must be one of \('nearest', 'transpose'\), got 'bilinear'"),
+        ({"learning_rate": -1.0}, r"ConvAEConfig.learning_rate must be a finite number > 0, got -1.0"),
+        ({"weight_decay": -0.1}, r"ConvAEConfig.weight_decay must be a finite number >= 0, got -0.1"),
+        ({"seed": 2**32}, r"ConvAEConfig.seed must be an int in \[0, 4294967295\], got 4294967296"),
+    ],
+)
+def test_config_rejects_bad_values(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ConvAEConfig(**changes)
+
+
+def test_list_hidden_channels_become_a_tuple() -> None:
+    assert ConvAEConfig(hidden_channels=[4, 8]).hidden_channels == (4, 8)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("upsampling", ["nearest", "transpose"])
+@pytest.mark.parametrize(("channels", "hidden"), [(3, (4, 8)), (1, (4,)), (3, (2, 4, 8, 8))])
+def test_shapes(upsampling: str, channels: int, hidden: tuple[int, ...]) -> None:
+    model = ConvAE(replace(SMALL, channels=channels, hidden_channels=hidden, upsampling=upsampling))
+    images = torch.rand(2, channels, 16, 16)
+    side = 16 // 2 ** len(hidden)
+    assert model.encoder(images).shape == (2, hidden[-1] * side * side)
+    assert model.encode_latent(images).shape == (2, 4)
+    assert model.decode(torch.zeros(2, 4)).shape == (2, channels, 16, 16)
+    assert model(images).shape == (2, channels, 16, 16)
+    kinds = {type(m) for m in model.decoder}
+    assert (torch.nn.ConvTranspose2d in kinds) == (upsampling == "transpose")
+    assert (torch.nn.Upsample in kinds) == (upsampling == "nearest")
+    assert torch.nn.MaxPool2d in {type(m) for m in model.encoder}
+
+
+def test_each_output_is_independent_of_its_batch() -> None:
+    model = ConvAE(SMALL)
+    images = torch.rand(4, 3, 16, 16)
+    torch.testing.assert_close(model(images)[:1], model(images[:1]))
+
+
+def test_encode_latent_rejects_wrong_shape() -> None:
+    with pytest.raises(ValueError, match=r"ConvAE expects images of shape \(B, 3, 16, 16\) .*got \(2, 3, 8, 8\)"):
+        ConvAE(SMALL).encode_latent(torch.zeros(2, 3, 8, 8))
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce"])
+def test_validation_logs_configured_loss_and_mse(loss: str, make_loader: Callable, make_trainer: Callable) -> None:
+    model = ConvAE(replace(SMALL, loss=loss))
+    loader = make_loader(4)
+    metrics = make_trainer().validate(model, dataloaders=loader, verbose=False)[0]
+    images = next(iter(loader))["image"]
+    with torch.no_grad():
+        logits = model.decode(model.encode_latent(images))
+    expected = per_sample_pixel_loss(logits, images, kind=loss, from_logits=True).mean()
+    assert metrics["val/loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert metrics["val/mse"] == pytest.approx(float((torch.sigmoid(logits) - images).square().mean()), rel=1e-5)
+
+
+def test_optimizer_is_adamw_with_config_values() -> None:
+    opt = ConvAE(replace(SMALL, learning_rate=0.01, weight_decay=0.1)).configure_optimizers()
+    assert type(opt) is torch.optim.AdamW
+    assert (opt.defaults["lr"], opt.defaults["weight_decay"]) == (0.01, 0.1)
