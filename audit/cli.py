@@ -267,32 +267,54 @@ def _print_run_summary(outcome: RunOutcome) -> None:
     title = f"{result.metadata['model']} on {result.metadata['dataset']}: per-image error by group (test split)"
     table = Table(title=title, box=box.SIMPLE_HEAD)
     table.add_column("group")
-    for header in ("images", "people", *(METRIC_HEADERS[name] for name in metrics)):
+    shift = result.tables.get("skin_tone_shift")
+    for header in ("images", "people", *(METRIC_HEADERS[name] for name in metrics), *(["ΔITA°"] if shift is not None else [])):
         table.add_column(header, justify="right")
     few = False
     for grouping, rows in result.per_group.groupby("grouping", sort=False):
         table.add_section()
-        for row in rows.itertuples(index=False):
+        for position, row in zip(rows.index, rows.itertuples(index=False), strict=True):
             flag = row.n_subjects < FEW_SUBJECTS
             few |= flag
             label = "all images" if grouping == "overall" else str(row.group)
             values = [f"{getattr(row, name):.4g}" for name in metrics]
+            if shift is not None:
+                values.append(f"{shift.loc[position, 'ita_shift']:+.2f}")
             table.add_row(label, str(row.n_images), f"{row.n_subjects}{'*' if flag else ''}", *values)
     console.print(table)
     if few:
         console.print(f"* fewer than {FEW_SUBJECTS} people: an anecdote, not evidence.")
+    if shift is not None:
+        console.print("ΔITA°: skin-tone shift, output minus original (positive: the output's skin is lighter).")
 
-    disparities = Table(title="Disparities: worst group against best group", box=box.SIMPLE_HEAD)
+    intervals = result.tables.get("disparity_intervals")
+    if intervals is not None:
+        intervals = intervals.set_index(["grouping", "metric"])
+    disparities = Table(
+        title="Disparities: worst group against best group (95% CI resamples people; p: permutation, Holm)",
+        box=box.SIMPLE_HEAD,
+    )
     for header in ("grouping", "metric", "worst group", "best group"):
         disparities.add_column(header)
-    for header in ("ratio", "difference"):
+    for header in ("ratio", "95% CI", "difference", "p"):
         disparities.add_column(header, justify="right")
     for row in result.disparities.itertuples(index=False):
+        ci, p_value = "", ""
+        if intervals is not None and (row.grouping, row.metric) in intervals.index:
+            found = intervals.loc[(row.grouping, row.metric)]
+            ci = f"[{found['ratio_ci_low']:.3f}, {found['ratio_ci_high']:.3f}]"
+            p_value = f"{found['p_holm']:.3f}" if found["p_holm"] == found["p_holm"] else "n/a"
+            if found["evidence"] != "sufficient":
+                ci, p_value = "insufficient evidence", ""
         disparities.add_row(
             row.grouping, METRIC_HEADERS.get(row.metric, row.metric), str(row.worst_group), str(row.best_group),
-            f"{row.ratio:.3f}", f"{row.difference:.3g}",
+            f"{row.ratio:.3f}", ci, f"{row.difference:.3g}", p_value,
         )
     console.print(disparities)
+    if intervals is not None:
+        console.print(
+            "An interval for worst vs best can miss 1 by chance when groups are alike: judge a disparity by its p."
+        )
     _print_classifier_table(result)
     console.print(f"MLflow run [bold]{outcome.run_id}[/] in {outcome.tracking_uri}")
     run_path = f"#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}"

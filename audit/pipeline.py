@@ -29,7 +29,10 @@ from genfair import datasets, models
 from genfair.audit.metrics import names as metric_names
 from genfair.audit.metrics import per_sample_metrics
 from genfair.audit.attributes import classified_column, classifier_accuracy
+from genfair.audit.grouping import group_table
 from genfair.audit.result import AuditResult, summarize
+from genfair.audit.skin import per_sample_ita_shift
+from genfair.audit.stats import interval_tables
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.models import AttributeClassifier, AttributeClassifierConfig
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
@@ -38,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "genfair"
 GRID_IMAGES_PER_GROUP = 2
+SKIN_TONE_SHIFT = "ita_shift"  # per-image column: ITA(output) - ITA(original), degrees
 VERSIONED_PACKAGES = ("genfair", "torch", "pytorch-lightning", "torchmetrics", "fairlearn", "mlflow", "pandas")
 
 
@@ -218,6 +222,13 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
                 tables["attribute_preservation"] = classifier_accuracy(
                     per_image, attributes=manifest.attributes, output=True
                 )
+            shift = _skin_tone_shift(datamodule, indices, outputs, targets)
+            if shift is not None:
+                per_image[SKIN_TONE_SHIFT] = shift.double().numpy()
+                tables["skin_tone_shift"] = group_table(per_image, attributes=manifest.attributes, metrics=[SKIN_TONE_SHIFT])
+            tables["group_intervals"], tables["disparity_intervals"] = interval_tables(
+                per_image, attributes=manifest.attributes, metrics=metric_names(), seed=config.seed
+            )
             result = dataclasses.replace(
                 summarize(per_image, attributes=manifest.attributes, metrics=metric_names(), metadata=metadata),
                 tables=tables,
@@ -406,6 +417,23 @@ def _add_classifications(
         for position, (attribute, values) in enumerate(datamodule.attribute_classes.items()):
             labelled[classified_column(attribute, output=output)] = np.asarray(values, dtype=object)[codes[:, position]]
     return labelled
+
+
+def _skin_tone_shift(
+    datamodule: FacesDataModule, indices: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor | None:
+    """ΔITA per image in degrees (positive: the output's skin is lighter), or None for grayscale.
+
+    The skin region is the manifest's mask where it has one (the synthetic faces do), else
+    :func:`genfair.audit.skin.central_face_mask`.
+    """
+    if targets.shape[1] != 3:
+        logger.info("skin-tone shift skipped: ITA needs RGB images, these have %d channel(s)", targets.shape[1])
+        return None
+    mask = None
+    if datamodule.manifest.has_mask:
+        mask = torch.stack([datamodule.load_item(int(row))["mask"] for row in indices])
+    return per_sample_ita_shift(outputs, targets, mask)
 
 
 def _load_targets(datamodule: FacesDataModule, indices: torch.Tensor) -> torch.Tensor:

@@ -163,9 +163,6 @@ class ConfiguredModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ Lightning hooks
 
-    def _shared_step(self, batch: Mapping[str, Tensor], stage: str) -> Tensor | None:
-        raise NotImplementedError
-
     def _log_terms(self, stage: str, terms: Mapping[str, Tensor], *, batch_size: int) -> None:
         """Log each term as ``{stage}/{name}``: per step and epoch in training, per epoch otherwise."""
         for name, value in terms.items():

@@ -80,7 +80,7 @@ class ConvAEConfig:
     bottleneck: int = 64
     loss: ConvAELoss = "mse"
     upsampling: Upsampling = "nearest"
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
 

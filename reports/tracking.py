@@ -196,9 +196,10 @@ def audit_metrics(
             ``grouping`` and ``group`` is logged.
         disparities: columns ``grouping, metric, ratio, difference`` (others ignored): one
             ``disparity/<grouping>/<metric>/{ratio,difference}`` pair per row.
-        tables: further group tables by name (``grouping, group`` plus value columns), logged
-            as ``<name>/<column>`` (overall row) and ``<name>/<grouping>/<group>/<column>``;
-            their image and subject counts repeat ``per_group``'s and are left out.
+        tables: further tables by name, keyed by ``grouping, group`` (or ``grouping, metric``),
+            logged as ``<name>/<column>`` (overall row) and ``<name>/<grouping>/<key>/<column>``;
+            image and subject counts repeat ``per_group``'s and are left out. A table with
+            several rows per key is saved as an artifact only.
 
     Returns:
         ``{metric key: float value}``, in the frames' row order.
@@ -228,23 +229,19 @@ def audit_metrics(
         prefix = ("test",) if row[grouping_at] == OVERALL_GROUPING else ("group", row[grouping_at], row[group_at])
         entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
     for name, table in (tables or {}).items():
-        _require_columns(table, GROUP_ID_COLUMNS, name)
+        keys = next((k for k in (GROUP_ID_COLUMNS, ("grouping", "metric")) if set(k) <= set(table.columns)), None)
+        if keys is None or table.duplicated(list(keys)).any():
+            continue  # not one row per group (or per grouping and metric): an artifact only
         names = list(table.columns)
         value_at = [
             (column, names.index(column))
             for column in names
-            if column not in (*GROUP_ID_COLUMNS, *COUNT_COLUMNS) and _is_numeric_column(table[column])
+            if column not in (*keys, *COUNT_COLUMNS) and _is_numeric_column(table[column])
         ]
-        grouping_at, group_at = names.index("grouping"), names.index("group")
+        first_at, second_at = names.index(keys[0]), names.index(keys[1])
         for row in table.itertuples(index=False, name=None):
-            prefix = (name,) if row[grouping_at] == OVERALL_GROUPING else (name, row[grouping_at], row[group_at])
+            prefix = (name,) if row[first_at] == OVERALL_GROUPING else (name, row[first_at], row[second_at])
             entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
-    for row in disparities[list(DISPARITY_COLUMNS)].itertuples(index=False, name=None):
-        grouping, metric, *statistics = row
-        entries.extend(
-            (metric_key("disparity", grouping, metric, name), value)
-            for name, value in zip(DISPARITY_STATISTICS, statistics, strict=True)
-        )
 
     metrics: dict[str, float] = {}
     skipped: list[str] = []

@@ -64,6 +64,7 @@ def test_run_prints_the_per_group_table_and_the_run(faces_run: tuple[Path, str, 
         assert group in stdout
     assert "audit ui" in stdout
     assert "Attribute classifier" in stdout
+    assert "ΔITA°" in stdout and "95% CI" in stdout
     assert (folder / "mlflow.db").exists(), "the embedded default store is a SQLite file in the working folder"
 
 
@@ -80,6 +81,8 @@ def test_run_is_in_mlflow_with_metrics_params_and_artifacts(faces_run: tuple[Pat
     assert "train/loss" in run.data.metrics and "val/loss" in run.data.metrics
     assert 0 <= run.data.metrics["classifier_accuracy/gender_x_skin_tone/female_darker/gender_accuracy"] <= 1
     assert "attribute_preservation/skin_tone_accuracy" in run.data.metrics
+    assert "skin_tone_shift/gender_x_skin_tone/female_darker/ita_shift" in run.data.metrics
+    assert 0 < run.data.metrics["disparity_intervals/gender_x_skin_tone/mse_error/p_holm"] <= 1
     artifacts = {f.path for top in ("audit", "figures", "model") for f in client.list_artifacts(run_id, top)}
     artifacts |= {f.path for f in client.list_artifacts(run_id, "classifier")}
     for expected in ("audit/per_image.parquet", "audit/per_group.parquet", "audit/classifier_accuracy.parquet",

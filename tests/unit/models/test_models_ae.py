@@ -22,7 +22,7 @@ SMALL = AEConfig(image_size=16, channels=3, hidden_units=(32, 16), bottleneck=4)
 
 def test_defaults() -> None:
     config = AEConfig()
-    assert (config.image_size, config.channels, config.hidden_units, config.bottleneck) == (64, 3, (512, 256), 64)
+    assert (config.image_size, config.channels, config.hidden_units, config.bottleneck) == (64, 3, (512,), 64)
     assert (config.loss, config.output_activation, config.optimizer, config.learning_rate) == ("mse", "sigmoid", "adam", None)
     assert config.effective_learning_rate == 1e-3
     assert replace(config, optimizer="adadelta").effective_learning_rate == DEFAULT_LEARNING_RATES["adadelta"] == 1.0
