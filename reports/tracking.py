@@ -242,6 +242,12 @@ def audit_metrics(
         for row in table.itertuples(index=False, name=None):
             prefix = (name,) if row[first_at] == OVERALL_GROUPING else (name, row[first_at], row[second_at])
             entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
+    for row in disparities[list(DISPARITY_COLUMNS)].itertuples(index=False, name=None):
+        grouping, metric, *statistics = row
+        entries.extend(
+            (metric_key("disparity", grouping, metric, name), value)
+            for name, value in zip(DISPARITY_STATISTICS, statistics, strict=True)
+        )
 
     metrics: dict[str, float] = {}
     skipped: list[str] = []

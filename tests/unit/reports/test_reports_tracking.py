@@ -283,3 +283,21 @@ def test_log_audit_logs_a_summarized_result(run_in, per_image) -> None:
     assert logged.metrics == pytest.approx(audit_metrics(result.per_group, result.disparities))
     assert logged.metrics["group/gender_x_skin_tone/male_lighter/n_images"] == 2
     assert logged.tags["genfair.model"] == "vae"
+
+
+def test_audit_metrics_logs_extra_tables_keyed_by_group_or_metric(result_factory) -> None:
+    import pandas as pd
+
+    result = result_factory()
+    by_group = pd.DataFrame({"grouping": ["overall", "gender"], "group": ["all", "female"],
+                             "n_images": [8, 4], "ita_shift": [1.5, 2.5]})
+    by_metric = pd.DataFrame({"grouping": ["gender"], "metric": ["mse_error"], "p_holm": [0.04]})
+    long = pd.DataFrame({"grouping": ["gender", "gender"], "group": ["female", "female"], "estimate": [1.0, 2.0]})
+    metrics = audit_metrics(result.per_group, result.disparities,
+                            tables={"shift": by_group, "intervals": by_metric, "long": long})
+    assert metrics["shift/ita_shift"] == 1.5
+    assert metrics["shift/gender/female/ita_shift"] == 2.5
+    assert "shift/gender/female/n_images" not in metrics, "counts repeat per_group's"
+    assert metrics["intervals/gender/mse_error/p_holm"] == 0.04
+    assert not any(key.startswith("long/") for key in metrics), "several rows per group: artifact only"
+    assert "disparity/gender_x_skin_tone/mse_error/ratio" in metrics
