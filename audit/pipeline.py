@@ -212,31 +212,41 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
             indices, outputs, checkpoint = _fit_and_predict(trainer, module, datamodule, config, max_epochs, Path(workdir))
             mlflow.log_artifact(str(checkpoint), artifact_path="model")
             targets = _load_targets(datamodule, indices)
-            per_image = _per_image_frame(manifest, indices, outputs, targets)
-            tables: dict[str, pd.DataFrame] = {}
-            if config.classifier_epochs > 0:
-                classifier = _train_classifier(config, datamodule, Path(workdir))
-                mlflow.log_artifact(str(Path(workdir) / "classifier.ckpt"), artifact_path="classifier")
-                per_image = _add_classifications(per_image, classifier, datamodule, targets, outputs)
-                tables["classifier_accuracy"] = classifier_accuracy(per_image, attributes=manifest.attributes)
-                tables["attribute_preservation"] = classifier_accuracy(
-                    per_image, attributes=manifest.attributes, output=True
-                )
-            shift = _skin_tone_shift(datamodule, indices, outputs, targets)
-            if shift is not None:
-                per_image[SKIN_TONE_SHIFT] = shift.double().numpy()
-                tables["skin_tone_shift"] = group_table(per_image, attributes=manifest.attributes, metrics=[SKIN_TONE_SHIFT])
-            tables["group_intervals"], tables["disparity_intervals"] = interval_tables(
-                per_image, attributes=manifest.attributes, metrics=metric_names(), seed=config.seed
-            )
-            result = dataclasses.replace(
-                summarize(per_image, attributes=manifest.attributes, metrics=metric_names(), metadata=metadata),
-                tables=tables,
-            )
+            result = _audit(config, datamodule, indices, outputs, targets, metadata, Path(workdir))
             _log_result(result, manifest, indices, outputs, targets)
     return RunOutcome(
         result=result, run_id=run.info.run_id, experiment_id=experiment.experiment_id, tracking_uri=tracking_uri
     )
+
+
+def _audit(
+    config: RunConfig,
+    datamodule: FacesDataModule,
+    indices: torch.Tensor,
+    outputs: torch.Tensor,
+    targets: torch.Tensor,
+    metadata: dict[str, Any],
+    workdir: Path,
+) -> AuditResult:
+    """Per-image errors, classifier labels and skin-tone shift, then every per-group table."""
+    manifest = datamodule.manifest
+    per_image = _per_image_frame(manifest, indices, outputs, targets)
+    tables: dict[str, pd.DataFrame] = {}
+    if config.classifier_epochs > 0:
+        classifier = _train_classifier(config, datamodule, workdir)
+        mlflow.log_artifact(str(workdir / "classifier.ckpt"), artifact_path="classifier")
+        per_image = _add_classifications(per_image, classifier, datamodule, targets, outputs)
+        tables["classifier_accuracy"] = classifier_accuracy(per_image, attributes=manifest.attributes)
+        tables["attribute_preservation"] = classifier_accuracy(per_image, attributes=manifest.attributes, output=True)
+    shift = _skin_tone_shift(datamodule, indices, outputs, targets)
+    if shift is not None:
+        per_image[SKIN_TONE_SHIFT] = shift.double().numpy()
+        tables["skin_tone_shift"] = group_table(per_image, attributes=manifest.attributes, metrics=[SKIN_TONE_SHIFT])
+    tables["group_intervals"], tables["disparity_intervals"] = interval_tables(
+        per_image, attributes=manifest.attributes, metrics=metric_names(), seed=config.seed
+    )
+    summary = summarize(per_image, attributes=manifest.attributes, metrics=metric_names(), metadata=metadata)
+    return dataclasses.replace(summary, tables=tables)
 
 
 def build_model_config(spec: models.ModelSpec, config: RunConfig) -> Any:

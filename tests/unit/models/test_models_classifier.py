@@ -112,10 +112,10 @@ def test_learns_a_separable_toy_problem(make_images: Callable, make_dataset: Cal
     dark, bright = make_images(16, seed=1) * 0.4, 0.6 + 0.4 * make_images(16, seed=2)
     images = torch.cat([dark, bright])[torch.randperm(32, generator=g)]
     dataset = make_dataset(images)  # labels[:, 0] = 1 if brighter than the median
-    loader = torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=True, generator=g)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True, generator=g)
     config = AttributeClassifierConfig(image_size=16, channels=3, num_classes=(2, 3), hidden_channels=(4, 8), dense_units=16, learning_rate=1e-2)
     model = AttributeClassifier(config)
-    make_trainer(max_steps=20).fit(model, train_dataloaders=loader)
+    make_trainer(max_steps=8).fit(model, train_dataloaders=loader)
     accuracy = (model.classify(images)[:, 0] == dataset.labels[:, 0]).float().mean()
     assert accuracy > 0.9
 
