@@ -176,6 +176,24 @@ class ConfiguredModule(pl.LightningModule):
                 sync_dist=stage != "train",
             )
 
+    def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """Deterministic outputs of a batch: ``self(batch["image"])`` (autoencoders' reconstructions).
+
+        Args:
+            batch: ``{"image": (B, C, H, W) float in [0, 1], "index": (B,) long}``.
+            batch_idx: Position of the batch in the dataloader (unused).
+            dataloader_idx: Index of the dataloader (unused).
+
+        Returns:
+            ``{"index": (B,) long, "output": (B, C, H, W) float in [0, 1]}``.
+
+        Raises:
+            ValueError: If the batch lacks ``"image"`` or ``"index"``, or the shapes are wrong.
+        """
+        images = self._batch_tensor(batch, "image")
+        index = self._batch_index(batch, images.shape[0])
+        return {"index": index, "output": self(images)}
+
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor | None:
         return self._shared_step(batch, "train")
 

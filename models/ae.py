@@ -218,24 +218,6 @@ class AE(ConfiguredModule):
         self._log_terms(stage, {"loss": loss, "mse": mse}, batch_size=images.shape[0])
         return loss
 
-    def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        """Deterministic reconstructions of a batch.
-
-        Args:
-            batch: ``{"image": (B, C, H, W) float in [0, 1], "index": (B,) long}``.
-            batch_idx: Position of the batch in the dataloader (unused).
-            dataloader_idx: Index of the dataloader (unused).
-
-        Returns:
-            ``{"index": (B,) long, "output": (B, C, H, W) float in [0, 1]}``.
-
-        Raises:
-            ValueError: If the batch lacks ``"image"`` or ``"index"``, or the shapes are wrong.
-        """
-        images = self._batch_tensor(batch, "image")
-        index = self._batch_index(batch, images.shape[0])
-        return {"index": index, "output": self(images)}
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         lr = self.config.effective_learning_rate
         if self.config.optimizer == "adadelta":

@@ -327,25 +327,6 @@ class PCA(ConfiguredModule):
             ratio = self.explained_variance.sum() / self.total_variance.clamp_min(torch.finfo(self.total_variance.dtype).tiny)
             self.log("train/explained_variance_ratio", ratio, on_step=False, on_epoch=True)
 
-    def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        """Deterministic reconstructions of a batch.
-
-        Args:
-            batch: ``{"image": (B, C, H, W) float in [0, 1], "index": (B,) long}``.
-            batch_idx: Position of the batch in the dataloader (unused).
-            dataloader_idx: Index of the dataloader (unused).
-
-        Returns:
-            ``{"index": (B,) long, "output": (B, C, H, W) float in [0, 1]}``.
-
-        Raises:
-            ValueError: If the batch lacks ``"image"`` or ``"index"``, or the shapes are wrong.
-            RuntimeError: If the model is not fitted.
-        """
-        images = self._batch_tensor(batch, "image")
-        index = self._batch_index(batch, images.shape[0])
-        return {"index": index, "output": self(images)}
-
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """No optimisers (an empty list, which Lightning accepts without a warning): the fit is closed-form."""
         return []
