@@ -26,6 +26,7 @@ __all__ = [
     "OVERALL_GROUPING",
     "disparity_table",
     "group_table",
+    "validate_per_image",
 ]
 
 #: ``grouping`` and ``group`` of the row that covers every image.
@@ -135,6 +136,44 @@ def _metric_frame(per_image: pd.DataFrame, attributes: list[str], metrics: list[
     )
 
 
+def validate_per_image(
+    per_image: Any, *, attributes: Sequence[str], metrics: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """Check a per-image frame before grouping it; return the attribute and metric names as lists.
+
+    Raises:
+        TypeError: ``per_image`` is not a DataFrame.
+        ValueError: a name is missing, repeated or both an attribute and a metric; the frame is
+            empty; an attribute or subject value is missing; a metric column is not numeric.
+    """
+    from pandas.api.types import is_numeric_dtype
+
+    _check_frame(per_image, "per_image")
+    attrs = _check_names(attributes, "attributes")
+    mets = _check_names(metrics, "metrics")
+    if not attrs:
+        raise ValueError(f"{NO_ATTRIBUTES_MSG}, got {list(attributes)!r}")
+    both = sorted(set(attrs) & set(mets))
+    if both:
+        raise ValueError(f"{ATTRIBUTE_IS_METRIC_MSG}, got {both} in both attributes and metrics")
+    _check_columns(per_image, [SUBJECT_COLUMN], "per_image")
+    _check_columns(per_image, attrs, "per_image")
+    _check_columns(per_image, mets, "per_image")
+    if per_image.empty:
+        raise ValueError(f"{EMPTY_FRAME_MSG}; evaluate at least one image before grouping")
+    for column in [SUBJECT_COLUMN, *attrs]:
+        missing = per_image[column].isna()
+        if missing.any():
+            row = per_image.index[missing.to_numpy()][0]
+            raise ValueError(
+                f"per_image column {column!r} {MISSING_VALUE_MSG} at row {row!r}; fill or drop it before grouping"
+            )
+    for metric in mets:
+        if not is_numeric_dtype(per_image[metric]) or per_image[metric].dtype == bool:
+            raise ValueError(f"{NOT_NUMERIC_MSG}, got {metric!r} of dtype {per_image[metric].dtype}")
+    return attrs, mets
+
+
 def group_table(per_image: pd.DataFrame, *, attributes: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
     """Mean of each per-image metric per group, with image and subject counts.
 
@@ -176,34 +215,11 @@ def group_table(per_image: pd.DataFrame, *, attributes: Sequence[str], metrics: 
         2   gender    male         2           2       0.30
     """
     import pandas as pd
-    from pandas.api.types import is_numeric_dtype
 
-    _check_frame(per_image, "per_image")
-    attrs = _check_names(attributes, "attributes")
-    mets = _check_names(metrics, "metrics")
-    if not attrs:
-        raise ValueError(f"{NO_ATTRIBUTES_MSG}, got {list(attributes)!r}")
-    both = sorted(set(attrs) & set(mets))
-    if both:
-        raise ValueError(f"{ATTRIBUTE_IS_METRIC_MSG}, got {both} in both attributes and metrics")
+    attrs, mets = validate_per_image(per_image, attributes=attributes, metrics=metrics)
     reserved = sorted(set(mets) & set(GROUP_COLUMNS))
     if reserved:
         raise ValueError(f"{RESERVED_NAME_MSG} {list(GROUP_COLUMNS)}, got {reserved}; rename the column")
-    _check_columns(per_image, [SUBJECT_COLUMN], "per_image")
-    _check_columns(per_image, attrs, "per_image")
-    _check_columns(per_image, mets, "per_image")
-    if per_image.empty:
-        raise ValueError(f"{EMPTY_FRAME_MSG}; evaluate at least one image before grouping")
-    for column in [SUBJECT_COLUMN, *attrs]:
-        missing = per_image[column].isna()
-        if missing.any():
-            row = per_image.index[missing.to_numpy()][0]
-            raise ValueError(
-                f"per_image column {column!r} {MISSING_VALUE_MSG} at row {row!r}; fill or drop it before grouping"
-            )
-    for metric in mets:
-        if not is_numeric_dtype(per_image[metric]) or per_image[metric].dtype == bool:
-            raise ValueError(f"{NOT_NUMERIC_MSG}, got {metric!r} of dtype {per_image[metric].dtype}")
 
     rows: list[dict[str, Any]] = []
 

@@ -61,20 +61,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .grouping import (
-    ATTRIBUTE_IS_METRIC_MSG,
-    EMPTY_FRAME_MSG,
     GROUP_SEPARATOR,
     GROUPING_SEPARATOR,
-    MISSING_VALUE_MSG,
-    NO_ATTRIBUTES_MSG,
-    NOT_NUMERIC_MSG,
     OVERALL_GROUP,
     OVERALL_GROUPING,
     SUBJECT_COLUMN,
-    _check_columns,
-    _check_frame,
-    _check_names,
     _higher_is_better,
+    validate_per_image,
 )
 
 if TYPE_CHECKING:
@@ -279,32 +272,7 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def _validate(per_image: Any, attributes: Sequence[str], metrics: Sequence[str]) -> tuple[list[str], list[str]]:
     """Validate the per-image frame as :func:`group_table` does; return the name lists."""
-    from pandas.api.types import is_numeric_dtype
-
-    _check_frame(per_image, "per_image")
-    attrs = _check_names(attributes, "attributes")
-    mets = _check_names(metrics, "metrics")
-    if not attrs:
-        raise ValueError(f"{NO_ATTRIBUTES_MSG}, got {list(attributes)!r}")
-    both = sorted(set(attrs) & set(mets))
-    if both:
-        raise ValueError(f"{ATTRIBUTE_IS_METRIC_MSG}, got {both} in both attributes and metrics")
-    _check_columns(per_image, [SUBJECT_COLUMN], "per_image")
-    _check_columns(per_image, attrs, "per_image")
-    _check_columns(per_image, mets, "per_image")
-    if per_image.empty:
-        raise ValueError(f"{EMPTY_FRAME_MSG}; evaluate at least one image before grouping")
-    for column in [SUBJECT_COLUMN, *attrs]:
-        missing = per_image[column].isna()
-        if missing.any():
-            row = per_image.index[missing.to_numpy()][0]
-            raise ValueError(
-                f"per_image column {column!r} {MISSING_VALUE_MSG} at row {row!r}; fill or drop it before grouping"
-            )
-    for metric in mets:
-        if not is_numeric_dtype(per_image[metric]) or per_image[metric].dtype == bool:
-            raise ValueError(f"{NOT_NUMERIC_MSG}, got {metric!r} of dtype {per_image[metric].dtype}")
-    return attrs, mets
+    return validate_per_image(per_image, attributes=attributes, metrics=metrics)
 
 
 def _groupings(per_image: pd.DataFrame, attrs: list[str]) -> list[tuple[str, list[str], np.ndarray]]:
