@@ -19,7 +19,7 @@ outputs; these functions take its codes:
 - :func:`representation_demographic_parity` (RDP): the rate at which an output is
   classified as its person's own group, ``P(class(output) = a | group = a)``, should be
   equal across groups. Per-group rates with cluster-bootstrap intervals, the gap
-  ``max - min`` and ratio ``min / max`` with intervals, and a chi-square test of
+  ``max - min`` and ratio ``min / max`` with (bias-corrected) intervals, and a chi-square test of
   homogeneity.
 - :func:`proportional_representation` (PR): the distribution of the outputs' predicted
   classes should match the true class distribution. Stuart-Maxwell chi-square test of
@@ -47,6 +47,7 @@ from .stats import (
     EVIDENCE_INSUFFICIENT,
     EVIDENCE_SUFFICIENT,
     StatsConfig,
+    _bias_corrected_quantiles,
     _bootstrap_means,
     _clusters,
     _exact_means,
@@ -648,8 +649,11 @@ def representation_demographic_parity(
         point = rates[columns, 0]
         worst, best = point.min(), point.max()
         resampled_worst, resampled_best = _extremes(boot[:, columns, 0], True)
-        diff_low, diff_high = _quantiles(resampled_best - resampled_worst, config.level)
-        ratio_low, ratio_high = _quantiles(_ratio(resampled_worst, resampled_best), config.level)
+        ratio = float(_ratio(np.float64(worst), np.float64(best)))
+        diff_low, diff_high = _bias_corrected_quantiles(resampled_best - resampled_worst, best - worst, config.level,
+                                                        floor=0.0)
+        ratio_low, ratio_high = _bias_corrected_quantiles(_ratio(resampled_worst, resampled_best), ratio,
+                                                          config.level, ceiling=1.0)
         kept_counts = np.bincount(codes, weights=kept[:, 0], minlength=n_groups)[columns]
         table = np.column_stack([kept_counts, n_images[columns] - kept_counts])
         if np.all(table.sum(axis=0) > 0):
@@ -666,7 +670,7 @@ def representation_demographic_parity(
             "difference": float(best - worst),
             "difference_ci_low": float(diff_low),
             "difference_ci_high": float(diff_high),
-            "ratio": float(_ratio(np.float64(worst), np.float64(best))),
+            "ratio": ratio,
             "ratio_ci_low": float(ratio_low),
             "ratio_ci_high": float(ratio_high),
         }

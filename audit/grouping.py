@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .metrics import METRICS, _direction
+from .metrics import MEASURE_DIRECTIONS, METRICS, _direction
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -248,9 +248,11 @@ def group_table(per_image: pd.DataFrame, *, attributes: Sequence[str], metrics: 
 
 
 def _higher_is_better(metric: str) -> bool:
-    """Direction of a metric: from the registry, else from its ``*_score``/``*_error`` name."""
+    """Direction of a metric: from the registry or :data:`MEASURE_DIRECTIONS`, else from its name."""
     if metric in METRICS:
         return METRICS[metric].higher_is_better
+    if metric in MEASURE_DIRECTIONS:
+        return MEASURE_DIRECTIONS[metric]
     try:
         return _direction(metric)
     except ValueError as err:

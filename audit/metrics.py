@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 __all__ = [
+    "MEASURE_DIRECTIONS",
     "METRICS",
     "REGISTRY",
     "SSIM_MIN_SIZE",
@@ -80,6 +81,11 @@ class MetricSpec:
 METRICS: dict[str, MetricSpec] = {}
 #: Alias of :data:`METRICS`, the name every genfair package uses for its registry.
 REGISTRY = METRICS
+#: Per-image measures that no registered metric function computes but that the audit analyses
+#: per group like one, with ``higher_is_better``. ``ita_shift`` is ΔITA in degrees (output minus
+#: original, :func:`genfair.audit.skin.per_sample_ita_shift`): lightening is treated as the harm
+#: (PULSE's failure), so the "worst" group is the most lightened one.
+MEASURE_DIRECTIONS: dict[str, bool] = {"ita_shift": False}
 
 
 def _direction(name: str) -> bool:

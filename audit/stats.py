@@ -34,10 +34,14 @@ know about the bootstrap"). A plain percentile interval of a mean over 5-20 subj
 covers only ~90% instead of 95% (measured by ``benchmarks/simulation_coverage.py``);
 ``interval="percentile"`` gives the plain one. A disparity is recomputed on every
 resample (the worst group may change from one resample to the next): ``max - min`` over
-the groups' resampled means. When two or more groups tie for worst or best, or there is
-no disparity at all, that statistic is biased upwards and its interval can miss the true
-disparity (a true disparity of 0 is never inside it): the interval describes how large a
-disparity is, the permutation p-value says whether there is one.
+the groups' resampled means. That statistic is biased upwards (a group that is not the
+worst is sometimes resampled into the worst), most when groups tie, so the worst group's
+mean, the ratio and the difference get a *bias-corrected* percentile interval: the
+resamples are shifted by the bootstrap's bias estimate ``mean(resampled) - estimate``
+before the quantiles are taken, and the bounds are clipped to the statistic's range
+(difference >= 0; ratio >= 1 for errors, <= 1 for scores). The interval describes how large
+a disparity is; whether there is one at all is the permutation p-value's question (with no
+true disparity the truth 0 sits on the boundary of any max - min).
 
 **Permutation test.** For group ``g`` the statistic is ``mean(images of g) - mean(all
 other images)`` (sign flipped for ``*_score`` metrics, so that large means "served
@@ -410,6 +414,29 @@ def _quantiles(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarra
     return low, high
 
 
+def _bias_corrected_quantiles(
+    samples: np.ndarray, estimate: Any, level: float, *, floor: float | None = None, ceiling: float | None = None
+) -> tuple[Any, Any]:
+    """Percentile interval of ``samples - bias``, ``bias = mean(samples) - estimate`` (axis 0), clipped.
+
+    For statistics of extremes (worst group, max - min, worst / best) the resampled values sit
+    above the estimate: a group that is not the worst is sometimes resampled into the worst.
+    Subtracting the bootstrap's own estimate of that bias keeps the interval around the
+    estimate (the plain percentile interval can exclude it); ``floor`` and ``ceiling`` clip the
+    bounds to the statistic's range (a difference ``|worst - best|`` is never below 0).
+    """
+    import numpy as np
+
+    with np.errstate(invalid="ignore"):
+        shifted = samples - (samples.mean(axis=0) - estimate)
+    low, high = _quantiles(shifted, level)
+    if floor is not None:
+        low, high = np.maximum(low, floor), np.maximum(high, floor)
+    if ceiling is not None:
+        low, high = np.minimum(low, ceiling), np.minimum(high, ceiling)
+    return low, high
+
+
 def _ratio(worst: np.ndarray, best: np.ndarray) -> np.ndarray:
     """worst / best, 1 where they are equal (also 0/0 and inf/inf), as disparity_table does."""
     import numpy as np
@@ -662,9 +689,17 @@ def _analyse(
                 best_at = columns[np.argmax(point) if higher else np.argmin(point)]
                 worst, best = estimates[worst_at, j], estimates[best_at, j]
                 resampled_worst, resampled_best = _extremes(boot[:, columns, j], higher)
-                worst_lo, worst_hi = _quantiles(resampled_worst, config.level)
-                ratio_lo1, ratio_hi1 = _quantiles(_ratio(resampled_worst, resampled_best), config.level)
-                diff_lo1, diff_hi1 = _quantiles(np.abs(resampled_worst - resampled_best), config.level)
+                ratio = float(_ratio(np.float64(worst), np.float64(best)))
+                difference = abs(worst - best) if worst != best else 0.0
+                worst_lo, worst_hi = _bias_corrected_quantiles(resampled_worst, worst, config.level)
+                positive = worst > 0 and best > 0  # then worst / best is on one side of 1
+                ratio_lo1, ratio_hi1 = _bias_corrected_quantiles(
+                    _ratio(resampled_worst, resampled_best), ratio, config.level,
+                    floor=1.0 if positive and not higher else None, ceiling=1.0 if positive and higher else None,
+                )
+                diff_lo1, diff_hi1 = _bias_corrected_quantiles(
+                    np.abs(resampled_worst - resampled_best), difference, config.level, floor=0.0
+                )
                 row.update(
                     worst_group=labels[worst_at],
                     worst=worst,
@@ -672,10 +707,10 @@ def _analyse(
                     worst_ci_high=worst_hi,
                     best_group=labels[best_at],
                     best=best,
-                    ratio=float(_ratio(np.float64(worst), np.float64(best))),
+                    ratio=ratio,
                     ratio_ci_low=ratio_lo1,
                     ratio_ci_high=ratio_hi1,
-                    difference=abs(worst - best) if worst != best else 0.0,
+                    difference=difference,
                     difference_ci_low=diff_lo1,
                     difference_ci_high=diff_hi1,
                     p_value=p_raw[worst_at],
