@@ -3,17 +3,41 @@
 Pure functions over the per-image frame. The frame carries, per sensitive attribute ``a``, the
 classifier's label for the original image (``classified_<a>``) and, when the audit classified
 the model's outputs too, for the output (``classified_<a>_output``).
+
+:func:`classifier_accuracy` is the classifier's per-group accuracy (on originals) or attribute
+preservation (on outputs); :func:`representation_tables` gathers the representation metrics of
+:mod:`genfair.audit.compare` (RDP, PR, UCPR, drift toward the majority) for every grouping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import pandas as pd
 
-from .grouping import group_table
+from .compare import (
+    majority_rate,
+    proportional_representation,
+    representation_demographic_parity,
+    uninformative_conditional_proportional_representation,
+)
+from .grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR, SUBJECT_COLUMN, group_table
 
-__all__ = ["classified_column", "classifier_accuracy"]
+__all__ = ["REPRESENTATION_COLUMNS", "REPRESENTATION_TEST_COLUMNS", "classified_column", "classifier_accuracy",
+           "representation_tables"]
+
+#: The columns of the first table :func:`representation_tables` returns, in order.
+REPRESENTATION_COLUMNS = (
+    "grouping", "group", "n_images", "n_subjects", "evidence", "true_share", "output_share",
+    "own_rate", "own_ci_low", "own_ci_high", "majority_group", "majority_rate", "majority_ci_low",
+    "majority_ci_high", "uninformative_share",
+)
+#: The columns of the second table :func:`representation_tables` returns, in order.
+REPRESENTATION_TEST_COLUMNS = (
+    "grouping", "metric", "statistic", "dof", "p_value", "divergence", "difference", "difference_ci_low",
+    "difference_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high",
+)
 
 
 def classified_column(attribute: str, *, output: bool = False) -> str:
@@ -52,3 +76,127 @@ def classifier_accuracy(per_image: pd.DataFrame, *, attributes: Sequence[str], o
             raise ValueError(f"per-image frame has no {column!r} column; classify the images first")
         hits[f"{attribute}_accuracy"] = (per_image[column].astype(str) == per_image[attribute].astype(str)).astype(float)
     return group_table(hits, attributes=attributes, metrics=[f"{a}_accuracy" for a in attributes])
+
+
+def _labels(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """One string label per row: the column's value, or the columns' values joined like group_table."""
+    labels = frame[columns[0]].astype(str)
+    for column in columns[1:]:
+        labels = labels + GROUP_SEPARATOR + frame[column].astype(str)
+    return labels.reset_index(drop=True)
+
+
+def representation_tables(
+    per_image: pd.DataFrame,
+    *,
+    attributes: Sequence[str],
+    majority: Mapping[str, str],
+    uninformative: pd.DataFrame | None = None,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    min_subjects: int = 5,
+    interval: Literal["expanded", "percentile"] = "expanded",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Representation metrics of a model's outputs for each grouping, as two tidy tables.
+
+    Groupings: each attribute, then (with two or more) their intersection, whose predicted label
+    joins the per-attribute predictions. For each grouping:
+    :func:`~genfair.audit.compare.representation_demographic_parity` (each group's own-group
+    rate, the gap ``max - min`` between groups with its interval, chi-square test),
+    :func:`~genfair.audit.compare.proportional_representation` (outputs' class shares against
+    the people's, Stuart-Maxwell test), :func:`~genfair.audit.compare.majority_rate` (how
+    often each group's outputs are classified as the majority group) and, when
+    ``uninformative`` is given, :func:`~genfair.audit.compare.uninformative_conditional_proportional_representation`
+    (outputs for inputs that carry no group information should be classified uniformly over
+    the groups in ``per_image``).
+
+    Args:
+        per_image: one row per image with ``subject``, the ``attributes`` and, per attribute,
+            the output's classified label (:func:`classified_column` with ``output=True``).
+        attributes: sensitive attribute columns.
+        majority: the majority group of each grouping (e.g. most training images), keyed by
+            grouping name (``"gender"``, ``"gender x skin_tone"``) with group labels as in
+            :func:`~genfair.audit.grouping.group_table` (``"male / lighter"``).
+        uninformative: optional frame of the classified labels (one column per attribute) of
+            the outputs for uninformative inputs.
+        n_resamples, level, seed, min_subjects, interval: as in
+            :func:`genfair.audit.group_intervals`.
+
+    Returns:
+        ``(by_group, tests)``: ``by_group`` has columns :data:`REPRESENTATION_COLUMNS`, one row
+        per group that is a person's group or an output's class (shares in [0, 1]; rates and
+        intervals NaN for a group with no image or too few subjects; ``uninformative_share``
+        NaN without ``uninformative``); ``tests`` has columns :data:`REPRESENTATION_TEST_COLUMNS`,
+        one row per grouping and metric (``rdp``, ``pr``, ``ucpr``); gap and ratio are RDP's only.
+
+    Raises:
+        ValueError: a classified column or a grouping's ``majority`` is missing.
+
+    Example:
+        >>> frame = pd.DataFrame({"subject": list("abcd"), "gender": ["f", "f", "m", "m"],
+        ...                       "classified_gender_output": ["f", "m", "m", "m"]})
+        >>> by_group, tests = representation_tables(frame, attributes=["gender"], majority={"gender": "m"},
+        ...                                         min_subjects=2, n_resamples=50)
+        >>> by_group[["group", "own_rate", "majority_rate", "output_share"]].to_dict("list")
+        {'group': ['f', 'm'], 'own_rate': [0.5, 1.0], 'majority_rate': [0.5, 1.0], 'output_share': [0.25, 0.75]}
+        >>> tests["metric"].tolist()
+        ['rdp', 'pr']
+    """
+    import numpy as np
+
+    attrs = list(attributes)
+    for attribute in attrs:
+        if classified_column(attribute, output=True) not in per_image:
+            raise ValueError(f"per-image frame has no {classified_column(attribute, output=True)!r} column; "
+                             f"classify the outputs first")
+    options = {"n_resamples": n_resamples, "level": level, "seed": seed, "min_subjects": min_subjects,
+               "interval": interval}
+    sets = [[attribute] for attribute in attrs] + ([attrs] if len(attrs) > 1 else [])
+    subjects = per_image[SUBJECT_COLUMN].astype(str).to_numpy()
+    group_frames, test_rows = [], []
+    for columns in sets:
+        grouping = GROUPING_SEPARATOR.join(columns)
+        if grouping not in majority:
+            raise ValueError(f"no majority group given for grouping {grouping!r}; pass majority={{{grouping!r}: ...}}")
+        true = _labels(per_image, columns)
+        predicted = _labels(per_image, [classified_column(c, output=True) for c in columns])
+        blank = uninformative is None
+        guessed = None if blank else _labels(uninformative, columns)
+        names = sorted({*true, *predicted, str(majority[grouping]), *(() if blank else guessed)})
+        code = {name: i for i, name in enumerate(names)}
+        true_codes, predicted_codes = true.map(code).to_numpy(), predicted.map(code).to_numpy()
+        rdp = representation_demographic_parity(true_codes, predicted_codes, subjects=subjects, group_names=names,
+                                                **options)
+        pr = proportional_representation(true_codes, predicted_codes, group_names=names)
+        to_majority = majority_rate(true_codes, predicted_codes, majority=code[str(majority[grouping])],
+                                    subjects=subjects, group_names=names, **options)
+        frame = pr.by_group.rename(columns={"predicted_share": "output_share"})[["group", "true_share", "output_share"]]
+        frame = frame.merge(rdp.by_group.rename(columns={"rate": "own_rate", "ci_low": "own_ci_low",
+                                                         "ci_high": "own_ci_high"}), on="group", how="left")
+        frame = frame.merge(to_majority[["group", "rate", "ci_low", "ci_high"]].rename(
+            columns={"rate": "majority_rate", "ci_low": "majority_ci_low", "ci_high": "majority_ci_high"}),
+            on="group", how="left")
+        frame["majority_group"] = str(majority[grouping])
+        frame["uninformative_share"] = np.nan
+        results = [rdp, pr]
+        if not blank:
+            present = set(true)
+            ucpr = uninformative_conditional_proportional_representation(
+                guessed.map(code).to_numpy(), group_names=names, expected=[float(n in present) for n in names]
+            )
+            frame["uninformative_share"] = ucpr.by_group["predicted_share"].to_numpy()
+            results.append(ucpr)
+        frame["grouping"] = grouping
+        frame["n_images"] = frame["n_images"].fillna(0).astype("int64")
+        frame["n_subjects"] = frame["n_subjects"].fillna(0).astype("int64")
+        frame["evidence"] = frame["evidence"].fillna("insufficient")
+        group_frames.append(frame)
+        test_rows += [{"grouping": grouping, "metric": r.metric, "statistic": r.statistic, "dof": r.dof,
+                       "p_value": r.p_value, "divergence": r.divergence, "difference": r.difference,
+                       "difference_ci_low": r.difference_ci_low, "difference_ci_high": r.difference_ci_high,
+                       "ratio": r.ratio, "ratio_ci_low": r.ratio_ci_low, "ratio_ci_high": r.ratio_ci_high}
+                      for r in results]
+    by_group = pd.concat(group_frames, ignore_index=True)[list(REPRESENTATION_COLUMNS)]
+    tests = pd.DataFrame(test_rows, columns=list(REPRESENTATION_TEST_COLUMNS)).astype({"dof": "int64"})
+    return by_group, tests

@@ -161,7 +161,9 @@ def ui(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
 ) -> None:
     """Open the MLflow UI on the local store (Ctrl+C stops it)."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    from genfair.reports.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith(("http://", "https://")):
         console.print(f"{uri} is a tracking server already: open it in your browser.")
         return
@@ -172,6 +174,46 @@ def ui(
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     sys.stdout.flush()
     os.execve(sys.executable, command, env)  # the server replaces this process: signals reach it directly
+
+
+@app.command("compare-runs")
+def compare_runs(
+    run_a: Annotated[str, typer.Argument(help="Model A: an MLflow run id, or a saved audit folder.")],
+    run_b: Annotated[str, typer.Argument(help="Model B, audited on the same images (same manifest, split and seed).")],
+    metric: Annotated[str, typer.Option(help="Metric to tabulate (every metric is compared).")] = "mse_error",
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples of people.")] = 1000,
+    permutations: Annotated[int, typer.Option(help="Sign flips for the 'B is fairer' p-value.")] = 1000,
+    min_subjects: Annotated[int, typer.Option(help="Fewer people than this: insufficient evidence.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
+    tracking_uri: TrackingUriOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Is model B better than model A for every group, and fairer? Paired per person, with intervals and p."""
+    with _user_errors(debug):
+        from genfair.audit.compare import compare_models
+        from genfair.audit.metrics import names as metric_names
+        from genfair.reports.tracking import load_audit, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(tracking_uri)
+        a, b = load_audit(run_a, tracking_uri=uri), load_audit(run_b, tracking_uri=uri)
+        attributes = list(a.metadata.get("attributes", []))
+        if attributes != list(b.metadata.get("attributes", [])):
+            raise ValueError(
+                f"the two audits group by different attributes ({attributes} and {b.metadata.get('attributes')}); "
+                f"compare audits of one manifest"
+            )
+        metrics = [name for name in metric_names() if name in a.per_image and name in b.per_image]
+        if metric not in metrics:
+            raise ValueError(f"--metric {metric!r} is not in both audits; choose one of {metrics}")
+        comparison = compare_models(a.per_image, b.per_image, attributes=attributes, metrics=metrics,
+                                    n_resamples=resamples, n_permutations=permutations, seed=seed,
+                                    min_subjects=min_subjects)
+    from genfair.reports.terminal import print_comparison
+
+    label_a, label_b = str(a.metadata.get("model", "A")), str(b.metadata.get("model", "B"))
+    if label_a == label_b:
+        label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
+    print_comparison(console, comparison.per_group, comparison.disparities, a=label_a, b=label_b, metric=metric)
 
 
 @data_app.command("import-faces95")
@@ -223,99 +265,11 @@ def _quiet_libraries(debug: bool) -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-FEW_SUBJECTS = 5  # below this many subjects a group's mean is an anecdote, not evidence
-METRIC_HEADERS = {"mse_error": "MSE ↓", "mae_error": "MAE ↓", "psnr_score": "PSNR dB ↑", "ssim_score": "SSIM ↑"}
-
-
-def _print_classifier_table(result: AuditResult) -> None:
-    """How often the attribute classifier sees each person's own group, in originals and outputs."""
-    if "classifier_accuracy" not in result.tables:
-        return
-    from rich import box
-    from rich.table import Table
-
-    originals = result.tables["classifier_accuracy"]
-    outputs = result.tables.get("attribute_preservation")
-    accuracy_columns = [column for column in originals.columns if column.endswith("_accuracy")]
-    table = Table(
-        title="Attribute classifier: share labelled as own group (originals → outputs)",
-        box=box.SIMPLE_HEAD,
-    )
-    table.add_column("group")
-    for column in accuracy_columns:
-        table.add_column(column.removesuffix("_accuracy"), justify="right")
-    for grouping, rows in originals.groupby("grouping", sort=False):
-        table.add_section()
-        for position, row in rows.iterrows():
-            cells = []
-            for column in accuracy_columns:
-                cell = f"{row[column]:.2f}"
-                if outputs is not None:
-                    cell += f" → {outputs.loc[position, column]:.2f}"
-                cells.append(cell)
-            table.add_row("all images" if grouping == "overall" else str(row["group"]), *cells)
-    console.print(table)
-
-
 def _print_run_summary(outcome: RunOutcome) -> None:
-    """The per-group table, the disparities, and where the run lives."""
-    from rich import box
-    from rich.table import Table
+    """Every table of the audit, and where the run lives."""
+    from genfair.reports.terminal import print_audit
 
-    result = outcome.result
-    metrics = [name for name in METRIC_HEADERS if name in result.per_group]
-    title = f"{result.metadata['model']} on {result.metadata['dataset']}: per-image error by group (test split)"
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    table.add_column("group")
-    shift = result.tables.get("skin_tone_shift")
-    for header in ("images", "people", *(METRIC_HEADERS[name] for name in metrics), *(["ΔITA°"] if shift is not None else [])):
-        table.add_column(header, justify="right")
-    few = False
-    for grouping, rows in result.per_group.groupby("grouping", sort=False):
-        table.add_section()
-        for position, row in zip(rows.index, rows.itertuples(index=False), strict=True):
-            flag = row.n_subjects < FEW_SUBJECTS
-            few |= flag
-            label = "all images" if grouping == "overall" else str(row.group)
-            values = [f"{getattr(row, name):.4g}" for name in metrics]
-            if shift is not None:
-                values.append(f"{shift.loc[position, 'ita_shift']:+.2f}")
-            table.add_row(label, str(row.n_images), f"{row.n_subjects}{'*' if flag else ''}", *values)
-    console.print(table)
-    if few:
-        console.print(f"* fewer than {FEW_SUBJECTS} people: an anecdote, not evidence.")
-    if shift is not None:
-        console.print("ΔITA°: skin-tone shift, output minus original (positive: the output's skin is lighter).")
-
-    intervals = result.tables.get("disparity_intervals")
-    if intervals is not None:
-        intervals = intervals.set_index(["grouping", "metric"])
-    disparities = Table(
-        title="Disparities: worst group against best group (95% CI resamples people; p: permutation, Holm)",
-        box=box.SIMPLE_HEAD,
-    )
-    for header in ("grouping", "metric", "worst group", "best group"):
-        disparities.add_column(header)
-    for header in ("ratio", "95% CI", "difference", "p"):
-        disparities.add_column(header, justify="right")
-    for row in result.disparities.itertuples(index=False):
-        ci, p_value = "", ""
-        if intervals is not None and (row.grouping, row.metric) in intervals.index:
-            found = intervals.loc[(row.grouping, row.metric)]
-            ci = f"[{found['ratio_ci_low']:.3f}, {found['ratio_ci_high']:.3f}]"
-            p_value = f"{found['p_holm']:.3f}" if found["p_holm"] == found["p_holm"] else "n/a"
-            if found["evidence"] != "sufficient":
-                ci, p_value = "insufficient evidence", ""
-        disparities.add_row(
-            row.grouping, METRIC_HEADERS.get(row.metric, row.metric), str(row.worst_group), str(row.best_group),
-            f"{row.ratio:.3f}", ci, f"{row.difference:.3g}", p_value,
-        )
-    console.print(disparities)
-    if intervals is not None:
-        console.print(
-            "An interval for worst vs best can miss 1 by chance when groups are alike: judge a disparity by its p."
-        )
-    _print_classifier_table(result)
+    print_audit(console, outcome.result)
     console.print(f"MLflow run [bold]{outcome.run_id}[/] in {outcome.tracking_uri}")
     run_path = f"#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}"
     if outcome.tracking_uri.startswith(("http://", "https://")):

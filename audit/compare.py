@@ -72,6 +72,7 @@ __all__ = [
     "Comparison",
     "RepresentationResult",
     "compare_models",
+    "majority_rate",
     "paired_differences",
     "proportional_representation",
     "representation_demographic_parity",
@@ -554,6 +555,127 @@ def _divergence(observed: np.ndarray, target: np.ndarray) -> float:
     return float(np.sum((observed[support] - target[support]) ** 2 / target[support]))
 
 
+@dataclass(frozen=True, eq=False)
+class _GroupRates:
+    """Per-group rates of a 0/1 outcome with cluster-bootstrap intervals (see :func:`_group_rates`)."""
+
+    config: StatsConfig
+    by_group: pd.DataFrame
+    boot: np.ndarray  # (n_resamples, n_groups, 1) resampled rates
+    codes: np.ndarray  # (N,) position of each image's true group among the groups present
+    n_images: np.ndarray
+    sufficient: np.ndarray
+    n_groups: int
+
+
+def _labelled(
+    true_groups: Any, predicted_groups: Any, subjects: Any, group_names: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Validated ``(true codes, predicted codes, names, subject codes)``; images are subjects when None."""
+    import numpy as np
+    import pandas as pd
+
+    true = _codes(true_groups, "true_groups")
+    predicted = _codes(predicted_groups, "predicted_groups")
+    if true.size != predicted.size:
+        raise ValueError(f"{LENGTH_MISMATCH_MSG}, got {true.size} and {predicted.size}")
+    names = _names(group_names, int(max(true.max(), predicted.max())))
+    if subjects is None:
+        return true, predicted, names, np.arange(true.size, dtype=np.int64)
+    subject_array = np.asarray(subjects.detach().cpu().numpy() if hasattr(subjects, "detach") else subjects)
+    if subject_array.shape != true.shape:
+        raise ValueError(f"{LENGTH_MISMATCH_MSG}: subjects has shape {subject_array.shape}, codes {true.shape}")
+    return true, predicted, names, pd.factorize(subject_array.astype(str))[0].astype(np.int64)
+
+
+def _group_rates(
+    true: np.ndarray, subject_codes: np.ndarray, hits: np.ndarray, names: list[str], *, stream: int, **options: Any
+) -> _GroupRates:
+    """Each true group's mean of ``hits`` (N,) with a subject-cluster bootstrap interval.
+
+    The small-sample expansion can push a resampled rate past 0 or 1; resamples are clipped
+    to [0, 1], so intervals (and the gaps computed from them) stay rates.
+
+    ``by_group`` has columns ``group, n_images, n_subjects, evidence, rate, ci_low, ci_high``,
+    one row per group with at least one image (insufficient groups: NaN interval).
+    """
+    import numpy as np
+    import pandas as pd
+
+    config = StatsConfig(n_permutations=0, **options)
+    present = np.flatnonzero(np.bincount(true, minlength=len(names)) > 0)
+    codes = np.searchsorted(present, true)
+    values = hits.astype(np.float64)[:, None]
+    n_groups = present.size
+    clusters = _clusters(codes, subject_codes, values, n_groups)
+    n_subjects = clusters.n_subjects()
+    n_images = np.bincount(codes, minlength=n_groups)
+    sufficient = n_subjects >= config.min_subjects
+    rates = _exact_means(values, codes, n_groups)
+    boot = _bootstrap_means(clusters, sufficient, config.n_resamples, _rng(config.seed, 0, stream))
+    boot = _expand(boot, rates, _expansion(n_subjects, config.level, config.interval)).clip(0.0, 1.0)
+    low, high = _quantiles(boot, config.level)
+    by_group = pd.DataFrame(
+        {
+            "group": [names[i] for i in present],
+            "n_images": n_images.astype(np.int64),
+            "n_subjects": n_subjects,
+            "evidence": np.where(sufficient, EVIDENCE_SUFFICIENT, EVIDENCE_INSUFFICIENT),
+            "rate": rates[:, 0],
+            "ci_low": np.where(sufficient, low[:, 0], np.nan),
+            "ci_high": np.where(sufficient, high[:, 0], np.nan),
+        }
+    ).astype({"group": "str", "evidence": "str"})
+    return _GroupRates(config, by_group, boot, codes, n_images, sufficient, n_groups)
+
+
+def majority_rate(
+    true_groups: Any,
+    predicted_groups: Any,
+    *,
+    majority: int,
+    subjects: Any = None,
+    group_names: Sequence[str] | None = None,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    min_subjects: int = 5,
+    interval: Literal["expanded", "percentile"] = "expanded",
+) -> pd.DataFrame:
+    """How often each group's outputs are classified as the majority group: drift toward the majority.
+
+    ``P(class(output) = majority | group = a)`` per group ``a``, with the cluster-bootstrap
+    interval of :func:`representation_demographic_parity`. For the majority group itself this
+    is its own-group rate; for every other group, the share of its outputs that now look like
+    the majority (PULSE's failure mode).
+
+    Args:
+        true_groups, predicted_groups, subjects, group_names, n_resamples, level, seed,
+            min_subjects, interval: as in :func:`representation_demographic_parity`.
+        majority: the majority group's code (e.g. the group with most training images).
+
+    Returns:
+        DataFrame with columns ``group, n_images, n_subjects, evidence, rate, ci_low, ci_high``,
+        one row per group with at least one image.
+
+    Raises:
+        ValueError: as :func:`representation_demographic_parity`, or ``majority`` is not a
+            code with a name.
+
+    Example:
+        >>> true = [0] * 4 + [1] * 4
+        >>> predicted = [0, 0, 0, 0, 0, 0, 1, 1]
+        >>> majority_rate(true, predicted, majority=0, group_names=["a", "b"], min_subjects=2)["rate"].tolist()
+        [1.0, 0.5]
+    """
+    true, predicted, names, subject_codes = _labelled(true_groups, predicted_groups, subjects, group_names)
+    if isinstance(majority, bool) or not isinstance(majority, int) or not 0 <= majority < len(names):
+        raise ValueError(f"{CODE_OUT_OF_RANGE_MSG}: majority must be a code in 0..{len(names) - 1}, got {majority!r}")
+    rates = _group_rates(true, subject_codes, predicted == majority, names, stream=5, n_resamples=n_resamples,
+                         level=level, seed=seed, min_subjects=min_subjects, interval=interval)
+    return rates.by_group
+
+
 def representation_demographic_parity(
     true_groups: Any,
     predicted_groups: Any,
@@ -603,50 +725,18 @@ def representation_demographic_parity(
         ([1.0, 0.5], 0.5, 0.0098)
     """
     import numpy as np
-    import pandas as pd
     from scipy import stats
 
-    config = StatsConfig(n_resamples=n_resamples, n_permutations=0, level=level, seed=seed,
-                         min_subjects=min_subjects, interval=interval)
-    true = _codes(true_groups, "true_groups")
-    predicted = _codes(predicted_groups, "predicted_groups")
-    if true.size != predicted.size:
-        raise ValueError(f"{LENGTH_MISMATCH_MSG}, got {true.size} and {predicted.size}")
-    names = _names(group_names, int(max(true.max(), predicted.max())))
-    if subjects is None:
-        subject_codes = np.arange(true.size, dtype=np.int64)
-    else:
-        subject_array = np.asarray(subjects.detach().cpu().numpy() if hasattr(subjects, "detach") else subjects)
-        if subject_array.shape != true.shape:
-            raise ValueError(f"{LENGTH_MISMATCH_MSG}: subjects has shape {subject_array.shape}, codes {true.shape}")
-        subject_codes = pd.factorize(subject_array.astype(str))[0].astype(np.int64)
-    present = np.flatnonzero(np.bincount(true, minlength=len(names)) > 0)
-    codes = np.searchsorted(present, true)
-    kept = (predicted == true).astype(np.float64)[:, None]
-    n_groups = present.size
-    clusters = _clusters(codes, subject_codes, kept, n_groups)
-    n_subjects = clusters.n_subjects()
-    n_images = np.bincount(codes, minlength=n_groups)
-    sufficient = n_subjects >= config.min_subjects
-    rates = _exact_means(kept, codes, n_groups)
-    boot = _bootstrap_means(clusters, sufficient, config.n_resamples, _rng(config.seed, 0, 4))
-    boot = _expand(boot, rates, _expansion(n_subjects, config.level, config.interval))
-    low, high = _quantiles(boot, config.level)
-    by_group = pd.DataFrame(
-        {
-            "group": [names[i] for i in present],
-            "n_images": n_images.astype(np.int64),
-            "n_subjects": n_subjects,
-            "evidence": np.where(sufficient, EVIDENCE_SUFFICIENT, EVIDENCE_INSUFFICIENT),
-            "rate": rates[:, 0],
-            "ci_low": np.where(sufficient, low[:, 0], np.nan),
-            "ci_high": np.where(sufficient, high[:, 0], np.nan),
-        }
-    ).astype({"group": "str", "evidence": "str"})
+    true, predicted, names, subject_codes = _labelled(true_groups, predicted_groups, subjects, group_names)
+    kept = predicted == true
+    rates = _group_rates(true, subject_codes, kept, names, stream=4, n_resamples=n_resamples, level=level,
+                         seed=seed, min_subjects=min_subjects, interval=interval)
+    config, by_group, boot = rates.config, rates.by_group, rates.boot
+    codes, n_images, sufficient, n_groups = rates.codes, rates.n_images, rates.sufficient, rates.n_groups
     result: dict[str, Any] = {"statistic": np.nan, "dof": 0, "p_value": np.nan, "divergence": np.nan}
     if sufficient.sum() >= 2:
         columns = np.flatnonzero(sufficient)
-        point = rates[columns, 0]
+        point = by_group["rate"].to_numpy()[columns]
         worst, best = point.min(), point.max()
         resampled_worst, resampled_best = _extremes(boot[:, columns, 0], True)
         ratio = float(_ratio(np.float64(worst), np.float64(best)))
@@ -654,7 +744,7 @@ def representation_demographic_parity(
                                                         floor=0.0)
         ratio_low, ratio_high = _bias_corrected_quantiles(_ratio(resampled_worst, resampled_best), ratio,
                                                           config.level, ceiling=1.0)
-        kept_counts = np.bincount(codes, weights=kept[:, 0], minlength=n_groups)[columns]
+        kept_counts = np.bincount(codes, weights=kept.astype(np.float64), minlength=n_groups)[columns]
         table = np.column_stack([kept_counts, n_images[columns] - kept_counts])
         if np.all(table.sum(axis=0) > 0):
             test = stats.chi2_contingency(table, correction=False)
@@ -714,11 +804,7 @@ def proportional_representation(
     import pandas as pd
     from scipy import stats
 
-    true = _codes(true_groups, "true_groups")
-    predicted = _codes(predicted_groups, "predicted_groups")
-    if true.size != predicted.size:
-        raise ValueError(f"{LENGTH_MISMATCH_MSG}, got {true.size} and {predicted.size}")
-    names = _names(group_names, int(max(true.max(), predicted.max())))
+    true, predicted, names, _ = _labelled(true_groups, predicted_groups, None, group_names)
     k = len(names)
     table = np.zeros((k, k))
     np.add.at(table, (true, predicted), 1.0)

@@ -24,24 +24,29 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 
 from genfair import datasets, models
+from genfair.audit.attributes import classified_column, classifier_accuracy, representation_tables
+from genfair.audit.compare import compare_models
+from genfair.audit.grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR, group_table
 from genfair.audit.metrics import names as metric_names
 from genfair.audit.metrics import per_sample_metrics
-from genfair.audit.attributes import classified_column, classifier_accuracy
-from genfair.audit.grouping import group_table
 from genfair.audit.result import AuditResult, summarize
 from genfair.audit.skin import per_sample_ita_shift
 from genfair.audit.stats import interval_tables
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.models import AttributeClassifier, AttributeClassifierConfig
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
+from genfair.reports.tracking import resolve_tracking_uri
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "genfair"
 GRID_IMAGES_PER_GROUP = 2
 SKIN_TONE_SHIFT = "ita_shift"  # per-image column: ITA(output) - ITA(original), degrees
+UNINFORMATIVE_SIDE = 4  # px: Laszkiewicz et al. (2024) feed upsamplers 4x4 averaged faces for UCPR
+UNINFORMATIVE_INPUTS = 200
 VERSIONED_PACKAGES = ("genfair", "torch", "pytorch-lightning", "torchmetrics", "fairlearn", "mlflow", "pandas")
 
 
@@ -141,11 +146,6 @@ class RunOutcome:
     tracking_uri: str
 
 
-def resolve_tracking_uri(tracking_uri: str | None) -> str:
-    """The explicit URI, else ``$MLFLOW_TRACKING_URI``, else a SQLite store in the working directory."""
-    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
 def resolve_cache_dir(cache_dir: str | None) -> Path:
     """The explicit folder, else ``$GENFAIR_CACHE_DIR``, else ``$XDG_CACHE_HOME/genfair`` (``~/.cache``)."""
     if cache_dir:
@@ -211,9 +211,9 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
             )
             indices, outputs, checkpoint = _fit_and_predict(trainer, module, datamodule, config, max_epochs, Path(workdir))
             mlflow.log_artifact(str(checkpoint), artifact_path="model")
-            targets = _load_targets(datamodule, indices)
-            result = _audit(config, datamodule, indices, outputs, targets, metadata, Path(workdir))
-            _log_result(result, manifest, indices, outputs, targets)
+            items = _load_test_items(datamodule, indices)
+            result = _audit(config, datamodule, module, indices, outputs, items, metadata, Path(workdir))
+            _log_result(result, manifest, indices, outputs, items["image"])
     return RunOutcome(
         result=result, run_id=run.info.run_id, experiment_id=experiment.experiment_id, tracking_uri=tracking_uri
     )
@@ -222,31 +222,106 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
 def _audit(
     config: RunConfig,
     datamodule: FacesDataModule,
+    module: pl.LightningModule,
     indices: torch.Tensor,
     outputs: torch.Tensor,
-    targets: torch.Tensor,
+    items: dict[str, torch.Tensor],
     metadata: dict[str, Any],
     workdir: Path,
 ) -> AuditResult:
-    """Per-image errors, classifier labels and skin-tone shift, then every per-group table."""
+    """Per-image errors, classifier labels and skin-tone shift, then every per-group table.
+
+    ``items`` holds the test images' ``image`` (the targets) and, where the DataModule makes
+    them, ``lowres`` and ``mask``, stacked in the order of ``indices``.
+    """
     manifest = datamodule.manifest
+    attributes = manifest.attributes
+    targets = items["image"]
     per_image = _per_image_frame(manifest, indices, outputs, targets)
     tables: dict[str, pd.DataFrame] = {}
+    scale = datamodule.lowres_scale
     if config.classifier_epochs > 0:
         classifier = _train_classifier(config, datamodule, workdir)
         mlflow.log_artifact(str(workdir / "classifier.ckpt"), artifact_path="classifier")
         per_image = _add_classifications(per_image, classifier, datamodule, targets, outputs)
-        tables["classifier_accuracy"] = classifier_accuracy(per_image, attributes=manifest.attributes)
-        tables["attribute_preservation"] = classifier_accuracy(per_image, attributes=manifest.attributes, output=True)
-    shift = _skin_tone_shift(datamodule, indices, outputs, targets)
+        tables["classifier_accuracy"] = classifier_accuracy(per_image, attributes=attributes)
+        tables["attribute_preservation"] = classifier_accuracy(per_image, attributes=attributes, output=True)
+        uninformative = None
+        if scale is not None:
+            inputs = _uninformative_inputs(targets, per_image, attributes, scale, config.seed)
+            uninformative = _classify(classifier, _outputs_of(module, inputs), datamodule)
+        tables["representation"], tables["representation_tests"] = representation_tables(
+            per_image, attributes=attributes, majority=_majority_groups(datamodule), uninformative=uninformative,
+            seed=config.seed,
+        )
+    shift = _skin_tone_shift(outputs, targets, items.get("mask"))
     if shift is not None:
         per_image[SKIN_TONE_SHIFT] = shift.double().numpy()
-        tables["skin_tone_shift"] = group_table(per_image, attributes=manifest.attributes, metrics=[SKIN_TONE_SHIFT])
+        tables["skin_tone_shift"] = group_table(per_image, attributes=attributes, metrics=[SKIN_TONE_SHIFT])
+        tables["skin_tone_intervals"], tables["skin_tone_disparities"] = _without_ratios(
+            *interval_tables(per_image, attributes=attributes, metrics=[SKIN_TONE_SHIFT], seed=config.seed)
+        )
     tables["group_intervals"], tables["disparity_intervals"] = interval_tables(
-        per_image, attributes=manifest.attributes, metrics=metric_names(), seed=config.seed
+        per_image, attributes=attributes, metrics=metric_names(), seed=config.seed
     )
-    summary = summarize(per_image, attributes=manifest.attributes, metrics=metric_names(), metadata=metadata)
+    if scale is not None and config.model != "bicubic":
+        baseline = _per_image_frame(manifest, indices, models.bicubic_upsample(items["lowres"], scale=scale), targets)
+        versus = compare_models(baseline, per_image, attributes=attributes, metrics=metric_names(), seed=config.seed)
+        tables["vs_bicubic_groups"], tables["vs_bicubic_disparities"] = versus.per_group, versus.disparities
+    summary = summarize(per_image, attributes=attributes, metrics=metric_names(), metadata=metadata)
     return dataclasses.replace(summary, tables=tables)
+
+
+def _without_ratios(per_group: pd.DataFrame, disparities: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Interval tables of a signed measure (ΔITA) with the ratio columns blanked: a ratio of angles means nothing."""
+    ratios = lambda frame: [column for column in frame.columns if column.startswith("ratio")]  # noqa: E731
+    return per_group.assign(**dict.fromkeys(ratios(per_group), np.nan)), disparities.assign(
+        **dict.fromkeys(ratios(disparities), np.nan)
+    )
+
+
+def _majority_groups(datamodule: FacesDataModule) -> dict[str, str]:
+    """The group with most training images in each grouping (each attribute, then the intersection).
+
+    Ties go to the label that sorts first, so the choice is repeatable.
+    """
+    train = datamodule.split_frame("train")
+    attributes = list(datamodule.manifest.attributes)
+    sets = [[attribute] for attribute in attributes] + ([attributes] if len(attributes) > 1 else [])
+    majority = {}
+    for columns in sets:
+        labels = train[columns].astype(str).agg(GROUP_SEPARATOR.join, axis=1)
+        counts = labels.value_counts()
+        majority[GROUPING_SEPARATOR.join(columns)] = min(counts.index[counts == counts.max()])
+    return majority
+
+
+def _uninformative_inputs(
+    targets: torch.Tensor, per_image: pd.DataFrame, attributes: Sequence[str], scale: int, seed: int
+) -> torch.Tensor:
+    """Low-resolution inputs that carry no group information, for UCPR: ``(N, C, H/s, W/s)``.
+
+    Each is the average of one randomly drawn test image from every intersectional group (no
+    group outweighs another), area-downsampled to 4x4 (Laszkiewicz et al.'s uninformative
+    resolution; smaller if the model's input is smaller) and bicubic-upsampled to the model's
+    input size.
+    """
+    groups = per_image.groupby(list(attributes), sort=True).ngroup().to_numpy()
+    rng = np.random.default_rng(seed)
+    picks = np.stack(
+        [rng.choice(np.flatnonzero(groups == g), size=UNINFORMATIVE_INPUTS) for g in range(groups.max() + 1)], axis=1
+    )
+    averages = targets[torch.from_numpy(picks)].mean(dim=1)
+    side = targets.shape[-1] // scale
+    tiny = F.interpolate(averages, size=min(UNINFORMATIVE_SIDE, side), mode="area")
+    return F.interpolate(tiny, size=side, mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+
+
+def _outputs_of(module: pl.LightningModule, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The trained module's outputs for ``inputs``, on the CPU, without gradients."""
+    module = module.cpu().eval()
+    with torch.no_grad():
+        return torch.cat([module(chunk).float() for chunk in inputs.split(batch_size)])
 
 
 def build_model_config(spec: models.ModelSpec, config: RunConfig) -> Any:
@@ -410,28 +485,36 @@ def _train_classifier(config: RunConfig, datamodule: FacesDataModule, workdir: P
     return classifier
 
 
+def _classify(classifier: AttributeClassifier, images: torch.Tensor, datamodule: FacesDataModule,
+              batch_size: int = 256) -> pd.DataFrame:
+    """The classifier's label of every attribute for each image: one column per attribute, one row per image."""
+    classifier = classifier.cpu().eval()
+    with torch.no_grad():
+        codes = torch.cat([classifier.classify(chunk) for chunk in images.split(batch_size)]).numpy()
+    return pd.DataFrame(
+        {
+            attribute: np.asarray(values, dtype=object)[codes[:, position]]
+            for position, (attribute, values) in enumerate(datamodule.attribute_classes.items())
+        }
+    )
+
+
 def _add_classifications(
     per_image: pd.DataFrame,
     classifier: AttributeClassifier,
     datamodule: FacesDataModule,
     targets: torch.Tensor,
     outputs: torch.Tensor,
-    batch_size: int = 256,
 ) -> pd.DataFrame:
     """``per_image`` plus the classifier's label of each attribute for the original and the output."""
-    classifier = classifier.cpu().eval()
     labelled = per_image.copy()
     for images, output in ((targets, False), (outputs, True)):
-        with torch.no_grad():
-            codes = torch.cat([classifier.classify(chunk) for chunk in images.split(batch_size)]).numpy()
-        for position, (attribute, values) in enumerate(datamodule.attribute_classes.items()):
-            labelled[classified_column(attribute, output=output)] = np.asarray(values, dtype=object)[codes[:, position]]
+        for attribute, labels in _classify(classifier, images, datamodule).items():
+            labelled[classified_column(attribute, output=output)] = labels.to_numpy()
     return labelled
 
 
-def _skin_tone_shift(
-    datamodule: FacesDataModule, indices: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor
-) -> torch.Tensor | None:
+def _skin_tone_shift(outputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor | None:
     """ΔITA per image in degrees (positive: the output's skin is lighter), or None for grayscale.
 
     The skin region is the manifest's mask where it has one (the synthetic faces do), else
@@ -440,15 +523,14 @@ def _skin_tone_shift(
     if targets.shape[1] != 3:
         logger.info("skin-tone shift skipped: ITA needs RGB images, these have %d channel(s)", targets.shape[1])
         return None
-    mask = None
-    if datamodule.manifest.has_mask:
-        mask = torch.stack([datamodule.load_item(int(row))["mask"] for row in indices])
-    return per_sample_ita_shift(outputs, targets, mask)
+    return per_sample_ita_shift(outputs, targets, masks)
 
 
-def _load_targets(datamodule: FacesDataModule, indices: torch.Tensor) -> torch.Tensor:
-    """The original images for manifest rows ``indices``: ``(N, C, H, W)`` in [0, 1]."""
-    return torch.stack([datamodule.load_image(int(row)) for row in indices])
+def _load_test_items(datamodule: FacesDataModule, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The dataset items of manifest rows ``indices``, stacked: ``image`` ``(N, C, H, W)`` in [0, 1],
+    plus ``lowres`` and ``mask`` where the DataModule makes them."""
+    items = [datamodule.load_item(int(row)) for row in indices]
+    return {key: torch.stack([item[key] for item in items]) for key in ("image", "lowres", "mask") if key in items[0]}
 
 
 def _per_image_frame(

@@ -1,4 +1,4 @@
-"""Reports of an audit: figures and MLflow logging of an ``AuditResult``.
+"""Reports of an audit: figures, terminal tables and MLflow logging of an ``AuditResult``.
 
 The submodules are imported on first use of one of their names (PEP 562), so
 ``import genfair.reports`` costs neither matplotlib/seaborn nor MLflow; ``tracking`` imports
@@ -12,15 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .figures import error_by_group_figure, higher_is_better_from_name, reconstruction_grid_figure
-    from .tracking import audit_metrics, flatten_params, log_audit, metric_key
+    from .terminal import print_audit, print_comparison
+    from .tracking import audit_metrics, flatten_params, load_audit, log_audit, metric_key
 
 __all__ = [
     "audit_metrics",
     "error_by_group_figure",
     "flatten_params",
     "higher_is_better_from_name",
+    "load_audit",
     "log_audit",
     "metric_key",
+    "print_audit",
+    "print_comparison",
     "reconstruction_grid_figure",
 ]
 
@@ -30,8 +34,11 @@ _HOMES = {
     "reconstruction_grid_figure": "figures",
     "audit_metrics": "tracking",
     "flatten_params": "tracking",
+    "load_audit": "tracking",
     "log_audit": "tracking",
     "metric_key": "tracking",
+    "print_audit": "terminal",
+    "print_comparison": "terminal",
 }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import tempfile
 import time
@@ -36,7 +37,15 @@ if TYPE_CHECKING:
 
     from genfair.audit.result import AuditResult
 
-__all__ = ["NO_ACTIVE_RUN_MESSAGE", "audit_metrics", "flatten_params", "log_audit", "metric_key"]
+__all__ = [
+    "NO_ACTIVE_RUN_MESSAGE",
+    "audit_metrics",
+    "flatten_params",
+    "load_audit",
+    "log_audit",
+    "metric_key",
+    "resolve_tracking_uri",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +61,9 @@ TRUNCATION_MARK = "..."
 
 OVERALL_GROUPING = "overall"
 GROUP_ID_COLUMNS = ("grouping", "group")
+#: Key columns of the extra tables that are logged as metrics, tried in this order: the first
+#: that identifies every row gives ``<table>/<grouping>/<group>/<metric>/<column>`` and so on.
+TABLE_KEYS = (("grouping", "group"), ("grouping", "group", "metric"), ("grouping", "metric"))
 COUNT_COLUMNS = ("n_images", "n_subjects")
 DISPARITY_COLUMNS = ("grouping", "metric", "ratio", "difference")
 DISPARITY_STATISTICS = ("ratio", "difference")
@@ -196,8 +208,9 @@ def audit_metrics(
             ``grouping`` and ``group`` is logged.
         disparities: columns ``grouping, metric, ratio, difference`` (others ignored): one
             ``disparity/<grouping>/<metric>/{ratio,difference}`` pair per row.
-        tables: further tables by name, keyed by ``grouping, group`` (or ``grouping, metric``),
-            logged as ``<name>/<column>`` (overall row) and ``<name>/<grouping>/<key>/<column>``;
+        tables: further tables by name, keyed by ``grouping, group``, ``grouping, group,
+            metric`` or ``grouping, metric`` (:data:`TABLE_KEYS`), logged as ``<name>/<column>`` (overall
+            row; ``<name>/<metric>/<column>`` with a metric key) and ``<name>/<grouping>/<key...>/<column>``;
             image and subject counts repeat ``per_group``'s and are left out. A table with
             several rows per key is saved as an artifact only.
 
@@ -229,18 +242,21 @@ def audit_metrics(
         prefix = ("test",) if row[grouping_at] == OVERALL_GROUPING else ("group", row[grouping_at], row[group_at])
         entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
     for name, table in (tables or {}).items():
-        keys = next((k for k in (GROUP_ID_COLUMNS, ("grouping", "metric")) if set(k) <= set(table.columns)), None)
-        if keys is None or table.duplicated(list(keys)).any():
-            continue  # not one row per group (or per grouping and metric): an artifact only
+        keys = next((k for k in TABLE_KEYS if set(k) <= set(table.columns) and not table.duplicated(list(k)).any()), None)
+        if keys is None:
+            continue  # not one row per group, per grouping and metric, or per both: an artifact only
         names = list(table.columns)
         value_at = [
             (column, names.index(column))
             for column in names
             if column not in (*keys, *COUNT_COLUMNS) and _is_numeric_column(table[column])
         ]
-        first_at, second_at = names.index(keys[0]), names.index(keys[1])
+        key_at = [names.index(key) for key in keys]
+        overall_drops = [at for key, at in zip(keys, key_at, strict=True) if key in GROUP_ID_COLUMNS]
+        grouping_at = names.index("grouping")
         for row in table.itertuples(index=False, name=None):
-            prefix = (name,) if row[first_at] == OVERALL_GROUPING else (name, row[first_at], row[second_at])
+            drop = overall_drops if row[grouping_at] == OVERALL_GROUPING else []
+            prefix = (name, *(row[at] for at in key_at if at not in drop))
             entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
     for row in disparities[list(DISPARITY_COLUMNS)].itertuples(index=False, name=None):
         grouping, metric, *statistics = row
@@ -341,3 +357,62 @@ def _as_float(value: object) -> float | None:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+
+
+def resolve_tracking_uri(tracking_uri: str | None) -> str:
+    """The explicit URI, else ``$MLFLOW_TRACKING_URI``, else a SQLite store in the working directory."""
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def load_audit(reference: str, *, tracking_uri: str) -> AuditResult:
+    """The audit a run logged, from a saved result folder or an MLflow run id.
+
+    Args:
+        reference: a folder :meth:`AuditResult.save` wrote (e.g. one downloaded from a run's
+            ``audit/`` artifacts), or the id of a run that :func:`log_audit` logged to.
+        tracking_uri: where to look the run id up.
+
+    Returns:
+        The :class:`~genfair.audit.result.AuditResult`.
+
+    Raises:
+        FileNotFoundError: ``reference`` is neither a folder nor a run in ``tracking_uri``, or
+            the run has no audit artifacts, or the folder lacks a result file; the message says which.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from genfair.audit.result import AuditResult
+
+    if Path(reference).is_dir():
+        return AuditResult.load(reference)
+    if not re.fullmatch(r"[0-9a-f]{32}", reference):
+        raise FileNotFoundError(
+            f"{reference!r} is neither a folder nor an MLflow run id (32 hex digits); pass a saved audit folder "
+            f"or the run id that `audit run` printed"
+        )
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    try:
+        client.get_run(reference)
+    except MlflowException:
+        raise FileNotFoundError(
+            f"no MLflow run {reference} in {tracking_uri}; pass --tracking-uri of the store that holds it"
+        ) from None
+    progress = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # a bar per file clutters the CLI's output
+    with tempfile.TemporaryDirectory(prefix="genfair-load-") as tmp:
+        try:
+            folder = mlflow.artifacts.download_artifacts(
+                run_id=reference, artifact_path="audit", dst_path=tmp, tracking_uri=tracking_uri
+            )
+        except (MlflowException, OSError):
+            raise FileNotFoundError(
+                f"MLflow run {reference} in {tracking_uri} has no audit/ artifacts; was it logged by `audit run` "
+                f"and did it finish?"
+            ) from None
+        finally:
+            if progress is None:
+                os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+            else:
+                os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = progress
+        return AuditResult.load(folder)

@@ -65,6 +65,7 @@ def test_run_prints_the_per_group_table_and_the_run(faces_run: tuple[Path, str, 
     assert "audit ui" in stdout
     assert "Attribute classifier" in stdout
     assert "ΔITA°" in stdout and "95% CI" in stdout
+    assert "Representation" in stdout and "RDP" in stdout and "as majority" in stdout
     assert (folder / "mlflow.db").exists(), "the embedded default store is a SQLite file in the working folder"
 
 
@@ -83,12 +84,32 @@ def test_run_is_in_mlflow_with_metrics_params_and_artifacts(faces_run: tuple[Pat
     assert "attribute_preservation/skin_tone_accuracy" in run.data.metrics
     assert "skin_tone_shift/gender_x_skin_tone/female_darker/ita_shift" in run.data.metrics
     assert 0 < run.data.metrics["disparity_intervals/gender_x_skin_tone/mse_error/p_holm"] <= 1
+    assert "group_intervals/gender/female/mse_error/ci_low" in run.data.metrics
+    assert "skin_tone_intervals/skin_tone/darker/ci_high" in run.data.metrics
+    assert 0 <= run.data.metrics["representation/gender_x_skin_tone/female_darker/majority_rate"] <= 1
+    assert 0 <= run.data.metrics["representation_tests/skin_tone/rdp/p_value"] <= 1
     artifacts = {f.path for top in ("audit", "figures", "model") for f in client.list_artifacts(run_id, top)}
     artifacts |= {f.path for f in client.list_artifacts(run_id, "classifier")}
     for expected in ("audit/per_image.parquet", "audit/per_group.parquet", "audit/classifier_accuracy.parquet",
                      "figures/error_by_group.png", "figures/reconstructions.png", "model/best.ckpt",
                      "classifier/classifier.ckpt"):
         assert expected in artifacts
+
+
+def test_compare_runs_pairs_two_audits_by_run_id_or_folder(faces_run: tuple[Path, str, str], tmp_path: Path) -> None:
+    folder, _, run_id = faces_run
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    saved = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="audit", dst_path=str(tmp_path),
+                                                      tracking_uri=uri))
+    code, stdout, stderr = invoke("compare-runs", run_id, str(saved), "--tracking-uri", uri, "--resamples", "100",
+                                  "--permutations", "99")
+    assert code == 0, stderr
+    assert "vae (B) against vae (A)" in stdout and "female / darker" in stdout
+    assert "+0 " in stdout and "p (vae (B) fairer)" in stdout, "an audit against itself changes nothing"
+    code, _, stderr = invoke("compare-runs", run_id, "0" * 32, "--tracking-uri", uri)
+    assert code == 2 and f"no MLflow run {'0' * 32} in {uri}" in stderr
+    code, _, stderr = invoke("compare-runs", run_id, str(saved), "--metric", "lpips_error", "--tracking-uri", uri)
+    assert code == 2 and "--metric 'lpips_error' is not in both audits" in stderr
 
 
 def test_every_per_group_number_is_recomputable_from_the_per_image_parquet(

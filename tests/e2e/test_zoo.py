@@ -49,13 +49,25 @@ def run_id_from(stdout: str) -> str:
 @pytest.mark.parametrize("model", ["ae", "vae", "cnn", "sr", "pca", "bicubic"])
 def test_every_model_runs_end_to_end(store: Path, model: str, dataset: str, tmp_path: Path) -> None:
     extra = ["--scale", "2"] if model in SUPER_RESOLUTION else []
+    classify = model == "sr" and dataset == "faces"  # the one case that exercises UCPR (needs the classifier)
+    if classify:
+        extra += ["--classifier-epochs", "1"]
     result = CliRunner().invoke(app, ["run", "--model", model, "--dataset", dataset, *TINY, *extra])
     assert result.exit_code == 0, result.stderr or result.stdout
-    per_image = per_image_of(store, run_id_from(result.stdout), tmp_path)
+    run_id = run_id_from(result.stdout)
+    per_image = per_image_of(store, run_id, tmp_path)
     attribute = "digit" if dataset == "digits" else "skin_tone"
     assert attribute in per_image.columns
     assert per_image["mse_error"].between(0, 1).all()
     assert per_image["path"].is_unique
+    assert ("sr against bicubic" in result.stdout) == (model == "sr"), "sr is compared with bicubic per group"
+    metrics = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}").get_run(run_id).data.metrics
+    if model == "sr":
+        assert 0 <= metrics[f"vs_bicubic_groups/{attribute}/{per_image[attribute].iloc[0]}/mse_error/p_value"] <= 1
+    if classify:
+        assert "UCPR" in result.stdout
+        assert 0 <= metrics["representation_tests/skin_tone/ucpr/p_value"] <= 1
+        assert 0 <= metrics["representation/gender_x_skin_tone/female_darker/uninformative_share"] <= 1
 
 
 def test_scale_is_refused_for_a_model_without_one(store: Path) -> None:

@@ -285,7 +285,7 @@ def test_log_audit_logs_a_summarized_result(run_in, per_image) -> None:
     assert logged.tags["genfair.model"] == "vae"
 
 
-def test_audit_metrics_logs_extra_tables_keyed_by_group_or_metric(result_factory) -> None:
+def test_audit_metrics_logs_extra_tables_keyed_by_group_metric_or_both(result_factory) -> None:
     import pandas as pd
 
     result = result_factory()
@@ -293,8 +293,12 @@ def test_audit_metrics_logs_extra_tables_keyed_by_group_or_metric(result_factory
                              "n_images": [8, 4], "ita_shift": [1.5, 2.5]})
     by_metric = pd.DataFrame({"grouping": ["gender"], "metric": ["mse_error"], "p_holm": [0.04]})
     long = pd.DataFrame({"grouping": ["gender", "gender"], "group": ["female", "female"], "estimate": [1.0, 2.0]})
+    by_both = pd.DataFrame({"grouping": ["overall", "gender", "gender"], "group": ["all", "female", "female"],
+                            "metric": ["mse_error", "mse_error", "ssim_score"], "ci_low": [0.1, 0.2, 0.7]})
     metrics = audit_metrics(result.per_group, result.disparities,
-                            tables={"shift": by_group, "intervals": by_metric, "long": long})
+                            tables={"shift": by_group, "intervals": by_metric, "long": long, "both": by_both})
+    assert metrics["both/mse_error/ci_low"] == 0.1
+    assert metrics["both/gender/female/ssim_score/ci_low"] == 0.7
     assert metrics["shift/ita_shift"] == 1.5
     assert metrics["shift/gender/female/ita_shift"] == 2.5
     assert "shift/gender/female/n_images" not in metrics, "counts repeat per_group's"

@@ -1,0 +1,225 @@
+"""An audit in the terminal: the tables ``audit run`` and ``audit compare-runs`` print (rich).
+
+Each function takes plain frames (an ``AuditResult`` or its tables) and returns rich
+renderables or prints them to a given console; nothing here computes a statistic. Intervals
+are printed as ``[low, high]``; a group with too few people is marked instead of given an
+interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from genfair.audit.result import AuditResult
+
+__all__ = ["METRIC_HEADERS", "print_audit", "print_comparison"]
+
+FEW_SUBJECTS = 5  # below this many subjects a group's mean is an anecdote, not evidence
+METRIC_HEADERS = {"mse_error": "MSE ↓", "mae_error": "MAE ↓", "psnr_score": "PSNR dB ↑", "ssim_score": "SSIM ↑"}
+INSUFFICIENT = "too few people"
+
+
+def _table(title: str, *headers: str, left: int = 1) -> Table:
+    """A rich table: the first ``left`` columns left-aligned, the rest right-aligned."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for position, header in enumerate(headers):
+        table.add_column(header, justify="left" if position < left else "right")
+    return table
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _interval(low: Any, high: Any, fmt: str = ".3f") -> str:
+    return f"[{low:{fmt}}, {high:{fmt}}]" if _finite(low) and _finite(high) else ""
+
+
+def _label(grouping: str, group: Any) -> str:
+    return "all images" if grouping == "overall" else str(group)
+
+
+def _sections(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(grouping, rows)`` in the frame's order."""
+    yield from frame.groupby("grouping", sort=False)
+
+
+def print_audit(console: Console, result: AuditResult) -> None:
+    """Every table of an audit: per-group error, disparities, ΔITA, classifier, representation, baseline."""
+    console.print(_group_table(result))
+    if any(result.per_group["n_subjects"] < FEW_SUBJECTS):
+        console.print(f"* fewer than {FEW_SUBJECTS} people: an anecdote, not evidence.")
+    console.print(_disparity_table(result))
+    tables = result.tables
+    if "disparity_intervals" in tables:
+        console.print("Intervals are bias-corrected; a ratio interval starting at 1.000 admits no disparity. "
+                      "Whether there is one is p's question.")
+    if "skin_tone_intervals" in tables:
+        console.print(_skin_tone_table(tables["skin_tone_intervals"], tables.get("skin_tone_disparities")))
+        console.print("ΔITA°: skin-tone shift, output minus original (positive: the output's skin is lighter); "
+                      "p: is this group lightened more than the rest (Holm).")
+    if "classifier_accuracy" in tables:
+        console.print(_classifier_table(tables["classifier_accuracy"], tables.get("attribute_preservation")))
+    if "representation" in tables:
+        console.print(_representation_table(tables["representation"]))
+        console.print(_representation_tests_table(tables["representation_tests"]))
+    if "vs_bicubic_groups" in tables:
+        model = result.metadata.get("model", "model")
+        print_comparison(console, tables["vs_bicubic_groups"], tables["vs_bicubic_disparities"],
+                         a="bicubic", b=str(model))
+
+
+def _group_table(result: AuditResult) -> Table:
+    metrics = [name for name in METRIC_HEADERS if name in result.per_group]
+    title = f"{result.metadata.get('model', '?')} on {result.metadata.get('dataset', '?')}: per-image error by group (test split)"
+    table = _table(title, "group", "images", "people", *(METRIC_HEADERS[name] for name in metrics))
+    for grouping, rows in _sections(result.per_group):
+        table.add_section()
+        for row in rows.itertuples(index=False):
+            flag = "*" if row.n_subjects < FEW_SUBJECTS else ""
+            values = [f"{getattr(row, name):.4g}" for name in metrics]
+            table.add_row(_label(grouping, row.group), str(row.n_images), f"{row.n_subjects}{flag}", *values)
+    return table
+
+
+def _disparity_table(result: AuditResult) -> Table:
+    intervals = result.tables.get("disparity_intervals")
+    if intervals is not None:
+        intervals = intervals.set_index(["grouping", "metric"])
+    table = _table("Disparities: worst group against best group (95% CI resamples people; p: permutation, Holm)",
+                   "grouping", "metric", "worst group", "best group", "ratio", "95% CI", "difference", "p", left=4)
+    for row in result.disparities.itertuples(index=False):
+        ci, p_value = "", ""
+        if intervals is not None and (row.grouping, row.metric) in intervals.index:
+            found = intervals.loc[(row.grouping, row.metric)]
+            ci = _interval(found["ratio_ci_low"], found["ratio_ci_high"])
+            p_value = f"{found['p_holm']:.3f}" if _finite(found["p_holm"]) else "n/a"
+            if found["evidence"] != "sufficient":
+                ci, p_value = INSUFFICIENT, ""
+        table.add_row(row.grouping, METRIC_HEADERS.get(row.metric, row.metric), str(row.worst_group),
+                      str(row.best_group), f"{row.ratio:.3f}", ci, f"{row.difference:.3g}", p_value)
+    return table
+
+
+def _skin_tone_table(intervals: pd.DataFrame, disparities: pd.DataFrame | None) -> Table:
+    table = _table("Skin-tone shift ΔITA° per group (95% CI)", "group", "people", "ΔITA°", "95% CI", "p")
+    for grouping, rows in _sections(intervals):
+        table.add_section()
+        for row in rows.itertuples(index=False):
+            ci = _interval(row.ci_low, row.ci_high, "+.2f") if row.evidence == "sufficient" else INSUFFICIENT
+            p_value = f"{row.p_holm:.3f}" if _finite(row.p_holm) else ""
+            table.add_row(_label(grouping, row.group), str(row.n_subjects), f"{row.estimate:+.2f}", ci, p_value)
+    if disparities is not None:
+        table.add_section()
+        for row in disparities.itertuples(index=False):
+            if row.evidence == "sufficient":
+                table.add_row(f"gap, {row.grouping}: {row.worst_group} − {row.best_group}", "",
+                              f"{row.difference:.2f}", _interval(row.difference_ci_low, row.difference_ci_high, ".2f"),
+                              f"{row.p_holm:.3f}" if _finite(row.p_holm) else "")
+    return table
+
+
+def _classifier_table(originals: pd.DataFrame, outputs: pd.DataFrame | None) -> Table:
+    columns = [column for column in originals.columns if column.endswith("_accuracy")]
+    table = _table("Attribute classifier: share labelled as own group (originals → outputs)",
+                   "group", *(column.removesuffix("_accuracy") for column in columns))
+    for grouping, rows in _sections(originals):
+        table.add_section()
+        for position, row in rows.iterrows():
+            cells = []
+            for column in columns:
+                cell = f"{row[column]:.2f}"
+                if outputs is not None:
+                    cell += f" → {outputs.loc[position, column]:.2f}"
+                cells.append(cell)
+            table.add_row(_label(grouping, row["group"]), *cells)
+    return table
+
+
+def _with_interval(value: Any, low: Any, high: Any, enough: bool) -> str:
+    """``"0.86 [0.60, 1.00]"``; the bare value when the group has too few people."""
+    if not _finite(value):
+        return ""
+    return f"{value:.2f} {_interval(low, high, '.2f')}" if enough else f"{value:.2f} ({INSUFFICIENT})"
+
+
+def _representation_table(representation: pd.DataFrame) -> Table:
+    uninformative = representation["uninformative_share"].notna().any()
+    table = _table("Representation: outputs classified as the person's own group, and as the majority group¹ (95% CI)",
+                   "group", "people", "own group", "as majority", "share: people → outputs",
+                   *(["uninformative²"] if uninformative else []))
+    majorities = []
+    for grouping, rows in _sections(representation):
+        table.add_section()
+        majorities.append(f"{grouping}: {rows['majority_group'].iloc[0]}")
+        for row in rows.itertuples(index=False):
+            enough = row.evidence == "sufficient"
+            cells = [str(row.group), str(row.n_subjects),
+                     _with_interval(row.own_rate, row.own_ci_low, row.own_ci_high, enough),
+                     _with_interval(row.majority_rate, row.majority_ci_low, row.majority_ci_high, enough),
+                     f"{row.true_share:.2f} → {row.output_share:.2f}"]
+            if uninformative:
+                cells.append(f"{row.uninformative_share:.2f}")
+            table.add_row(*cells)
+    table.caption = "¹ most training images: " + "; ".join(majorities)
+    if uninformative:
+        table.caption += ". ² share of outputs for uninformative 4x4 averaged faces (fair: uniform)"
+    return table
+
+
+def _representation_tests_table(tests: pd.DataFrame) -> Table:
+    names = {"rdp": "RDP (own-group rates equal)", "pr": "PR (output shares = people's)",
+             "ucpr": "UCPR (uninformative → uniform)"}
+    table = _table("Representation tests (Jalal et al. 2021; Laszkiewicz et al. 2024)", "grouping", "criterion",
+                   "gap", "95% CI", "χ²", "dof", "p", "divergence", left=2)
+    for row in tests.itertuples(index=False):
+        gap = f"{row.difference:.2f}" if _finite(row.difference) else ""
+        table.add_row(row.grouping, names.get(row.metric, row.metric), gap,
+                      _interval(row.difference_ci_low, row.difference_ci_high, ".2f"),
+                      f"{row.statistic:.2f}" if _finite(row.statistic) else "", str(row.dof),
+                      f"{row.p_value:.3g}" if _finite(row.p_value) else "", f"{row.divergence:.3f}"
+                      if _finite(row.divergence) else "")
+    return table
+
+
+def print_comparison(
+    console: Console, per_group: pd.DataFrame, disparities: pd.DataFrame, *, a: str, b: str,
+    metric: str = "mse_error",
+) -> None:
+    """Model ``b`` against model ``a`` on the same images (:func:`genfair.audit.compare_models`' tables).
+
+    One table of each group's change in ``metric`` (``b - a``, with interval and Wilcoxon p),
+    then one line per grouping on the change in disparity (negative: ``b`` is fairer).
+    """
+    header = METRIC_HEADERS.get(metric, metric)
+    rows = per_group[per_group["metric"] == metric]
+    table = _table(f"{b} against {a} on the same images: change in {header} per group ({b} − {a}; paired, 95% CI)",
+                   "group", "people", a, b, "change", "95% CI", "Wilcoxon p")
+    for grouping, section in _sections(rows):
+        table.add_section()
+        for row in section.itertuples(index=False):
+            enough = row.evidence == "sufficient"
+            table.add_row(_label(grouping, row.group), str(row.n_subjects), f"{row.mean_a:.4g}", f"{row.mean_b:.4g}",
+                          f"{row.difference:+.3g}",
+                          _interval(row.ci_low, row.ci_high, "+.2g") if enough else INSUFFICIENT,
+                          f"{row.p_value:.3g}" if _finite(row.p_value) else "")
+    console.print(table)
+    fairer = _table(f"Disparity |worst − best| in {header}: {a} → {b} (negative change: {b} is fairer)",
+                    "grouping", a, b, "change", "95% CI", f"p ({b} fairer)")
+    for row in disparities[disparities["metric"] == metric].itertuples(index=False):
+        if row.evidence != "sufficient":
+            fairer.add_row(row.grouping, "", "", "", INSUFFICIENT, "")
+            continue
+        fairer.add_row(row.grouping, f"{row.disparity_a:.4g}", f"{row.disparity_b:.4g}", f"{row.difference:+.3g}",
+                       _interval(row.ci_low, row.ci_high, "+.2g"), f"{row.p_value:.3g}" if _finite(row.p_value) else "")
+    console.print(fairer)
