@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 if TYPE_CHECKING:
     from genfair.audit.pipeline import RunOutcome
@@ -41,6 +41,19 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 error_console = Console(stderr=True)
 
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option(help="Check the audit against this fairness policy (TOML); exit 1 when a rule fails.",
+                 show_default=False),
+]
+BaselineOption = Annotated[
+    str | None,
+    typer.Option(help="Regression check against this earlier audit: an MLflow run id or a saved audit folder.",
+                 show_default=False),
+]
+JunitOption = Annotated[
+    Path | None, typer.Option(help="Write the check's rules as JUnit XML to this file.", show_default=False)
+]
 TrackingUriOption = Annotated[
     str | None,
     typer.Option(
@@ -118,10 +131,24 @@ def run(
     ] = None,
     tracking_uri: TrackingUriOption = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "genfair",
+    out: Annotated[
+        Path | None, typer.Option(help="Also save the audit result (Parquet + metadata) in this folder.",
+                                  show_default=False)
+    ] = None,
+    policy: PolicyOption = None,
+    baseline: BaselineOption = None,
+    junit: JunitOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Train a model, audit its outputs per demographic subgroup and log the run to MLflow."""
+    """Train a model, audit its outputs per demographic subgroup and log the run to MLflow.
+
+    With --policy the audit is then checked like `audit check` (exit 1 when a rule fails).
+    """
     with _user_errors(debug):
+        if policy is None and (baseline is not None or junit is not None):
+            raise ValueError("--baseline and --junit need --policy FILE (the rules to check); add it or drop them")
+        # before training, so that a bad policy or baseline fails fast
+        gate = None if policy is None else _load_gate(policy, baseline, tracking_uri)
         from genfair.audit.pipeline import RunConfig, run_audit
 
         _quiet_libraries(debug)
@@ -150,8 +177,68 @@ def run(
         )
         outcome = run_audit(config, progress_bar=True)
 
-    if outcome is not None:  # None on DDP ranks other than 0: rank 0 reports
-        _print_run_summary(outcome)
+    if outcome is None:  # DDP ranks other than 0: rank 0 reports
+        return
+    _print_run_summary(outcome)
+    with _user_errors(debug):
+        if out is not None:
+            console.print(f"saved the audit in {outcome.result.save(out)}")
+        if gate is not None:
+            _run_check(outcome.result, gate, run_id=outcome.run_id, tracking_uri=outcome.tracking_uri, junit=junit)
+
+
+@app.command("check")
+def check_command(
+    run_ref: Annotated[str, typer.Option("--run", help="The audit to check: an MLflow run id or a saved audit folder.")],
+    policy: Annotated[Path, typer.Option(help="Fairness policy (TOML); see docs/fairness-policy.example.toml.")],
+    baseline: BaselineOption = None,
+    junit: JunitOption = None,
+    tracking_uri: TrackingUriOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Check an audit against a fairness policy (and a baseline): exit 0 pass, 1 fairness failure, 2 bad input."""
+    with _user_errors(debug):
+        from genfair.reports.tracking import load_audit, resolve_tracking_uri
+
+        gate = _load_gate(policy, baseline, tracking_uri)
+        uri = resolve_tracking_uri(tracking_uri)
+        result = load_audit(run_ref, tracking_uri=uri)
+        run_id = None if Path(run_ref).is_dir() else run_ref
+        _run_check(result, gate, run_id=run_id, tracking_uri=uri, junit=junit)
+
+
+def _load_gate(policy: Path, baseline: str | None, tracking_uri: str | None) -> tuple[Any, Any]:
+    """``(Policy, baseline AuditResult or None)``. Raises on bad input."""
+    from genfair.audit.policy import load_policy
+    from genfair.reports.tracking import load_audit, resolve_tracking_uri
+
+    rules = load_policy(policy)
+    earlier = None if baseline is None else load_audit(baseline, tracking_uri=resolve_tracking_uri(tracking_uri))
+    return rules, earlier
+
+
+def _run_check(result: AuditResult, gate: tuple[Any, Any], *, run_id: str | None, tracking_uri: str,
+               junit: Path | None) -> None:
+    """Judge ``result``, print the rules, write JUnit, log the verdicts to the run; exit 1 on a failure."""
+    from genfair.audit.policy import check, junit_xml
+    from genfair.reports.terminal import print_check
+    from genfair.reports.tracking import log_check
+
+    policy, baseline = gate
+    report = check(result, policy, baseline=baseline)
+    print_check(console, report, title=f"Fairness check of {result.metadata.get('model', 'the audit')}"
+                + (" against the baseline" if baseline is not None else ""))
+    xml = junit_xml(report)
+    if junit is not None:
+        from genfair.audit.result import write_atomic
+
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(junit, lambda temp: Path(temp).write_text(xml, encoding="utf-8"))
+        console.print(f"JUnit report: {junit}")
+    if run_id is not None:
+        log_check(run_id, report, tracking_uri=tracking_uri, junit=xml)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
 
 
 @app.command()

@@ -741,7 +741,7 @@ def representation_demographic_parity(
         resampled_worst, resampled_best = _extremes(boot[:, columns, 0], True)
         ratio = float(_ratio(np.float64(worst), np.float64(best)))
         diff_low, diff_high = _bias_corrected_quantiles(resampled_best - resampled_worst, best - worst, config.level,
-                                                        floor=0.0)
+                                                        floor=0.0, ceiling=1.0)
         ratio_low, ratio_high = _bias_corrected_quantiles(_ratio(resampled_worst, resampled_best), ratio,
                                                           config.level, ceiling=1.0)
         kept_counts = np.bincount(codes, weights=kept.astype(np.float64), minlength=n_groups)[columns]

@@ -30,6 +30,7 @@ __all__ = [
     "RESULT_FILES",
     "AuditResult",
     "summarize",
+    "write_atomic",
 ]
 
 PER_IMAGE_FILE = "per_image.parquet"
@@ -133,9 +134,9 @@ class AuditResult:
         frames = [(getattr(self, attribute), name) for attribute, name in _FRAMES]
         frames += [(frame, f"{name}.parquet") for name, frame in self.tables.items()]
         for frame, name in frames:
-            _write_atomic(folder / name, lambda path, frame=frame: frame.to_parquet(path))
+            write_atomic(folder / name, lambda path, frame=frame: frame.to_parquet(path))
         text = json.dumps(self.metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
-        _write_atomic(folder / METADATA_FILE, lambda path: Path(path).write_text(text, encoding="utf-8"))
+        write_atomic(folder / METADATA_FILE, lambda path: Path(path).write_text(text, encoding="utf-8"))
         return folder
 
     @classmethod
@@ -178,10 +179,17 @@ class AuditResult:
         return cls(metadata=metadata, tables=tables, **frames)
 
 
-def _write_atomic(path: Path, write: Callable[[str], object]) -> None:
-    """Call ``write(temp_path)`` on a temporary file beside ``path``, then rename it."""
+def write_atomic(path: Path, write: Callable[[str], object]) -> None:
+    """Call ``write(temp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash leaves either the old file or the new one, never half of one. The file gets the
+    permissions a plain ``open`` would give it (``0o666`` less the umask), not mkstemp's ``0o600``.
+    """
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
     try:
         write(temp)
         os.replace(temp, path)

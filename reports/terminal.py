@@ -1,4 +1,4 @@
-"""An audit in the terminal: the tables ``audit run`` and ``audit compare-runs`` print (rich).
+"""An audit in the terminal: the tables ``audit run``, ``audit check`` and ``audit compare-runs`` print (rich).
 
 Each function takes plain frames (an ``AuditResult`` or its tables) and returns rich
 renderables or prints them to a given console; nothing here computes a statistic. Intervals
@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from genfair.audit.policy import CheckReport
     from genfair.audit.result import AuditResult
 
-__all__ = ["METRIC_HEADERS", "print_audit", "print_comparison"]
+__all__ = ["METRIC_HEADERS", "print_audit", "print_check", "print_comparison"]
 
 FEW_SUBJECTS = 5  # below this many subjects a group's mean is an anecdote, not evidence
 METRIC_HEADERS = {"mse_error": "MSE ↓", "mae_error": "MAE ↓", "psnr_score": "PSNR dB ↑", "ssim_score": "SSIM ↑"}
@@ -223,3 +224,31 @@ def print_comparison(
         fairer.add_row(row.grouping, f"{row.disparity_a:.4g}", f"{row.disparity_b:.4g}", f"{row.difference:+.3g}",
                        _interval(row.ci_low, row.ci_high, "+.2g"), f"{row.p_value:.3g}" if _finite(row.p_value) else "")
     console.print(fairer)
+
+
+VERDICT_STYLES = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def print_check(console: Console, report: CheckReport, *, title: str = "Fairness check") -> None:
+    """Every rule with its value, interval, limit and verdict; then why each failed or warned; then the verdict."""
+    from rich.markup import escape
+
+    def number(value: Any) -> str:
+        return f"{value:.3g}" if _finite(value) else ""
+
+    table = _table(title, "verdict", "rule", "grouping: group", "value", "95% CI", "limit", "p", left=3)
+    for column in (1, 4):  # the rule is the policy key to look up, the interval one value: never cut them
+        table.columns[column].no_wrap = True
+    for row in report.rules.itertuples(index=False):
+        where = ": ".join(str(part) for part in (row.grouping, row.group) if part)
+        table.add_row(f"[{VERDICT_STYLES.get(row.verdict, '')}]{row.verdict}[/]", row.rule, where, number(row.value),
+                      _interval(row.ci_low, row.ci_high, ".3g"), number(row.limit), number(row.p_value))
+    console.print(table)
+    for row in report.rules.itertuples(index=False):
+        if row.verdict != "pass":
+            where = ": ".join(str(part) for part in (row.grouping, row.group) if part)
+            console.print(f"[{VERDICT_STYLES[row.verdict]}]{row.verdict}[/] {row.rule} {escape(f'[{where}]')}: "
+                          f"{escape(str(row.reason))}", highlight=False, soft_wrap=True)
+    counts = report.counts
+    console.print(f"[{VERDICT_STYLES[report.verdict]}]{report.verdict.upper()}[/]: {counts['fail']} failed, "
+                  f"{counts['warn']} warned, {counts['pass']} passed")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from genfair.audit.policy import CheckReport
     from genfair.audit.result import AuditResult
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "flatten_params",
     "load_audit",
     "log_audit",
+    "log_check",
     "metric_key",
     "resolve_tracking_uri",
 ]
@@ -416,3 +418,35 @@ def load_audit(reference: str, *, tracking_uri: str) -> AuditResult:
             else:
                 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = progress
         return AuditResult.load(folder)
+
+
+def log_check(run_id: str, report: CheckReport, *, tracking_uri: str, junit: str | None = None) -> None:
+    """Record a fairness check's verdicts on the run it checked.
+
+    Logs the tag ``genfair.check.verdict`` (pass/warn/fail), the metrics
+    ``check/{fail,warn,pass}`` (rule counts), and the artifacts ``check/rules.csv`` (every
+    rule row) and, when given, ``check/junit.xml``. A later check of the same run replaces them.
+
+    Args:
+        run_id: the checked MLflow run.
+        report: the :class:`~genfair.audit.policy.CheckReport`.
+        tracking_uri: the store that holds the run.
+        junit: the JUnit XML text to keep beside the rules.
+    """
+    from mlflow.entities import Metric, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    timestamp = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(f"check/{verdict}", float(count), timestamp, 0) for verdict, count in report.counts.items()],
+        tags=[RunTag("genfair.check.verdict", report.verdict)],
+    )
+    with tempfile.TemporaryDirectory(prefix="genfair-check-") as tmp:
+        folder = Path(tmp) / "check"
+        folder.mkdir()
+        report.rules.to_csv(folder / "rules.csv", index=False)
+        if junit is not None:
+            (folder / "junit.xml").write_text(junit, encoding="utf-8")
+        client.log_artifacts(run_id, str(folder), artifact_path="check")

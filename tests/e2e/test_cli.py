@@ -112,6 +112,65 @@ def test_compare_runs_pairs_two_audits_by_run_id_or_folder(faces_run: tuple[Path
     assert code == 2 and "--metric 'lpips_error' is not in both audits" in stderr
 
 
+LOOSE_POLICY = """
+[statistics]
+n_resamples = 200
+n_permutations = 199
+[metrics.mse_error]
+max_ratio = 100.0
+"""
+STRICT_POLICY = """
+judge = "estimate"
+[statistics]
+n_resamples = 200
+n_permutations = 199
+[metrics.mse_error]
+max_ratio = 1.0001
+"""
+
+
+def test_check_exit_codes_junit_and_verdicts_logged_to_the_run(faces_run: tuple[Path, str, str], tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    folder, _, run_id = faces_run
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    (tmp_path / "loose.toml").write_text(LOOSE_POLICY)
+    (tmp_path / "strict.toml").write_text(STRICT_POLICY)
+    junit = tmp_path / "reports" / "fairness.xml"
+
+    code, stdout, stderr = invoke("check", "--run", run_id, "--policy", str(tmp_path / "loose.toml"),
+                                  "--baseline", run_id, "--junit", str(junit), "--tracking-uri", uri)
+    assert code == 0, stderr
+    assert "metrics.mse_error.max_ratio" in stdout and "regression.tolerance.mse_error" in stdout
+    assert "PASS: 0 failed" in stdout, "an audit checked against itself never regresses"
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "0" and int(suite.get("tests")) == 6  # 3 groupings x (absolute, regression)
+
+    code, stdout, _ = invoke("check", "--run", run_id, "--policy", str(tmp_path / "strict.toml"), "--junit",
+                             str(junit), "--tracking-uri", uri)
+    assert code == 1, "a fairness failure exits 1"
+    assert "FAIL: 3 failed" in stdout
+    assert ET.parse(junit).getroot().find("testsuite").get("failures") == "3"
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.data.tags["genfair.check.verdict"] == "fail" and run.data.metrics["check/fail"] == 3
+    assert {f.path for f in MlflowClient(uri).list_artifacts(run_id, "check")} == {"check/rules.csv",
+                                                                                   "check/junit.xml"}
+
+    (tmp_path / "typo.toml").write_text("[metrics.mse_error]\nmax_ratoi = 1.5\n")
+    code, _, stderr = invoke("check", "--run", run_id, "--policy", str(tmp_path / "typo.toml"), "--tracking-uri", uri)
+    assert code == 2 and "metrics.mse_error.max_ratoi" in stderr and "max_ratio" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_run_with_a_bad_policy_fails_before_training(workdir: Path) -> None:
+    (workdir / "typo.toml").write_text("judge = 'sometimes'\n")
+    code, stdout, stderr = invoke("run", "--model", "vae", "--policy", str(workdir / "typo.toml"), *TINY_RUN)
+    assert code == 2 and "judge" in stderr
+    assert not (workdir / "mlflow.db").exists(), "nothing was trained or logged"
+    code, _, stderr = invoke("run", "--model", "vae", "--junit", "x.xml", *TINY_RUN)
+    assert code == 2 and "--junit need --policy" in stderr
+
+
 def test_every_per_group_number_is_recomputable_from_the_per_image_parquet(
     faces_run: tuple[Path, str, str], tmp_path: Path
 ) -> None:
