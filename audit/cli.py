@@ -303,6 +303,109 @@ def compare_runs(
     print_comparison(console, comparison.per_group, comparison.disparities, a=label_a, b=label_b, metric=metric)
 
 
+ALL_MODELS = "ae,vae,cnn,sr,pca,bicubic"
+PriorityOption = Annotated[
+    str, typer.Option(help="Rank by fidelity, fairness or speed, or weights like fairness=2,fidelity=1.")
+]
+OutOption = Annotated[Path, typer.Option(help="Folder for report.html, report.md, figures/ and comparison.csv.")]
+PerplexityOption = Annotated[float, typer.Option(help="t-SNE perplexity of the latent-space figure.")]
+ExaggerationOption = Annotated[float, typer.Option(help="t-SNE early exaggeration of the latent-space figure.")]
+
+
+@app.command()
+def compare(
+    models: Annotated[str, typer.Option(help="Comma-separated models to train and audit.")] = ALL_MODELS,
+    dataset: Annotated[str, typer.Option(help="Named dataset (registry key).")] = "faces",
+    manifest: Annotated[Path | None, typer.Option(help="A manifest to audit instead of --dataset.")] = None,
+    attributes: Annotated[str | None, typer.Option(help="Comma-separated sensitive attribute columns.")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", "--max-epochs", help="Most training epochs per model.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    seed: Annotated[int, typer.Option(help="One seed for every model: same split, same people.")] = 0,
+    image_size: Annotated[int, typer.Option(help="Side of the square images, in pixels.")] = 64,
+    scale: Annotated[int, typer.Option(help="Super-resolution factor of sr and bicubic: 2, 4 or 8.")] = 4,
+    classifier_epochs: Annotated[int, typer.Option(help="Epochs of each run's attribute classifier; 0 skips it.")] = 5,
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu or gpu.")] = "auto",
+    priority: PriorityOption = "fidelity",
+    out: OutOption = Path("comparison"),
+    from_experiment: Annotated[
+        str | None, typer.Option(help="Gather finished runs from this MLflow experiment instead of training.",
+                                 show_default=False)
+    ] = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment of the parent and child runs.")] = "genfair",
+    perplexity: PerplexityOption = 30.0,
+    early_exaggeration: ExaggerationOption = 12.0,
+    tracking_uri: TrackingUriOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Train and audit several models on the same data, split and seed; rank them; write a report."""
+    with _user_errors(debug):
+        from genfair.audit.pipeline import RunConfig, run_comparison
+        from genfair.audit.ranking import parse_priority
+
+        weights = parse_priority(priority)
+        _quiet_libraries(debug)
+        base = RunConfig(
+            dataset=dataset, manifest=str(manifest) if manifest is not None else None,
+            attributes=_split_list(attributes), epochs=epochs, batch_size=batch_size, seed=seed,
+            image_size=image_size, scale=scale, classifier_epochs=classifier_epochs, accelerator=accelerator,
+            experiment=experiment, tracking_uri=tracking_uri,
+        )
+        outcome = run_comparison(base, _split_list(models) or (), priority=weights, out=out,
+                                 from_experiment=from_experiment, perplexity=perplexity,
+                                 early_exaggeration=early_exaggeration)
+    if outcome is not None:
+        _print_comparison(outcome)
+
+
+@app.command()
+def report(
+    experiment: Annotated[str, typer.Option(help="MLflow experiment whose finished audits to compare.")],
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models (default: every model found).", show_default=False)
+    ] = None,
+    priority: PriorityOption = "fidelity",
+    out: OutOption = Path("comparison"),
+    perplexity: PerplexityOption = 30.0,
+    early_exaggeration: ExaggerationOption = 12.0,
+    tracking_uri: TrackingUriOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Rebuild the comparison report from MLflow alone: the latest finished audit of each model."""
+    with _user_errors(debug):
+        from genfair.audit.pipeline import RunConfig, run_comparison
+        from genfair.audit.ranking import parse_priority
+
+        weights = parse_priority(priority)
+        _quiet_libraries(debug)
+        outcome = run_comparison(RunConfig(tracking_uri=tracking_uri), _split_list(models) or (), priority=weights,
+                                 out=out, from_experiment=experiment, perplexity=perplexity,
+                                 early_exaggeration=early_exaggeration)
+    if outcome is not None:
+        _print_comparison(outcome)
+
+
+def _print_comparison(outcome: Any) -> None:
+    from rich import box
+    from rich.markdown import Markdown
+    from rich.table import Table
+
+    from genfair.reports.comparison import display_table
+
+    full = display_table(outcome.ranked)
+    error_column = next(column for column in full.columns if column.endswith("(95% CI)"))
+    shown = full[["rank", "model", "task", error_column, "worst group", "ratio worst/best", "p (Holm)", "images/s"]]
+    table = Table(title="Which model suits the task?", box=box.SIMPLE_HEAD)
+    for column in shown.columns:
+        table.add_column(column, justify="left" if column in ("model", "task", "worst group") else "right")
+    for row in shown.itertuples(index=False):
+        table.add_row(*map(str, row))
+    console.print(table)
+    console.print(Markdown(outcome.recommendation))
+    console.print(f"report: {outcome.html} and {outcome.markdown}")
+    if outcome.parent_run_id:
+        console.print(f"MLflow parent run {outcome.parent_run_id} holds every model's run as a child")
+
+
 @data_app.command("import-faces95")
 def import_faces95(
     images_dir: Annotated[Path, typer.Argument(help="Faces95 folder: <subject>/<subject>.<n>.jpg.")],

@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,7 @@ class RunConfig:
         experiment: MLflow experiment name.
         cache_dir: where generated datasets are cached; None means ``$GENFAIR_CACHE_DIR``
             or ``~/.cache/genfair``.
+        parent_run_id: an MLflow run to file this run under (``audit compare``'s parent run).
     """
 
     model: str = "vae"
@@ -107,6 +109,7 @@ class RunConfig:
     tracking_uri: str | None = None
     experiment: str = DEFAULT_EXPERIMENT
     cache_dir: str | None = None
+    parent_run_id: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "image_size", "num_nodes"):
@@ -206,9 +209,7 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
         mlflow.set_tracking_uri(tracking_uri)
         experiment = mlflow.set_experiment(config.experiment)
         with mlflow.start_run(run_name=f"{config.model}-{dataset_name}-seed{config.seed}") as run:
-            mlflow.set_tags(
-                {"genfair.model": config.model, "genfair.dataset": dataset_name, "genfair.seed": str(config.seed)}
-            )
+            mlflow.set_tags(_run_tags(config, dataset_name, metadata))
             indices, outputs, checkpoint = _fit_and_predict(trainer, module, datamodule, config, max_epochs, Path(workdir))
             mlflow.log_artifact(str(checkpoint), artifact_path="model")
             items = _load_test_items(datamodule, indices)
@@ -234,6 +235,8 @@ def _audit(
     ``items`` holds the test images' ``image`` (the targets) and, where the DataModule makes
     them, ``lowres`` and ``mask``, stacked in the order of ``indices``.
     """
+    active = mlflow.active_run()
+    seconds_to_predictions = time.time() - active.info.start_time / 1000 if active is not None else math.nan
     manifest = datamodule.manifest
     attributes = manifest.attributes
     targets = items["image"]
@@ -268,8 +271,68 @@ def _audit(
         baseline = _per_image_frame(manifest, indices, models.bicubic_upsample(items["lowres"], scale=scale), targets)
         versus = compare_models(baseline, per_image, attributes=attributes, metrics=metric_names(), seed=config.seed)
         tables["vs_bicubic_groups"], tables["vs_bicubic_disparities"] = versus.per_group, versus.disparities
+    tables["model_facts"] = _model_facts(module, items["lowres"] if scale is not None else targets,
+                                         seconds_to_predictions)
+    tables["samples"] = _samples(per_image, attributes, outputs, targets)
+    if hasattr(module, "encode_latent"):
+        tables["latents"] = _latent_codes(module, targets, per_image)
     summary = summarize(per_image, attributes=attributes, metrics=metric_names(), metadata=metadata)
     return dataclasses.replace(summary, tables=tables)
+
+
+def _model_facts(module: pl.LightningModule, inputs: torch.Tensor, seconds_to_predictions: float) -> pd.DataFrame:
+    """One overall row: learned numbers, seconds from run start to predictions, CPU images per second.
+
+    ``parameters`` counts the weights and the floating-point buffers (PCA's components and
+    mean are fitted buffers, not trainable weights). Throughput is measured here, on the CPU,
+    over the test split's inputs (one warm-up batch first), so every model is timed alike.
+    """
+    learned = [*module.parameters(), *(b for b in module.buffers() if b.is_floating_point())]
+    parameters = sum(tensor.numel() for tensor in learned)
+    _outputs_of(module, inputs[:8])  # warm-up: first-call allocations are not the model's speed
+    start = time.perf_counter()
+    _outputs_of(module, inputs)
+    seconds = time.perf_counter() - start
+    return pd.DataFrame({"grouping": ["overall"], "group": ["all"], "parameters": [float(parameters)],
+                         "seconds_to_predictions": [seconds_to_predictions],
+                         "images_per_second": [len(inputs) / seconds if seconds > 0 else math.nan]})
+
+
+def _png(image: torch.Tensor) -> bytes:
+    """A ``(C, H, W)`` image in [0, 1] as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    array = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _samples(per_image: pd.DataFrame, attributes: Sequence[str], outputs: torch.Tensor,
+             targets: torch.Tensor) -> pd.DataFrame:
+    """Originals and outputs (PNG bytes) of the first images of the first people of every group.
+
+    The same people for every model audited on the same split: a comparison report shows them
+    side by side without re-running any model.
+    """
+    picks = _grid_picks(per_image, attributes)
+    frame = per_image.loc[picks, ["path", "subject", *attributes]].reset_index(drop=True)
+    frame["original_png"] = [_png(targets[i]) for i in picks]
+    frame["output_png"] = [_png(outputs[i]) for i in picks]
+    return frame
+
+
+def _latent_codes(module: pl.LightningModule, targets: torch.Tensor, per_image: pd.DataFrame,
+                  batch_size: int = 256) -> pd.DataFrame:
+    """Each test image's latent code (``encode_latent``): ``path`` then ``z_0 .. z_{k-1}``."""
+    module = module.cpu().eval()
+    with torch.no_grad():
+        codes = torch.cat([module.encode_latent(chunk).float() for chunk in targets.split(batch_size)]).numpy()
+    frame = pd.DataFrame(codes, columns=[f"z_{i}" for i in range(codes.shape[1])])
+    frame.insert(0, "path", per_image["path"].to_numpy())
+    return frame
 
 
 def _without_ratios(per_group: pd.DataFrame, disparities: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -555,18 +618,37 @@ def _log_result(
     log_audit(result, figures=figures)
 
 
+def _grid_picks(per_image: pd.DataFrame, attributes: Sequence[str]) -> list[int]:
+    """Row positions of the first image of the first people of every intersectional group."""
+    picks: list[int] = []
+    for _, rows in per_image.groupby(list(attributes), sort=True):
+        picks.extend(int(i) for i in rows.drop_duplicates("subject").index[:GRID_IMAGES_PER_GROUP])
+    return picks
+
+
 def _grid_sample(
     per_image: pd.DataFrame, attributes: Sequence[str], outputs: torch.Tensor, targets: torch.Tensor
 ) -> tuple[Any, Any, list[str]]:
     """The first images of the first subjects of every intersectional group, as ``(N, H, W, C)`` arrays."""
-    picks: list[int] = []
-    labels: list[str] = []
-    for group, rows in per_image.groupby(list(attributes), sort=True):
-        first_per_subject = rows.drop_duplicates("subject").index[:GRID_IMAGES_PER_GROUP]
-        picks.extend(first_per_subject)
-        labels.extend(" / ".join(map(str, group if isinstance(group, tuple) else (group,))) for _ in first_per_subject)
+    picks = _grid_picks(per_image, attributes)
+    labels = [" / ".join(str(per_image.at[i, a]) for a in attributes) for i in picks]
     to_hwc = lambda images: images[picks].permute(0, 2, 3, 1).numpy()  # noqa: E731
     return to_hwc(targets), to_hwc(outputs), labels
+
+
+def _run_tags(config: RunConfig, dataset_name: str, metadata: dict[str, Any]) -> dict[str, str]:
+    """Tags that make the MLflow UI's search and compare view useful; a comparison's child names its parent."""
+    composition = metadata["splits"]["train"]["composition"]
+    tags = {
+        "genfair.model": config.model,
+        "genfair.dataset": dataset_name,
+        "genfair.seed": str(config.seed),
+        "genfair.image_size": str(config.image_size),
+        "genfair.composition": ", ".join(f"{group}: {count}" for group, count in composition.items()),
+    }
+    if config.parent_run_id:
+        tags["mlflow.parentRunId"] = config.parent_run_id
+    return tags
 
 
 def _run_metadata(
@@ -592,7 +674,8 @@ def _run_metadata(
         "manifest": str(manifest.source),
         "manifest_sha256": manifest.sha256,
         "attributes": list(manifest.attributes),
-        "run": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("tracking_uri", "cache_dir")},
+        "run": {k: v for k, v in dataclasses.asdict(config).items()
+                if k not in ("tracking_uri", "cache_dir", "parent_run_id")},
         "splits": splits,
         "versions": {"python": platform.python_version(), **{name: _version(name) for name in VERSIONED_PACKAGES}},
     }
@@ -629,3 +712,113 @@ class EpochMetricsToMlflow(_epoch_metrics_to_mlflow_base()):  # type: ignore[mis
         }
         if values:
             mlflow.log_metrics(values, step=trainer.current_epoch)
+
+
+# --- comparing models: `audit compare` and `audit report` ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComparisonOutcome:
+    """What ``audit compare`` / ``audit report`` hand back: the ranked table, the words, the files."""
+
+    ranked: pd.DataFrame
+    recommendation: str
+    html: Path
+    markdown: Path
+    parent_run_id: str | None
+
+
+def run_comparison(
+    base: RunConfig,
+    model_names: Sequence[str],
+    *,
+    priority: dict[str, float],
+    out: Path,
+    from_experiment: str | None = None,
+    perplexity: float = 30.0,
+    early_exaggeration: float = 12.0,
+    progress_bar: bool = True,
+) -> ComparisonOutcome | None:
+    """Audit every model on the same data, split and seed (or gather finished runs), rank, report.
+
+    Training: each model runs as ``run_audit(base with model=...)``, a child of one parent MLflow
+    run in ``base.experiment``; ``sr`` and ``bicubic`` get ``base.scale``, the others none. The
+    report (``report.html``, ``report.md``, ``figures/``, ``comparison.csv``) is written to
+    ``out`` and logged to the parent run under ``report/``. With ``from_experiment`` nothing is
+    trained: the latest finished audit of each model in that experiment is read back
+    (``model_names`` empty: every model found) and the report is written, not logged.
+
+    Returns:
+        The outcome, or None on DDP ranks other than 0.
+
+    Raises:
+        ValueError: an unknown model, or a bad option of one (checked before anything trains).
+    """
+    from genfair.audit.ranking import comparison_table, rank_models, recommendation
+    from genfair.reports.comparison import comparison_figures, display_table, write_report
+    from genfair.reports.tracking import finished_audits, load_audit
+
+    tracking_uri = resolve_tracking_uri(base.tracking_uri)
+    configs = {name: dataclasses.replace(base, model=name, scale=base.scale if _has_scale(name) else None)
+               for name in model_names}
+    for config in configs.values():  # every option checked before the first model trains
+        build_model_config(models.get(config.model), config)
+    results: dict[str, AuditResult] = {}
+    run_ids: dict[str, str] = {}
+    parent_id = None
+    if from_experiment is not None:
+        found = finished_audits(from_experiment, tracking_uri=tracking_uri)
+        wanted = list(model_names) or list(found)
+        missing = [name for name in wanted if name not in found]
+        if missing:
+            raise ValueError(f"no finished audit of {missing} in experiment {from_experiment!r} (it has {list(found)}); "
+                             f"drop them from --models or run them first")
+        for name in wanted:
+            run_ids[name] = found[name]
+            results[name] = load_audit(found[name], tracking_uri=tracking_uri)
+    else:
+        mlflow.set_tracking_uri(tracking_uri)
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        experiment = mlflow.set_experiment(base.experiment)
+        parent = client.create_run(experiment.experiment_id, run_name=f"compare-{base.dataset}-seed{base.seed}",
+                                   tags={"genfair.compare": ",".join(model_names), "genfair.seed": str(base.seed)})
+        parent_id = parent.info.run_id
+        try:
+            for name, config in configs.items():
+                outcome = run_audit(dataclasses.replace(config, parent_run_id=parent_id), progress_bar=progress_bar)
+                if outcome is None:  # a DDP rank other than 0
+                    return None
+                results[name], run_ids[name] = outcome.result, outcome.run_id
+        except BaseException:
+            client.set_terminated(parent_id, status="FAILED")
+            raise
+
+    table = comparison_table(results, run_ids=run_ids)
+    ranked = rank_models(table, priority)
+    text = recommendation(ranked, results, priority, seed=base.seed)
+    figures = comparison_figures(results, perplexity=perplexity, early_exaggeration=early_exaggeration,
+                                 seed=base.seed)
+    first = next(iter(results.values()))
+    notes = [
+        f"Dataset {first.metadata.get('dataset')}, seed {first.metadata.get('run', {}).get('seed')}, "
+        f"{len(first.per_image)} test images of {first.per_image['subject'].nunique()} people; every number in "
+        f"a row comes from that model's MLflow run (column 'run'): its group_intervals, disparity_intervals, "
+        f"skin_tone_disparities, representation_tests and model_facts tables.",
+        "Intervals: 95%, resampling people within groups. Ratio and difference compare the worst- and best-served "
+        "group of the finest grouping; p is the permutation test's, Holm-adjusted. Images per second: CPU "
+        "inference over the test split, measured alike for every model.",
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    ranked.to_csv(out / "comparison.csv", index=False)
+    html, markdown = write_report(out, title=f"Which model suits {first.metadata.get('dataset')}?",
+                                  table=display_table(ranked), recommendation=text, figures=figures, notes=notes)
+    if parent_id is not None:
+        client.log_artifacts(parent_id, str(out), artifact_path="report")
+        client.set_terminated(parent_id, status="FINISHED")
+    return ComparisonOutcome(ranked=ranked, recommendation=text, html=html, markdown=markdown,
+                             parent_run_id=parent_id)
+
+
+def _has_scale(model: str) -> bool:
+    """Whether a model's config takes ``scale`` (the super-resolution models)."""
+    return any(field.name == "scale" for field in dataclasses.fields(models.get(model).config))

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NO_ACTIVE_RUN_MESSAGE",
     "audit_metrics",
+    "finished_audits",
     "flatten_params",
     "load_audit",
     "log_audit",
@@ -450,3 +451,34 @@ def log_check(run_id: str, report: CheckReport, *, tracking_uri: str, junit: str
         if junit is not None:
             (folder / "junit.xml").write_text(junit, encoding="utf-8")
         client.log_artifacts(run_id, str(folder), artifact_path="check")
+
+
+def finished_audits(experiment: str, *, tracking_uri: str) -> dict[str, str]:
+    """The latest finished audit of each model in an MLflow experiment: ``{model: run id}``.
+
+    Runs are those ``audit run`` logged (tag ``genfair.model``); comparison parents are left
+    out. Models come in the order of their latest run, oldest first.
+
+    Raises:
+        FileNotFoundError: no such experiment, or it holds no finished audit.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = [e.name for e in client.search_experiments()]
+        raise FileNotFoundError(f"no MLflow experiment {experiment!r} in {tracking_uri}; it has {names}")
+    runs = client.search_runs(
+        [found.experiment_id], filter_string="attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
+        max_results=1000,
+    )
+    latest: dict[str, str] = {}
+    for run in runs:
+        model = run.data.tags.get("genfair.model")
+        if model and model not in latest:
+            latest[model] = run.info.run_id
+    if not latest:
+        raise FileNotFoundError(f"MLflow experiment {experiment!r} in {tracking_uri} holds no finished audit run; "
+                                f"run `audit run --experiment {experiment}` or `audit compare` first")
+    return dict(reversed(list(latest.items())))
