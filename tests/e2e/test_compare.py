@@ -85,3 +85,15 @@ def test_bad_compare_options_fail_before_training(tmp_path: Path, monkeypatch: p
     code, output = invoke("report", "--experiment", "nothing-here")
     assert code == 2 and "no MLflow experiment 'nothing-here'" in output
     assert not (tmp_path / "report").exists()
+
+
+def test_the_report_opens_in_a_real_browser_without_errors(compared: tuple[Path, str], tmp_path: Path) -> None:
+    from browser import open_page, require_chromium
+
+    require_chromium()
+    folder, _ = compared
+    page = open_page(folder / "report" / "report.html", screenshot=tmp_path / "report.png")
+    assert not page.problems, page.problems
+    assert page.images and all(image.loaded for image in page.images)
+    assert "pca" in page.text and "bicubic" in page.text and "comes first" in page.text
+    assert page.screenshot.stat().st_size > 0
