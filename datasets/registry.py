@@ -23,7 +23,7 @@ from typing import Protocol
 from .digits import DigitsConfig, ensure_digits
 from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces
 
-__all__ = ["DatasetSpec", "DatasetBuilder", "REGISTRY", "register", "get", "names"]
+__all__ = ["BALANCED_FACES", "COMPOSITIONS", "DatasetSpec", "DatasetBuilder", "REGISTRY", "register", "get", "names"]
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
@@ -36,17 +36,30 @@ class DatasetSpec:
         name: the registry key that built it.
         manifest_path: the manifest file (CSV or Parquet).
         attributes: the sensitive attribute columns.
+        composition: the training composition the builder made: ``"as-given"``, or
+            ``"balanced"`` when it could generate a balanced counterfactual itself (the
+            synthetic faces can; a dataset that cannot returns ``"as-given"`` and the caller
+            balances by subsampling training subjects).
     """
 
     name: str
     manifest_path: Path
     attributes: tuple[str, ...]
+    composition: str = "as-given"
 
 
 class DatasetBuilder(Protocol):
-    """``builder(*, cache_dir, image_size, seed) -> DatasetSpec``."""
+    """``builder(*, cache_dir, image_size, seed, composition="as-given") -> DatasetSpec``."""
 
-    def __call__(self, *, cache_dir: Path, image_size: int, seed: int) -> DatasetSpec: ...
+    def __call__(self, *, cache_dir: Path, image_size: int, seed: int, composition: str = "as-given") -> DatasetSpec: ...
+
+
+#: Training compositions: the data as given, or balanced across the intersectional groups.
+COMPOSITIONS = ("as-given", "balanced")
+#: The balanced counterfactual of the synthetic faces: Faces95's 62 training subjects spread evenly
+#: (lighter men, lighter women, darker men, darker women), so the audit panel stays the same people.
+BALANCED_FACES = {"train_lighter_male": 15, "train_lighter_female": 16, "train_darker_male": 15,
+                  "train_darker_female": 16}
 
 
 REGISTRY: dict[str, DatasetBuilder] = {}
@@ -99,23 +112,36 @@ def names() -> tuple[str, ...]:
 
 
 @register("faces")
-def build_synthetic_faces(*, cache_dir: Path, image_size: int, seed: int) -> DatasetSpec:
+def build_synthetic_faces(*, cache_dir: Path, image_size: int, seed: int, composition: str = "as-given") -> DatasetSpec:
     """Synthetic Faces95-style faces (Faces95's skewed training set, balanced test panel), cached.
 
     Args:
         cache_dir: folder for cached datasets.
         image_size: image side in pixels.
         seed: generator seed.
+        composition: ``"as-given"`` (43/6/12/1 training people) or ``"balanced"``
+            (:data:`BALANCED_FACES`: the same 62 training people spread evenly). The validation
+            and audit panels are the same people, images and paths in both.
 
     Returns:
         The spec; attributes ``("gender", "skin_tone")``.
+
+    Raises:
+        ValueError: an unknown composition.
     """
-    manifest = ensure_synthetic_faces(SyntheticFacesConfig(image_size=image_size, seed=seed), cache_dir)
-    return DatasetSpec(name="faces", manifest_path=manifest, attributes=("gender", "skin_tone"))
+    _check_composition(composition)
+    counts = BALANCED_FACES if composition == "balanced" else {}
+    manifest = ensure_synthetic_faces(SyntheticFacesConfig(image_size=image_size, seed=seed, **counts), cache_dir)
+    return DatasetSpec(name="faces", manifest_path=manifest, attributes=("gender", "skin_tone"), composition=composition)
+
+
+def _check_composition(composition: str) -> None:
+    if composition not in COMPOSITIONS:
+        raise ValueError(f"composition must be one of {list(COMPOSITIONS)}, got {composition!r}")
 
 
 @register("digits")
-def build_digits(*, cache_dir: Path, image_size: int, seed: int) -> DatasetSpec:
+def build_digits(*, cache_dir: Path, image_size: int, seed: int, composition: str = "as-given") -> DatasetSpec:
     """scikit-learn's 1,797 handwritten digits (offline), one image per subject, cached.
 
     Greyscale PNGs upscaled (bicubic) to ``image_size``; split seeded and stratified by digit
@@ -125,9 +151,12 @@ def build_digits(*, cache_dir: Path, image_size: int, seed: int) -> DatasetSpec:
         cache_dir: folder for cached datasets.
         image_size: image side in pixels (>= 8).
         seed: split seed.
+        composition: only ``"as-given"`` is generated here; a balanced composition is left to
+            the caller (returned spec says ``"as-given"``).
 
     Returns:
         The spec; attributes ``("digit",)``.
     """
+    _check_composition(composition)
     manifest = ensure_digits(DigitsConfig(image_size=image_size, seed=seed), cache_dir)
     return DatasetSpec(name="digits", manifest_path=manifest, attributes=("digit",))
