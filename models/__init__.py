@@ -15,6 +15,14 @@ Every module's ``predict_step(batch, batch_idx)`` returns
 autoencoders (``ae``, ``cnn``, ``pca``, ``vae``) also have ``encode_latent(images) -> (N, latent_dim)``.
 Super-resolution models (``sr``, ``bicubic``) have a config ``scale`` and read ``batch["lowres"]``.
 
+Training objectives (:mod:`genfair.models.objectives`): the learned models (``ae``, ``cnn``,
+``sr``, ``vae``) minimise the mean per-image loss by default; ``model.set_objective(objective,
+num_classes=...)`` attaches a :class:`GroupObjective` (``"reweighted"``, ``"group-dro"``) that
+reduces the training loss per intersectional group of the batches' ``"labels"``::
+
+    objective = models.GroupObjective(kind="group-dro", n_groups=math.prod(num_classes))
+    model.set_objective(objective, num_classes=num_classes)
+
 :class:`AttributeClassifier` (one softmax head per sensitive attribute) is exported but not
 registered: it is a tool of the audit, not a model a user audits.
 """
@@ -34,11 +42,21 @@ from .cnn import ConvAE, ConvAEConfig
 from .sr import SCALES, SR, Bicubic, BicubicConfig, SRConfig, bicubic_upsample
 from .pca import PCA, PCAConfig, fit_pca
 from .classifier import AttributeClassifier, AttributeClassifierConfig
+from .objectives import (
+    DEFAULT_DRO_STEP_SIZE,
+    OBJECTIVES,
+    GroupObjective,
+    GroupObjectiveConfig,
+    intersectional_groups,
+    inverse_frequency_weights,
+)
 
 __all__ = [
     "AE",
     "AE_OPTIMIZERS",
+    "DEFAULT_DRO_STEP_SIZE",
     "DEFAULT_LEARNING_RATES",
+    "OBJECTIVES",
     "PCA",
     "PIXEL_LOSSES",
     "RECONSTRUCTION_LOSSES",
@@ -53,6 +71,8 @@ __all__ = [
     "BicubicConfig",
     "ConvAE",
     "ConvAEConfig",
+    "GroupObjective",
+    "GroupObjectiveConfig",
     "ModelSpec",
     "PCAConfig",
     "SRConfig",
@@ -60,6 +80,8 @@ __all__ = [
     "bicubic_upsample",
     "fit_pca",
     "get",
+    "intersectional_groups",
+    "inverse_frequency_weights",
     "names",
     "per_sample_kl_loss",
     "per_sample_pixel_loss",

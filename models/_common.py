@@ -16,6 +16,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from .objectives import ObjectiveMixin
+
 MAX_SEED = 2**32 - 1
 """Largest allowed ``seed`` of a model config (``torch.Generator.manual_seed`` takes 64 bits; we keep 32)."""
 
@@ -97,14 +99,19 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(8, channels), channels)
 
 
-class ConfiguredModule(pl.LightningModule):
+class ConfiguredModule(ObjectiveMixin, pl.LightningModule):
     """Base of the zoo's LightningModules: built from one frozen config, one shared step.
 
     A subclass sets :attr:`config_class` (and :attr:`batch_keys`, the keys its batches need),
     builds its layers after ``super().__init__(config, **hparams)``, and implements
     ``_shared_step(batch, stage)``; ``training_step``, ``validation_step`` and ``test_step``
-    delegate to it. Checkpoints hold ``asdict(config)`` only, so
+    delegate to it. Checkpoints hold ``asdict(config)`` as hyperparameters, so
     ``Module.load_from_checkpoint(path).config == config``.
+
+    A subclass with a per-image training loss sets ``supports_objectives = True`` and reduces
+    that loss with ``self._objective_loss(per_sample_loss, batch, stage=stage)``: the plain mean,
+    or in training the objective attached with :meth:`set_objective` (see
+    :mod:`genfair.models.objectives`, which also says how checkpoints carry it).
     """
 
     config_class: ClassVar[type]

@@ -135,6 +135,9 @@ class AE(ConfiguredModule):
     Build it with ``AE(config)``, ``AE.from_config(config)`` or ``AE(**asdict(config))``.
     Batches are dicts ``{"image": (B, C, H, W) float in [0, 1], "index": (B,) long}``.
     Logs ``{stage}/loss`` (the configured loss) and ``{stage}/mse``.
+    Training objective: the mean of the per-image losses by default; ``set_objective`` attaches a
+    :class:`~genfair.models.objectives.GroupObjective` (reweighted, group DRO) that reduces them
+    per group in training (batches then need ``"labels"``); validation and test keep the mean.
 
     Attributes:
         config: The :class:`AEConfig` this module was built from.
@@ -144,6 +147,7 @@ class AE(ConfiguredModule):
     """
 
     config_class = AEConfig
+    supports_objectives = True
 
     def __init__(self, config: AEConfig | None = None, **hparams: Any) -> None:
         """Build the network from a config, or from the config's fields as keywords.
@@ -212,7 +216,8 @@ class AE(ConfiguredModule):
         images = self._batch_tensor(batch, "image")
         raw = self.decode_raw(self.encode_latent(images))
         logits = self.config.output_activation == "sigmoid"
-        loss = per_sample_pixel_loss(raw, images, kind=self.config.loss, from_logits=logits).mean()
+        per_sample = per_sample_pixel_loss(raw, images, kind=self.config.loss, from_logits=logits)
+        loss = self._objective_loss(per_sample, batch, stage=stage)
         with torch.no_grad():
             mse = (self._to_image(raw) - images).square().mean()
         self._log_terms(stage, {"loss": loss, "mse": mse}, batch_size=images.shape[0])

@@ -144,6 +144,9 @@ class ConvAE(ConfiguredModule):
     Build it with ``ConvAE(config)``, ``ConvAE.from_config(config)`` or ``ConvAE(**asdict(config))``.
     Batches are dicts ``{"image": (B, C, H, W) float in [0, 1], "index": (B,) long}``.
     Logs ``{stage}/loss`` (the configured loss) and ``{stage}/mse``.
+    Training objective: the mean of the per-image losses by default; ``set_objective`` attaches a
+    :class:`~genfair.models.objectives.GroupObjective` (reweighted, group DRO) that reduces them
+    per group in training (batches then need ``"labels"``); validation and test keep the mean.
 
     Attributes:
         config: The :class:`ConvAEConfig` this module was built from.
@@ -155,6 +158,7 @@ class ConvAE(ConfiguredModule):
     """
 
     config_class = ConvAEConfig
+    supports_objectives = True
 
     def __init__(self, config: ConvAEConfig | None = None, **hparams: Any) -> None:
         """Build the network from a config, or from the config's fields as keywords.
@@ -219,7 +223,8 @@ class ConvAE(ConfiguredModule):
         """Loss of one batch; logs ``{stage}/loss`` and ``{stage}/mse``."""
         images = self._batch_tensor(batch, "image")
         logits = self.decode(self.encode_latent(images))
-        loss = per_sample_pixel_loss(logits, images, kind=self.config.loss, from_logits=True).mean()
+        per_sample = per_sample_pixel_loss(logits, images, kind=self.config.loss, from_logits=True)
+        loss = self._objective_loss(per_sample, batch, stage=stage)
         with torch.no_grad():
             mse = (torch.sigmoid(logits) - images).square().mean()
         self._log_terms(stage, {"loss": loss, "mse": mse}, batch_size=images.shape[0])

@@ -144,7 +144,9 @@ class PCA(ConfiguredModule):
     it with ``trainer.fit`` (one epoch is enough; more epochs refit the same data) or directly
     with :meth:`fit_images`. Batches are dicts ``{"image": (B, C, H, W) float in [0, 1],
     "index": (B,) long}``. Validation and test log ``{stage}/loss`` and ``{stage}/mse`` (equal);
-    the end of each training epoch logs ``train/explained_variance_ratio``.
+    the end of each training epoch logs ``train/explained_variance_ratio``. Training objectives
+    (:mod:`genfair.models.objectives`) do not apply: the fit is closed-form, with no per-image
+    loss to reweight, and ``set_objective`` refuses any kind but ``"erm"``.
 
     Attributes:
         config: The :class:`PCAConfig` this module was built from.

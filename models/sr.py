@@ -176,6 +176,9 @@ class SR(_LowresModule):
     floats in [0, 1]; training, validation and test need ``"image"`` (the target), prediction
     only ``"lowres"`` and ``"index"``. Logs ``{stage}/loss``, ``{stage}/mse`` and
     ``{stage}/bicubic_mse`` (the baseline's error on the same batch, for comparison).
+    Training objective: the mean of the per-image losses by default; ``set_objective`` attaches a
+    :class:`~genfair.models.objectives.GroupObjective` (reweighted, group DRO) that reduces them
+    per group in training (batches then need ``"labels"``); validation and test keep the mean.
 
     Attributes:
         config: The :class:`SRConfig` this module was built from.
@@ -184,6 +187,7 @@ class SR(_LowresModule):
     """
 
     config_class = SRConfig
+    supports_objectives = True
 
     def __init__(self, config: SRConfig | None = None, **hparams: Any) -> None:
         """Build the network from a config, or from the config's fields as keywords.
@@ -245,7 +249,8 @@ class SR(_LowresModule):
         images = self._batch_tensor(batch, "image")
         self._check_images(images, what="target images")
         base, output = self._unclamped(lowres)
-        loss = per_sample_pixel_loss(output, images, kind=self.config.loss).mean()
+        per_sample = per_sample_pixel_loss(output, images, kind=self.config.loss)
+        loss = self._objective_loss(per_sample, batch, stage=stage)
         with torch.no_grad():
             mse = (output.clamp(0.0, 1.0) - images).square().mean()
             bicubic_mse = (base - images).square().mean()
@@ -291,7 +296,9 @@ class Bicubic(_LowresModule):
 
     Registered with ``max_epochs=0``: the pipeline skips ``fit``. ``trainer.validate`` and
     ``trainer.test`` log ``{stage}/mse`` (and ``{stage}/loss``, the same value); a ``fit``, if run
-    anyway, does nothing (no parameters, no optimisers).
+    anyway, does nothing (no parameters, no optimisers). Training objectives
+    (:mod:`genfair.models.objectives`) do not apply: there is no training loss to reduce, and
+    ``set_objective`` refuses any kind but ``"erm"``.
 
     Attributes:
         config: The :class:`BicubicConfig` this module was built from.

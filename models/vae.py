@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .objectives import ObjectiveMixin
 from .registry import register
 
 __all__ = [
@@ -194,8 +195,13 @@ def vae_loss_terms(
     """
     if logits.shape[:1] != mu.shape[:1]:
         raise ValueError(f"images and latents must have the same batch size, got {tuple(logits.shape)} and {tuple(mu.shape)}")
-    reconstruction = per_sample_reconstruction_loss(logits, target, kind=reconstruction_loss).mean()
-    kl = per_sample_kl_loss(mu, logvar).mean()
+    reconstruction = per_sample_reconstruction_loss(logits, target, kind=reconstruction_loss)
+    return _mean_terms(reconstruction, per_sample_kl_loss(mu, logvar), beta=beta)
+
+
+def _mean_terms(per_sample_reconstruction: Tensor, per_sample_kl: Tensor, *, beta: float) -> dict[str, Tensor]:
+    """The batch means of :func:`vae_loss_terms` from the per-image terms, each (N,)."""
+    reconstruction, kl = per_sample_reconstruction.mean(), per_sample_kl.mean()
     return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl, "elbo": -(reconstruction + kl)}
 
 
@@ -234,7 +240,7 @@ def _build_decoder(config: VAEConfig) -> nn.Sequential:
 
 
 @register("vae", config=VAEConfig)
-class VAE(pl.LightningModule):
+class VAE(ObjectiveMixin, pl.LightningModule):
     """Convolutional VAE with a Gaussian latent; reconstructs images in [0, 1].
 
     Build it with ``VAE(config)``, ``VAE.from_config(config)`` or ``VAE(**asdict(config))`` (the
@@ -246,6 +252,11 @@ class VAE(pl.LightningModule):
     module's own generator (seeded by ``config.seed`` and the global rank); validation, test,
     prediction and :meth:`forward` decode the posterior mean and are deterministic.
 
+    Training objective: the mean of the per-image ``reconstruction + beta * kl`` by default;
+    ``set_objective`` attaches a :class:`~genfair.models.objectives.GroupObjective` (reweighted,
+    group DRO) that reduces them per group in training (batches then need ``"labels"``);
+    validation and test keep the mean. Checkpoints carry the objective beside ``asdict(config)``.
+
     Attributes:
         config: The :class:`VAEConfig` this module was built from.
         encoder: Conv blocks, flattened: (B, C, H, W) -> (B, hidden_channels[-1] * s * s),
@@ -254,6 +265,8 @@ class VAE(pl.LightningModule):
         from_latent: Linear layer from the latent: (B, latent_dim) -> (B, hidden_channels[-1] * s * s).
         decoder: Transposed-conv blocks: (B, hidden_channels[-1], s, s) -> logits (B, C, H, W).
     """
+
+    supports_objectives = True
 
     def __init__(self, config: VAEConfig | None = None, **hparams: Any) -> None:
         """Build the network from a config, or from the config's fields as keywords.
@@ -431,14 +444,17 @@ class VAE(pl.LightningModule):
             stage: ``"train"``, ``"val"`` or ``"test"``.
 
         Returns:
-            The scalar loss to minimise.
+            The scalar loss to minimise: ``loss``, or in training with an objective attached, the
+            objective's reduction of the per-image ``reconstruction + beta * kl`` (then logged
+            as ``train/loss``).
         """
         images = self._batch_tensor(batch, "image")
         mu, logvar = self.encode(images)
         logits = self.decode(self.reparameterize(mu, logvar))
-        terms = vae_loss_terms(
-            logits, images, mu, logvar, beta=self.config.beta, reconstruction_loss=self.config.reconstruction_loss
-        )
+        reconstruction = per_sample_reconstruction_loss(logits, images, kind=self.config.reconstruction_loss)
+        kl = per_sample_kl_loss(mu, logvar)
+        terms = _mean_terms(reconstruction, kl, beta=self.config.beta)
+        terms["loss"] = self._objective_loss(reconstruction + self.config.beta * kl, batch, stage=stage, plain=terms["loss"])
         for name, value in terms.items():
             self.log(
                 f"{stage}/{name}",
