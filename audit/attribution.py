@@ -55,7 +55,10 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["AS_GIVEN", "BALANCED", "CELL_COLUMNS", "EFFECT_COLUMNS", "ERM", "attribution_effects", "excess_cuts"]
+__all__ = [
+    "AS_GIVEN", "BALANCED", "CELL_COLUMNS", "EFFECT_COLUMNS", "ERM", "attribution_effects", "attribution_summary",
+    "excess_cuts",
+]
 
 AS_GIVEN, BALANCED, ERM = "as-given", "balanced", "erm"
 #: The columns that name a cell in the long per-image frame.
@@ -280,3 +283,68 @@ def excess_cuts(
                     "quality_cost_ci_low": cost_low, "quality_cost_ci_high": cost_high,
                 })
     return pd.DataFrame(rows)
+
+
+def _percent(value: float) -> str:
+    import math
+
+    return f"{100 * value:.0f}%" if math.isfinite(value) else "n/a"
+
+
+def attribution_summary(effects: pd.DataFrame, cuts: pd.DataFrame, *, reference: str) -> str:
+    """The plain-language summary of an attribution: which lever moves the worst-served group's excess.
+
+    Args:
+        effects: :func:`attribution_effects`' table.
+        cuts: :func:`excess_cuts`' table (same cells, ``reference`` as its reference group).
+        reference: the reference (majority) group of ``cuts``.
+
+    Returns:
+        One paragraph per model (Markdown, group names in bold): the group with the largest
+        as-given excess, how much of it balanced data and the mitigation remove (with
+        intervals), the mitigation's cost for the reference group, and whether representation
+        explains the gap; effects within retraining noise are said to be so.
+
+    Example:
+        >>> import pandas as pd
+        >>> cuts = pd.DataFrame({"model": ["cnn"], "composition": ["balanced"], "objective": ["erm"],
+        ...     "group": ["female / darker"], "excess_before": [0.004], "excess": [0.001], "cut": [0.75],
+        ...     "cut_ci_low": [0.5], "cut_ci_high": [0.9], "quality_cost": [0.0002],
+        ...     "quality_cost_ci_low": [-0.0001], "quality_cost_ci_high": [0.0005]})
+        >>> effects = pd.DataFrame({"model": ["cnn"], "effect": ["representation"], "group": ["female / darker"],
+        ...     "grouping": ["gender x skin_tone"], "within_seed_noise": [False]})
+        >>> print(attribution_summary(effects, cuts, reference="male / lighter"))
+        cnn: **female / darker** has the largest excess error over male / lighter (0.004). Retraining on balanced data cuts it by 75% [50%, 90%]; male / lighter's error changes by +0.0002 [-0.0001, +0.0005]. The remaining gap is not explained by representation: part of it is intrinsic difficulty or the model.
+    """
+    import math
+
+    paragraphs = []
+    for model, rows in cuts.groupby("model", sort=False):
+        worst = rows.sort_values("excess_before", ascending=False).iloc[0]
+        group, before = worst["group"], worst["excess_before"]
+        if not before > 0:
+            paragraphs.append(f"{model}: no group has a larger error than {reference} when trained as given; there "
+                              f"is no excess to attribute.")
+            continue
+        text = [f"{model}: **{group}** has the largest excess error over {reference} ({before:.3g})."]
+        for row in rows[rows["group"] == group].itertuples(index=False):
+            lever = ("retraining on balanced data" if (row.composition, row.objective) == (BALANCED, ERM)
+                     else f"{row.objective} on {row.composition} data")
+            verb = "cuts" if row.cut >= 0 else "raises"
+            cost = (f"; {reference}'s error changes by {row.quality_cost:+.3g} [{row.quality_cost_ci_low:+.3g}, "
+                    f"{row.quality_cost_ci_high:+.3g}]" if math.isfinite(row.quality_cost) else "")
+            text.append(f"{lever.capitalize()} {verb} it by {_percent(abs(row.cut))} "
+                        f"[{_percent(row.cut_ci_low)}, {_percent(row.cut_ci_high)}]{cost}.")
+        representation = effects[(effects["model"] == model) & (effects["effect"] == "representation")
+                                 & (effects["group"] == group)]
+        balanced = rows[(rows["group"] == group) & (rows["composition"] == BALANCED) & (rows["objective"] == ERM)]
+        if len(representation) and bool(representation["within_seed_noise"].iloc[0]):
+            text.append("The representation effect is within retraining noise at this number of seeds.")
+        elif len(balanced):  # balanced data removes all of the excess, within its interval?
+            high = balanced["cut_ci_high"].iloc[0]
+            text.append("Balanced data may remove all of it: representation can explain the whole gap."
+                        if math.isfinite(high) and high >= 1 else
+                        "The remaining gap is not explained by representation: part of it is intrinsic difficulty "
+                        "or the model.")
+        paragraphs.append(" ".join(text))
+    return "\n\n".join(paragraphs)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genfair.audit.attribution import EFFECT_COLUMNS, attribution_effects, excess_cuts
+from genfair.audit.attribution import EFFECT_COLUMNS, attribution_effects, attribution_summary, excess_cuts
 
 ATTRS = ["gender", "skin_tone"]
 FAST = {"n_resamples": 300}
@@ -100,3 +100,14 @@ def test_cells_that_score_different_images_are_refused():
     frame = frame.drop(frame.index[(frame["seed"] == 1) & (frame["path"] == frame["path"].iloc[0])])
     with pytest.raises(ValueError, match="every cell must score the same images"):
         attribution_effects(frame, attributes=ATTRS, **FAST)
+
+
+def test_the_summary_names_the_group_the_levers_and_the_cost():
+    frame = cells(0.006, mitigation=0.5)
+    effects = attribution_effects(frame, attributes=ATTRS, **FAST)
+    cuts = excess_cuts(frame, attributes=ATTRS, reference="male / lighter", **FAST)
+    text = attribution_summary(effects, cuts, reference="male / lighter")
+    assert text.startswith("cnn: **female / darker** has the largest excess error over male / lighter")
+    assert "Retraining on balanced data cuts it by" in text and "Group-dro on as-given data cuts it by" in text
+    assert "male / lighter's error changes by" in text
+    assert "Balanced data may remove all of it" in text
