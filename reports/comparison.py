@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from genfair.audit.result import AuditResult
 
-__all__ = ["comparison_figures", "display_table", "write_report"]
+__all__ = ["comparison_figures", "display_table", "effects_figure", "write_report"]
 
 GROUP_SEPARATOR = " / "
 FIGURE_TITLES = {
@@ -37,6 +37,7 @@ FIGURE_TITLES = {
     "samples": "The same people: originals (top) and each model's output",
     "skin_tone_shift": "Skin-tone shift ΔITA per group (positive: output lighter; 95% intervals)",
     "latent_space": "Latent space of each autoencoder in 2-D (PCA, t-SNE), coloured by group",
+    "effects": "Where the excess error comes from: each effect per group (95% intervals; open: within retraining noise)",
 }
 
 
@@ -46,15 +47,15 @@ def _figure(width: float, height: float) -> Figure:
     return figure
 
 
-def _interval_figure(rows: pd.DataFrame, *, value_label: str, reference: float | None = None) -> Figure:
-    """Points with error bars: one row of axes, groups on the y axis, models side by side.
+def _interval_axes(axes: Any, rows: pd.DataFrame, *, value_label: str, reference: float | None = None,
+                   legend: bool = True) -> None:
+    """Points with error bars on ``axes``: groups on the y axis, models side by side.
 
-    ``rows``: columns ``model, group, estimate, ci_low, ci_high``.
+    ``rows``: columns ``model, group, estimate, ci_low, ci_high`` (and optionally ``hollow``:
+    drawn as open markers, e.g. an effect within retraining noise).
     """
     models = list(dict.fromkeys(rows["model"]))
     groups = list(dict.fromkeys(rows["group"]))
-    figure = _figure(7.5, 0.45 * len(groups) * max(1, len(models)) ** 0.5 + 1.5)
-    axes = figure.add_subplot()
     palette = sns.color_palette("colorblind", len(models))
     step = 0.8 / max(1, len(models))
     for position, model in enumerate(models):
@@ -62,14 +63,52 @@ def _interval_figure(rows: pd.DataFrame, *, value_label: str, reference: float |
         y = np.arange(len(groups)) - 0.4 + step * (position + 0.5)
         low = (part["estimate"] - part["ci_low"]).clip(lower=0).to_numpy(dtype=float)
         high = (part["ci_high"] - part["estimate"]).clip(lower=0).to_numpy(dtype=float)
-        axes.errorbar(part["estimate"].to_numpy(dtype=float), y, xerr=np.nan_to_num(np.vstack([low, high])),
-                      fmt="o", color=palette[position], label=model, capsize=2, markersize=4)
+        hollow = part["hollow"].fillna(False).to_numpy(dtype=bool) if "hollow" in part else np.zeros(len(groups), bool)
+        for open_marker in (False, True):
+            keep = hollow == open_marker
+            if not keep.any():
+                continue
+            axes.errorbar(part["estimate"].to_numpy(dtype=float)[keep], y[keep],
+                          xerr=np.nan_to_num(np.vstack([low, high]))[:, keep], fmt="o", color=palette[position],
+                          label=model if not open_marker else None, capsize=2, markersize=4,
+                          markerfacecolor="white" if open_marker else palette[position])
     if reference is not None:
         axes.axvline(reference, color="0.6", linewidth=0.8)
     axes.set_yticks(np.arange(len(groups)), groups)
     axes.invert_yaxis()
     axes.set_xlabel(value_label)
-    axes.legend(loc="best", fontsize="small", frameon=False)
+    if legend:
+        axes.legend(loc="best", fontsize="small", frameon=False)
+
+
+def _interval_figure(rows: pd.DataFrame, *, value_label: str, reference: float | None = None) -> Figure:
+    """One axes of :func:`_interval_axes`, sized to the number of groups and models."""
+    groups, models = rows["group"].nunique(), rows["model"].nunique()
+    figure = _figure(7.5, 0.45 * groups * max(1, models) ** 0.5 + 1.5)
+    _interval_axes(figure.add_subplot(), rows, value_label=value_label, reference=reference)
+    return figure
+
+
+def effects_figure(effects: pd.DataFrame, *, grouping: str | None = None) -> Figure:
+    """Each attribution effect per group (one panel per effect), models side by side, 95% intervals.
+
+    Args:
+        effects: :func:`genfair.audit.attribution.attribution_effects`' table.
+        grouping: the grouping to draw (default: the finest, the last in the table).
+
+    Open markers: effects within retraining noise.
+    """
+    grouping = grouping or effects["grouping"].iloc[-1]
+    rows = effects[effects["grouping"] == grouping].assign(hollow=lambda f: f["within_seed_noise"])
+    names = list(dict.fromkeys(rows["effect"]))
+    figure = _figure(4.0 * len(names) + 1.0, 0.5 * rows["group"].nunique() + 1.8)
+    for position, name in enumerate(names):
+        axes = figure.add_subplot(1, len(names), position + 1)
+        part = rows[rows["effect"] == name]
+        _interval_axes(axes, part, value_label=f"{name} effect (error)", reference=0.0, legend=position == 0)
+        axes.set_title(part["contrast"].iloc[0], fontsize="small")
+        if position:
+            axes.set_yticklabels([])
     return figure
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from genfair.audit.ranking import comparison_table, rank_models
-from genfair.reports.comparison import FIGURE_TITLES, comparison_figures, display_table, write_report
+from genfair.reports.comparison import FIGURE_TITLES, comparison_figures, display_table, effects_figure, write_report
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def results(make_audit):
 
 def test_every_figure_is_drawn_from_the_audits(results):
     figures = comparison_figures(results, perplexity=5.0, early_exaggeration=4.0)
-    assert set(figures) == set(FIGURE_TITLES)
+    assert set(figures) == set(FIGURE_TITLES) - {"effects"}  # effects belong to an attribution
     latent_axes = [axes for axes in figures["latent_space"].axes if axes.get_title()]
     assert len(latent_axes) == 4, "PCA and t-SNE for each of the two models with latent codes"
     assert "t-SNE (perplexity 5, exaggeration 4)" in latent_axes[1].get_title()
@@ -47,3 +47,18 @@ def test_the_report_is_self_contained_and_lists_every_model(results, tmp_path: P
         assert f"(figures/{name}.png)" in markdown and (tmp_path / "out" / "figures" / f"{name}.png").stat().st_size
     assert "| 1 | cnn |" in markdown
     assert not list((tmp_path / "out").rglob(".*.tmp")), "no temporary file left behind"
+
+
+def test_the_effects_figure_has_a_panel_per_effect_and_marks_noise():
+    import pandas as pd
+
+    rows = []
+    for effect in ("representation", "objective"):
+        for group, noise in (("female / darker", False), ("male / lighter", True)):
+            rows.append({"model": "cnn", "effect": effect, "contrast": f"{effect} contrast", "grouping": "g",
+                         "group": group, "estimate": 0.01, "ci_low": 0.0, "ci_high": 0.02,
+                         "within_seed_noise": noise})
+    figure = effects_figure(pd.DataFrame(rows))
+    assert [axes.get_title() for axes in figure.axes] == ["representation contrast", "objective contrast"]
+    faces = {line.get_markerfacecolor() for line in figure.axes[0].lines if line.get_marker() == "o"}
+    assert "white" in faces, "an effect within retraining noise is drawn open"
