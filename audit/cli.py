@@ -66,7 +66,11 @@ TrackingUriOption = Annotated[
 
 @contextlib.contextmanager
 def _user_errors(debug: bool) -> Iterator[None]:
-    """Turn the library's input errors into one red line and exit code 2 (full traceback with --debug)."""
+    """Turn the library's input errors into one red line and exit code 2 (full traceback with --debug).
+
+    Training that stopped early (``genfair.audit.faults.TrainingStopped``) prints its line too and
+    exits with its own code: 2 for a non-finite loss, 128 + the signal for SIGINT/SIGTERM.
+    """
     try:
         yield
     except Exception as err:
@@ -75,11 +79,14 @@ def _user_errors(debug: bool) -> Iterator[None]:
         from rich.markup import escape
 
         error_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(getattr(err, "exit_code", EXIT_USAGE)) from None
 
 
 def _is_user_error(err: Exception) -> bool:
     if isinstance(err, USER_ERRORS):
+        return True
+    faults = sys.modules.get("genfair.audit.faults")  # training stopped early: its own line and exit code
+    if faults is not None and isinstance(err, faults.TrainingStopped):
         return True
     if "lightning_fabric" in sys.modules:  # a bad --strategy, --precision or --devices, caught by Lightning
         from lightning_fabric.utilities.exceptions import MisconfigurationException
@@ -98,6 +105,11 @@ def run(
         Path | None,
         typer.Option(help="A CSV/Parquet manifest (path, subject, attributes, split) to audit instead of --dataset."),
     ] = None,
+    allow_outside_root: Annotated[
+        bool,
+        typer.Option("--allow-outside-root",
+                     help="Accept manifest paths that are absolute or climb out of its folder with '..'."),
+    ] = False,
     attributes: Annotated[
         str | None,
         typer.Option(help="Comma-separated sensitive attribute columns. Default: the dataset's own.", show_default=False),
@@ -156,6 +168,7 @@ def run(
             model=model,
             dataset=dataset,
             manifest=str(manifest) if manifest is not None else None,
+            allow_outside_root=allow_outside_root,
             attributes=_split_list(attributes),
             epochs=epochs,
             batch_size=batch_size,
@@ -421,7 +434,8 @@ def import_faces95(
 
         frame = build_manifest(images_dir, annotations, out)
     console.print(f"wrote {out}: {len(frame)} images of {frame['subject'].nunique()} subjects")
-    console.print(f"audit it: audit run --model vae --manifest {out}")
+    outside = " --allow-outside-root" if frame["path"].str.startswith("../").any() else ""  # images beside out's folder
+    console.print(f"audit it: audit run --model vae --manifest {out}{outside}")
 
 
 def _split_list(text: str | None) -> tuple[str, ...] | None:

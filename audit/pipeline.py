@@ -13,9 +13,11 @@ import logging
 import math
 import os
 import platform
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,22 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from genfair import datasets, models
 from genfair.audit.attributes import classified_column, classifier_accuracy, representation_tables
 from genfair.audit.compare import compare_models
+from genfair.audit.faults import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    RUNS_DIR,
+    NonFiniteLoss,
+    TrainingInterrupted,
+    TrainingStopped,
+    keep_checkpoints,
+    relocate_checkpoint_state,
+    store_lock,
+)
 from genfair.audit.grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR, group_table
 from genfair.audit.metrics import names as metric_names
 from genfair.audit.metrics import per_sample_metrics
@@ -48,6 +62,7 @@ GRID_IMAGES_PER_GROUP = 2
 SKIN_TONE_SHIFT = "ita_shift"  # per-image column: ITA(output) - ITA(original), degrees
 UNINFORMATIVE_SIDE = 4  # px: Laszkiewicz et al. (2024) feed upsamplers 4x4 averaged faces for UCPR
 UNINFORMATIVE_INPUTS = 200
+TRACKING_TIMEOUT_S = 5.0  # seconds a tracking server gets to answer before a run gives up on it
 VERSIONED_PACKAGES = ("genfair", "torch", "pytorch-lightning", "torchmetrics", "fairlearn", "mlflow", "pandas")
 
 
@@ -59,6 +74,8 @@ class RunConfig:
         model: model registry key (``genfair.models.names()``).
         dataset: dataset registry key (``genfair.datasets.names()``); ignored when ``manifest`` is set.
         manifest: path of a CSV/Parquet manifest to audit instead of a named dataset.
+        allow_outside_root: accept manifest paths that are absolute or climb out of the
+            manifest's folder with ``..`` (refused by default).
         attributes: sensitive attribute columns; None means the dataset's own (or, for a
             manifest, every non-reserved column).
         epochs: the most training epochs (early stopping may end sooner).
@@ -89,6 +106,7 @@ class RunConfig:
     model: str = "vae"
     dataset: str = "faces"
     manifest: str | None = None
+    allow_outside_root: bool = False
     attributes: tuple[str, ...] | None = None
     epochs: int = 10
     batch_size: int = 32
@@ -158,6 +176,56 @@ def resolve_cache_dir(cache_dir: str | None) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "genfair"
 
 
+def check_tracking_uri(tracking_uri: str | None, *, timeout: float = TRACKING_TIMEOUT_S) -> None:
+    """Fail fast, before any data or training, when the MLflow store cannot be reached.
+
+    MLflow itself would retry an unreachable server for minutes (about four for a refused
+    connection) and only after training. An ``http(s)`` URI must answer an HTTP request within
+    ``timeout`` seconds (any status counts: the server is there); a ``sqlite`` URI's folder must
+    exist. Other schemes are left to MLflow.
+
+    Args:
+        tracking_uri: the run's ``--tracking-uri``; None means ``$MLFLOW_TRACKING_URI`` or the default store.
+        timeout: seconds to wait for a server's answer.
+
+    Raises:
+        ValueError: one line naming the URI, where it came from, what failed and the fix.
+    """
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    uri = resolve_tracking_uri(tracking_uri)
+    from_environment = "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else None
+    source = "--tracking-uri" if tracking_uri else from_environment
+    named = f"{source} {uri}" if source else f"the tracking store {uri}"
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme in ("http", "https"):
+        host = parsed.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        netloc += f":{parsed.port}" if parsed.port else ""
+        health = urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path.rstrip("/") + "/health", "", ""))
+        try:
+            with urllib.request.urlopen(health, timeout=timeout):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered (no /health route, or it wants credentials): a server is there
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = " ".join(str(getattr(err, "reason", err)).split())
+            raise ValueError(
+                f"{named}: cannot reach the MLflow tracking server ({reason}; nothing was trained or logged); "
+                f"fix: start the server, correct the URI, or drop {source or 'it'} to log to ./mlflow.db"
+            ) from err
+    elif parsed.scheme == "sqlite" and uri.startswith("sqlite:///"):
+        database = uri[len("sqlite:///"):]
+        folder = Path(database).parent
+        if database and database != ":memory:" and not folder.is_dir():
+            raise ValueError(
+                f"{named}: the folder of the SQLite store, {folder}, does not exist; fix: create it or "
+                f"point the URI at an existing folder"
+            )
+
+
 def load_run_manifest(config: RunConfig) -> tuple[str, Manifest]:
     """Resolve the dataset (a named one or a manifest file) to a validated manifest.
 
@@ -165,7 +233,10 @@ def load_run_manifest(config: RunConfig) -> tuple[str, Manifest]:
         The dataset's display name and its manifest.
     """
     if config.manifest is not None:
-        return Path(config.manifest).name, datasets.load_manifest(config.manifest, attributes=config.attributes)
+        manifest = datasets.load_manifest(
+            config.manifest, attributes=config.attributes, allow_outside_root=config.allow_outside_root
+        )
+        return Path(config.manifest).name, manifest
     builder = datasets.get(config.dataset)
     spec = builder(cache_dir=resolve_cache_dir(config.cache_dir), image_size=config.image_size, seed=config.seed)
     attributes = config.attributes if config.attributes is not None else spec.attributes
@@ -175,14 +246,21 @@ def load_run_manifest(config: RunConfig) -> tuple[str, Manifest]:
 def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | None:
     """Train ``config.model`` on the dataset, audit its test-split outputs per group, log to MLflow.
 
-    Everything that can fail on bad input (manifest, registry keys, options) is checked before
-    the MLflow run opens, so a usage error never leaves an empty run behind. Under DDP every
+    Everything that can fail on bad input (tracking store, registry keys, options, manifest) is
+    checked before the MLflow run opens, so a usage error never leaves an empty run behind. Under DDP every
     rank trains and predicts; only global rank 0 talks to MLflow and returns the outcome
     (the other ranks return None).
 
+    Training that stops early keeps its checkpoints in ``genfair-runs/<run id>/`` (and in the
+    run, under ``model/``) and marks the run FAILED or KILLED; see :mod:`genfair.audit.faults`.
+
     Raises:
-        ValueError: an invalid option, an unknown model or dataset, or a bad manifest.
+        ValueError: an unreachable tracking store, an invalid option, an unknown model or dataset,
+            or a bad manifest.
+        genfair.audit.faults.NonFiniteLoss: the training loss became NaN or infinite.
+        genfair.audit.faults.TrainingInterrupted: SIGINT or SIGTERM stopped training.
     """
+    check_tracking_uri(config.tracking_uri)
     model_spec = models.get(config.model)
     model_config = build_model_config(model_spec, config)
     dataset_name, manifest = load_run_manifest(config)
@@ -207,14 +285,24 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
             return None
         tracking_uri = resolve_tracking_uri(config.tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
-        experiment = mlflow.set_experiment(config.experiment)
+        with store_lock(tracking_uri):  # two runs creating one SQLite store at once would break its schema
+            experiment = mlflow.set_experiment(config.experiment)
         with mlflow.start_run(run_name=f"{config.model}-{dataset_name}-seed{config.seed}") as run:
             mlflow.set_tags(_run_tags(config, dataset_name, metadata))
-            indices, outputs, checkpoint = _fit_and_predict(trainer, module, datamodule, config, max_epochs, Path(workdir))
-            mlflow.log_artifact(str(checkpoint), artifact_path="model")
-            items = _load_test_items(datamodule, indices)
-            result = _audit(config, datamodule, module, indices, outputs, items, metadata, Path(workdir))
-            _log_result(result, manifest, indices, outputs, items["image"])
+            try:
+                indices, outputs, checkpoint = _fit_and_predict(
+                    trainer, module, datamodule, config, max_epochs, Path(workdir)
+                )
+                mlflow.log_artifact(str(checkpoint), artifact_path="model")
+                items = _load_test_items(datamodule, indices)
+                result = _audit(config, datamodule, module, indices, outputs, items, metadata, Path(workdir))
+                _log_result(result, manifest, indices, outputs, items["image"])
+            except TrainingStopped as stopped:  # keeps the checkpoints, marks the run, completes the message
+                _keep_stopped_run(stopped, run.info.run_id, trainer)
+                raise
+            except (KeyboardInterrupt, SystemExit):  # Ctrl+C outside training (or twice): KILLED, not FAILED
+                mlflow.end_run(status="KILLED")
+                raise
     return RunOutcome(
         result=result, run_id=run.info.run_id, experiment_id=experiment.experiment_id, tracking_uri=tracking_uri
     )
@@ -403,9 +491,12 @@ def build_model_config(spec: models.ModelSpec, config: RunConfig) -> Any:
     settable = sorted(set(fields) - {"image_size", "channels", "seed", "scale"})
     for key, text in config.model_options:
         if key not in settable:
+            import difflib
+
+            close = difflib.get_close_matches(key, settable, n=1)
             raise ValueError(
-                f"--model-option {key}={text}: model {config.model!r} has no option {key!r}; "
-                f"its options: {', '.join(settable)}"
+                f"--model-option {key}={text}: model {config.model!r} has no option {key!r}"
+                f"{f'; did you mean {close[0]!r}?' if close else ''}; its options: {', '.join(settable)}"
             )
         values[key] = _parse_option(key, text, fields[key].default)
     return spec.config(**values)
@@ -451,8 +542,13 @@ def _load_module(spec: models.ModelSpec, model_config: Any, checkpoint: str | No
 def _trainer(config: RunConfig, workdir: str, *, max_epochs: int, progress_bar: bool) -> pl.Trainer:
     callbacks: list[pl.Callback] = [EpochMetricsToMlflow()]
     if max_epochs > 0:
+        callbacks += [StopOnNonFiniteLoss(), StopOnSignal()]
         # dirpath=None: the folder comes from rank 0's default_root_dir, broadcast to every rank.
-        callbacks.append(pl.callbacks.ModelCheckpoint(monitor="val/loss", mode="min", filename="best", save_top_k=1))
+        # best.ckpt (lowest validation loss), then last.ckpt (every epoch's end: what --resume continues from).
+        callbacks.append(ResumableCheckpoint(resume=config.resume, monitor="val/loss", mode="min",
+                                             filename=BEST_CHECKPOINT.removesuffix(".ckpt"), save_top_k=1))
+        callbacks.append(ResumableCheckpoint(resume=config.resume, filename=LAST_CHECKPOINT.removesuffix(".ckpt"),
+                                             save_top_k=1))
         if config.patience > 0:
             callbacks.append(pl.callbacks.EarlyStopping(monitor="val/loss", mode="min", patience=config.patience))
     if progress_bar:
@@ -490,7 +586,13 @@ def _fit_and_predict(
     """
     best = ""
     if max_epochs > 0:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=config.resume)
+        try:
+            trainer.fit(module, datamodule=ResumableShuffle(datamodule), ckpt_path=config.resume)
+        except SIGTERMException as err:  # Lightning stops at the end of a batch on SIGTERM (and, see StopOnSignal, SIGINT)
+            signals = [callback.received for callback in trainer.callbacks if isinstance(callback, StopOnSignal)]
+            raise TrainingInterrupted(
+                epoch=trainer.current_epoch, step=trainer.global_step, signum=signals[0] or signal.SIGTERM
+            ) from err
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     batches = trainer.predict(module, datamodule=datamodule, ckpt_path=best or None)
     indices, outputs = _gather_predictions(trainer, batches)
@@ -498,6 +600,30 @@ def _fit_and_predict(
     if not best:
         trainer.save_checkpoint(checkpoint)  # every rank calls it; rank 0 writes
     return indices, outputs, checkpoint
+
+
+def _keep_stopped_run(stopped: TrainingStopped, run_id: str, trainer: pl.Trainer) -> None:
+    """Keep a stopped run's checkpoints in ``genfair-runs/<run id>/`` and in MLflow, and mark the run.
+
+    The run becomes KILLED (a signal) or FAILED (a non-finite loss); ``stopped``'s message then
+    names it and the kept ``last.ckpt`` (the end of the last finished epoch), if any.
+    """
+    files = [
+        Path(path)
+        for callback in trainer.checkpoint_callbacks
+        for path in (callback.best_model_path, callback.last_model_path)  # type: ignore[attr-defined]
+        if path
+    ]
+    kept = keep_checkpoints(dict.fromkeys(files), RUNS_DIR / run_id)
+    try:
+        for path in kept.values():
+            mlflow.log_artifact(str(path), artifact_path="model")
+    except Exception as err:  # noqa: BLE001 - the local copies are kept; say so rather than lose the message
+        logger.warning("could not log the checkpoints to MLflow (%s); they are in %s", err, RUNS_DIR / run_id)
+    status = "KILLED" if isinstance(stopped, TrainingInterrupted) else "FAILED"
+    mlflow.set_tag("genfair.stopped", str(stopped))
+    mlflow.end_run(status=status)
+    stopped.kept(run=f"MLflow run {run_id} marked {status}", checkpoint=kept.get(LAST_CHECKPOINT))
 
 
 def _gather_predictions(trainer: pl.Trainer, batches: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -822,3 +948,124 @@ def run_comparison(
 def _has_scale(model: str) -> bool:
     """Whether a model's config takes ``scale`` (the super-resolution models)."""
     return any(field.name == "scale" for field in dataclasses.fields(models.get(model).config))
+
+
+class StopOnNonFiniteLoss(pl.Callback):
+    """Stops training with :class:`~genfair.audit.faults.NonFiniteLoss` when a batch's loss is NaN or infinite.
+
+    Checked after every training batch (under DDP, every rank stops when any rank's loss is
+    non-finite), so the epoch never ends and the last checkpoint stays the last finite one.
+    """
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if not isinstance(loss, torch.Tensor):
+            return
+        value = float(loss.detach().float().mean())
+        stop = not math.isfinite(value)
+        if trainer.world_size > 1:  # every rank stops together, or the others would wait for this one forever
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            batches = trainer.num_training_batches
+            raise NonFiniteLoss(epoch=trainer.current_epoch, step=trainer.global_step, batch=batch_idx + 1,
+                                batches=int(batches) if math.isfinite(batches) else batch_idx + 1,
+                                value=value if not math.isfinite(value) else math.nan)
+
+
+class StopOnSignal(pl.Callback):
+    """SIGINT (Ctrl+C) and SIGTERM stop training at the end of the current batch; a second Ctrl+C at once.
+
+    Lightning turns SIGTERM into a ``SIGTERMException`` at the next batch boundary (and passes the
+    signal on to DDP ranks). This callback records which signal came (``received``) and routes
+    SIGINT through the same handler, instead of the ``KeyboardInterrupt`` that would stop in the
+    middle of a step. Its handlers are installed once Lightning's are (at the sanity check or the
+    first epoch), and Lightning's teardown puts the ones from before ``fit`` back.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._lightning: Any = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.received, self._lightning = None, None
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._install()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._install()
+
+    def _install(self) -> None:
+        if self._lightning is not None or threading.current_thread() is not threading.main_thread():
+            return
+        self._lightning = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl+C twice: stop now
+        if self.received is None:
+            self.received = signum
+            logger.warning("%s: stopping training at the end of this batch", signal.Signals(signum).name)
+        if callable(self._lightning):
+            self._lightning(signum, frame)
+
+
+class ResumableCheckpoint(pl.callbacks.ModelCheckpoint):
+    """A ``ModelCheckpoint`` whose best score survives ``--resume`` into a new checkpoint folder.
+
+    Each run writes its checkpoints into its own temporary folder, and Lightning drops a
+    checkpoint callback's best score when the folder changes. This one copies the files its
+    saved state names from beside the ``resume`` checkpoint into the new folder and keeps the
+    score (:func:`~genfair.audit.faults.relocate_checkpoint_state`), so a resumed run picks the
+    same best epoch as an uninterrupted one.
+    """
+
+    def __init__(self, *, resume: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resume = resume
+
+    @property
+    def state_key(self) -> str:  # ModelCheckpoint's, so checkpoints of earlier genfair versions resume too
+        return super().state_key.replace(type(self).__qualname__, pl.callbacks.ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved_in = state_dict.get("dirpath")
+        if self.resume is not None and self.dirpath is not None and saved_in not in (None, self.dirpath):
+            state_dict = relocate_checkpoint_state(state_dict, folder=str(self.dirpath), source=Path(self.resume).parent)
+        super().load_state_dict(state_dict)
+
+
+class ResumableShuffle(pl.LightningDataModule):
+    """The run's DataModule, with the training shuffle's state in every checkpoint.
+
+    The training loader draws each epoch's order from one generator seeded once per ``fit``, so a
+    resumed run would replay the first epoch's order. Lightning checkpoints a DataModule's
+    ``state_dict()``; this one holds the generator's state, which at an epoch's end is where the
+    next epoch's order comes from, and a resumed run's loader starts from it.
+    """
+
+    def __init__(self, datamodule: FacesDataModule) -> None:
+        super().__init__()
+        self.datamodule = datamodule
+        self._generator: torch.Generator | None = None
+        self._restored: torch.Tensor | None = None
+
+    def train_dataloader(self) -> Any:
+        loader = self.datamodule.train_dataloader()
+        self._generator = loader.generator
+        if self._restored is not None and self._generator is not None:
+            self._generator.set_state(self._restored)
+        return loader
+
+    def val_dataloader(self) -> Any:
+        return self.datamodule.val_dataloader()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self._generator is None else {"train_shuffle": self._generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = state_dict.get("train_shuffle")

@@ -119,9 +119,12 @@ class AuditResult:
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the four result files into ``directory`` (created if needed).
 
-        Each file is written under a temporary name in the same folder and then
-        renamed over its final name, so a reader never sees a half-written file.
-        Existing result files are replaced.
+        Every file is first written (and flushed to disk) under a temporary name in the same
+        folder; only when all are written are they renamed over their final names, the old
+        ``metadata.json`` removed first and the new one renamed last. So a reader never sees a
+        half-written file, a save that fails while writing leaves the old result as it was, and
+        a crash among the renames leaves a folder that :meth:`load` refuses (no metadata)
+        rather than old and new files mixed. Existing result files are replaced.
 
         Args:
             directory: destination folder.
@@ -133,10 +136,22 @@ class AuditResult:
         folder.mkdir(parents=True, exist_ok=True)
         frames = [(getattr(self, attribute), name) for attribute, name in _FRAMES]
         frames += [(frame, f"{name}.parquet") for name, frame in self.tables.items()]
-        for frame, name in frames:
-            write_atomic(folder / name, lambda path, frame=frame: frame.to_parquet(path))
         text = json.dumps(self.metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
-        write_atomic(folder / METADATA_FILE, lambda path: Path(path).write_text(text, encoding="utf-8"))
+        staged: list[tuple[str, Path]] = []
+        try:
+            for frame, name in frames:
+                staged.append((_write_temporary(folder / name, lambda path, frame=frame: frame.to_parquet(path)),
+                               folder / name))
+            staged.append((_write_temporary(folder / METADATA_FILE,
+                                            lambda path: Path(path).write_text(text, encoding="utf-8")),
+                           folder / METADATA_FILE))
+        except BaseException:
+            for temp, _ in staged:
+                Path(temp).unlink(missing_ok=True)
+            raise
+        (folder / METADATA_FILE).unlink(missing_ok=True)
+        for temp, final in staged:  # metadata.json last: the folder is complete again once it is back
+            os.replace(temp, final)
         return folder
 
     @classmethod
@@ -182,8 +197,19 @@ class AuditResult:
 def write_atomic(path: Path, write: Callable[[str], object]) -> None:
     """Call ``write(temp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    A crash leaves either the old file or the new one, never half of one. The file gets the
-    permissions a plain ``open`` would give it (``0o666`` less the umask), not mkstemp's ``0o600``.
+    A crash leaves either the old file or the new one, never half of one: the new file is
+    flushed to disk (``fsync``) before the rename, so not even a power cut right after it can
+    leave an empty file under the final name. The file gets the permissions a plain ``open``
+    would give it (``0o666`` less the umask), not mkstemp's ``0o600``.
+    """
+    os.replace(_write_temporary(path, write), path)
+
+
+def _write_temporary(path: Path, write: Callable[[str], object]) -> str:
+    """Call ``write(temp_path)`` on a new temporary file beside ``path`` and flush it to disk.
+
+    Returns:
+        The temporary file's path (removed again if ``write`` fails).
     """
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -192,10 +218,12 @@ def write_atomic(path: Path, write: Callable[[str], object]) -> None:
     os.chmod(temp, 0o666 & ~umask)
     try:
         write(temp)
-        os.replace(temp, path)
+        with open(temp, "rb") as written:
+            os.fsync(written.fileno())
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    return temp
 
 
 def summarize(

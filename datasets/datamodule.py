@@ -15,9 +15,10 @@ Every batch is a dict (``B`` images, ``A = len(manifest.attributes)``):
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,8 +28,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .manifest import SPLITS, Manifest
-from .splits import ERR_TOO_FEW_SUBJECTS, subject_disjoint_split  # noqa: F401 - ERR_* re-exported
+from .manifest import ERR_UNREADABLE_IMAGE, SPLITS, Manifest, ManifestError
+from .splits import ERR_TOO_FEW_SUBJECTS, describe_group, subject_disjoint_split  # noqa: F401 - ERR_* re-exported
 
 __all__ = [
     "LOWRES_SCALES",
@@ -45,6 +46,7 @@ LOWRES_SCALES: tuple[int, ...] = (2, 4, 8)
 """The allowed ``lowres_scale`` factors."""
 
 ERR_EMPTY_SPLIT = "split is empty"
+ERR_GROUP_NOT_IN_TEST = "the test split has no subject of group"
 ERR_LOWRES_SCALE = "lowres_scale must be one of"
 ERR_NOT_DIVISIBLE = "is not divisible by lowres_scale"
 
@@ -154,11 +156,14 @@ class ManifestImageDataset(Dataset):
         self.image_size = image_size
         self.channels = channels
         self.lowres_scale = lowres_scale
-        root = os.fspath(manifest.root)
-        frame = manifest.frame
-        self._files = [os.path.join(root, p) for p in frame["path"].tolist()]
-        self._masks = [os.path.join(root, p) for p in frame["mask_path"].tolist()] if manifest.has_mask else None
+        self._root = os.fspath(manifest.root)
+        self._rows_total = len(manifest.frame)
         self._codes = torch.from_numpy(manifest.attribute_codes())
+
+    def _file(self, row: int, column: str = "path") -> str:
+        """The file of ``row``'s ``column``, joined to the manifest's folder when it is read (not up front:
+        no per-row strings are built for rows that are never read)."""
+        return os.path.join(self._root, self.manifest.frame[column].iat[row])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -173,15 +178,33 @@ class ManifestImageDataset(Dataset):
             IndexError: ``row`` is not in ``0 .. len(manifest.frame) - 1``.
         """
         row = operator.index(row)  # ints and numpy ints; a float raises TypeError
-        if not 0 <= row < len(self._files):
-            raise IndexError(f"row must be a position in 0..{len(self._files) - 1} of the manifest, got {row!r}")
-        image = load_image(self._files[row], image_size=self.image_size, channels=self.channels)
+        if not 0 <= row < self._rows_total:
+            raise IndexError(f"row must be a position in 0..{self._rows_total - 1} of the manifest, got {row!r}")
+        with self._naming_the_row(row, "path"):
+            image = load_image(self._file(row), image_size=self.image_size, channels=self.channels)
         item: dict[str, torch.Tensor | int] = {"image": image, "index": row, "labels": self._codes[row].clone()}
         if self.lowres_scale is not None:
             item["lowres"] = F.avg_pool2d(image, self.lowres_scale)
-        if self._masks is not None:
-            item["mask"] = load_mask(self._masks[row], image_size=self.image_size)
+        if self.manifest.has_mask:
+            with self._naming_the_row(row, "mask_path"):
+                item["mask"] = load_mask(self._file(row, "mask_path"), image_size=self.image_size)
         return item
+
+    @contextlib.contextmanager
+    def _naming_the_row(self, row: int, column: str) -> Iterator[None]:
+        """Turn a file that fails to decode (e.g. truncated after an intact header) into a ManifestError.
+
+        Images are read lazily, so a file the manifest's header check passed can still fail here.
+        """
+        try:
+            yield
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
+            detail = " ".join(str(err).split())[:200]
+            raise ManifestError(
+                f"{self.manifest.source}: data row {row + 1}, column {column!r}: {ERR_UNREADABLE_IMAGE}: "
+                f"{self._file(row, column)} ({type(err).__name__}: {detail}); fix: replace the file with a "
+                f"readable image or drop the row"
+            ) from err
 
 
 class FacesDataModule(pl.LightningDataModule):
@@ -209,7 +232,9 @@ class FacesDataModule(pl.LightningDataModule):
             ``"lowres" = avg_pool2d(image, lowres_scale)``, the input of super-resolution models.
 
     Raises:
-        ValueError: a bad option, or an empty train or test split.
+        ValueError: a bad option; an empty train or test split; a seeded split that cannot place a
+            group (one with a single subject); or a group (combination of the attributes' values)
+            with no subject in test, which the audit could not report.
     """
 
     def __init__(
@@ -245,15 +270,18 @@ class FacesDataModule(pl.LightningDataModule):
         if manifest.has_split:
             labels = manifest.frame["split"].astype("str").rename("split")
         else:
-            labels = subject_disjoint_split(
-                manifest.frame,
-                seed=seed,
-                val_fraction=val_fraction,
-                test_fraction=test_fraction,
-                attributes=manifest.attributes,
-            )
+            try:
+                labels = subject_disjoint_split(
+                    manifest.frame,
+                    seed=seed,
+                    val_fraction=val_fraction,
+                    test_fraction=test_fraction,
+                    attributes=manifest.attributes,
+                )
+            except ValueError as err:  # name the manifest: the split knows only its frame
+                raise ValueError(f"{manifest.source}: {err}") from err
         self.split_labels: pd.Series = labels
-        self._rows = {split: np.flatnonzero(labels.to_numpy() == split) for split in SPLITS}
+        self._rows = {split: np.flatnonzero((labels == split).to_numpy(dtype=bool)) for split in SPLITS}
         for split in ("train", "test"):
             if len(self._rows[split]) == 0:
                 how = (
@@ -262,6 +290,38 @@ class FacesDataModule(pl.LightningDataModule):
                     else f"the seeded split gave {split!r} no subject; fix: add subjects or raise its fraction"
                 )
                 raise ValueError(f"{manifest.source}: the {split} {ERR_EMPTY_SPLIT}: {how}")
+        self._check_every_group_is_tested(labels)
+
+    def _check_every_group_is_tested(self, labels: pd.Series) -> None:
+        """Raise unless every group (combination of the attributes' values) has a subject in test.
+
+        A group missing from test would silently vanish from the audit's tables.
+        """
+        attributes = list(self.manifest.attributes)
+        if not attributes:
+            return
+        frame = self.manifest.frame[["subject", *attributes]].assign(_tested=(labels == "test").to_numpy(dtype=bool))
+        groups = frame.groupby(attributes, sort=True)
+        tested = groups["_tested"].any()
+        untested = tested.index[~tested.to_numpy()]
+        if len(untested) == 0:
+            return
+        first = untested[0] if isinstance(untested[0], tuple) else (untested[0],)
+        rows = groups.get_group(first)
+        subjects = rows["subject"].unique().tolist()
+        placed = sorted(set(labels.loc[rows.index].tolist()))
+        more = len(untested) - 1
+        also = f"; {more} more group{'s' if more != 1 else ''} like this" if more else ""
+        count = f"its {len(subjects)} subjects are" if len(subjects) != 1 else "its only subject is"
+        fix = (
+            f"set split to 'test' for at least one of them (e.g. subject {subjects[0]!r}), or drop the group's rows"
+            if self.manifest.has_split
+            else "add subjects of this group or raise the test fraction"
+        ) + ", or name fewer attributes"
+        raise ValueError(
+            f"{self.manifest.source}: {ERR_GROUP_NOT_IN_TEST} {describe_group(attributes, first)} ({count} in "
+            f"{' and '.join(placed)}), so the audit could not report it{also}; fix: {fix}"
+        )
 
     def split_rows(self, split: str) -> np.ndarray:
         """Positions in ``manifest.frame`` of the rows of ``split``, ascending: ``(n,)`` int64."""

@@ -53,7 +53,9 @@ def import_faces95(
 
     Returns:
         The manifest frame: ``path`` (relative to ``out``'s folder, POSIX), ``subject``, then the
-        annotation columns, sorted by subject, then image number (numerically).
+        annotation columns, sorted by subject, then image number (numerically). When ``out`` is
+        not in a folder above the images, paths start with ``..``: audit such a manifest with
+        ``allow_outside_root=True`` (``audit run --allow-outside-root``).
 
     Raises:
         ManifestError: ``images_dir`` is missing, the annotations lack a ``subject`` column, use a
@@ -111,7 +113,7 @@ def import_faces95(
         else:
             frame.to_parquet(staging, index=False)
         try:
-            manifest = load_manifest(staging)
+            manifest = load_manifest(staging, allow_outside_root=True)  # relpath may climb to the images: chosen here
         except ManifestError as err:
             message = str(err).replace(str(staging), str(target))
             raise ManifestError(f"{message} ({target} was not written)") from err

@@ -14,29 +14,59 @@ Any other column is kept as-is. :func:`load_manifest` reads a manifest, checks i
 the first offending row (its 1-based data row and, for CSV, its line number), the column, the
 problem, how many more rows share it, and the fix. The problem phrases are the ``ERR_*`` module
 constants, so callers and tests can match them.
+
+Rules a manifest is held to beyond the columns above:
+
+- **Paths stay inside the manifest's folder.** An absolute path, or one whose ``..`` parts climb
+  above the folder, is rejected unless ``allow_outside_root=True`` (``audit run
+  --allow-outside-root``). The check reads the path's text; symbolic links are followed as-is.
+  Two spellings of one path (``img/a.png``, ``img/./a.png``) count as duplicates.
+- **Skin-tone scales are numbers.** An attribute column named after a skin-tone scale
+  (:data:`TONE_SCALES`: ``fitzpatrick`` 1-6, ``monk`` / ``monk_skin_tone`` 1-10, ``ita`` /
+  ``skin_tone_ita`` in degrees, -90 to 90) must hold numbers on that scale, integers for the
+  Fitzpatrick and Monk types: a word, a roman numeral (``III``) or an out-of-range number is an
+  error (a typo would otherwise become a group of its own), and integer types are written
+  canonically (``"03"`` and ``"3.0"`` become ``"3"``). Continuous ITA angles make one group per
+  value: bin them into a categorical column to audit by them.
+- **Images are checked cheaply and read lazily.** Validating the table is O(rows) and never
+  touches an image. The image check (``images=``) then costs one directory listing per folder
+  (existence) plus, by default, one header parse per image (PIL's ``verify``: no pixels decoded;
+  it also catches truncated PNGs); ``images="exist"`` skips the parsing and ``images="skip"``
+  the file system. Pixels are decoded only when a batch needs them.
+- **Mixed image sizes and modes are fine; high bit depths are not.** Every image is converted
+  to the run's channels (RGB or greyscale; alpha is dropped, palettes expanded) and resized to
+  the run's square size (box filter when shrinking, bicubic when enlarging; the aspect ratio is
+  not kept). 16- and 32-bit modes (``I;16``, ``I``, ``F``) are rejected: converting them to 8
+  bits clips every value above 255.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import difflib
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
+    "IMAGE_CHECKS",
     "MASK_COLUMN",
     "RESERVED_COLUMNS",
     "REQUIRED_COLUMNS",
     "SPLITS",
     "SUPPORTED_SUFFIXES",
+    "TONE_SCALES",
+    "UNSUPPORTED_MODES",
     "Manifest",
     "ManifestError",
     "load_manifest",
@@ -55,6 +85,20 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 """The allowed values of the ``split`` column."""
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 """Manifest file suffixes (case-insensitive) and so the formats they are read as."""
+IMAGE_CHECKS: tuple[str, ...] = ("verify", "exist", "skip")
+"""What :func:`load_manifest` checks of the image files: ``verify`` (exist, and PIL parses each
+header and, for PNG, its chunks; no pixels decoded), ``exist`` (exist only), ``skip`` (nothing)."""
+TONE_SCALES: dict[str, tuple[str, float, float, bool]] = {
+    "fitzpatrick": ("Fitzpatrick skin types", 1, 6, True),
+    "monk": ("Monk Skin Tone steps", 1, 10, True),
+    "monk_skin_tone": ("Monk Skin Tone steps", 1, 10, True),
+    "ita": ("Individual Typology Angles in degrees", -90, 90, False),
+    "skin_tone_ita": ("Individual Typology Angles in degrees", -90, 90, False),
+}
+"""Attribute columns (by lowercase name) that hold a skin-tone scale: ``name -> (what, low,
+high, integer)``; their values must be numbers in ``[low, high]`` (integers when ``integer``)."""
+UNSUPPORTED_MODES: frozenset[str] = frozenset({"I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
+"""PIL image modes that cannot become 8-bit RGB or greyscale without clipping."""
 
 # Problem phrases, one per check; every ManifestError message contains exactly one of them.
 ERR_NOT_FOUND = "manifest not found"
@@ -68,11 +112,14 @@ ERR_UNKNOWN_ATTRIBUTE = "attribute is not a column"
 ERR_BLANK_VALUE = "blank value"
 ERR_INVALID_SPLIT = "invalid split"
 ERR_ABSOLUTE_PATH = "path is not relative"
+ERR_OUTSIDE_ROOT = "path leaves the manifest's folder"
 ERR_DUPLICATE_PATH = "duplicate path"
+ERR_TONE_SCALE = "value is not on the skin-tone scale"
 ERR_CONFLICTING_ATTRIBUTE = "subject has two values of an attribute"
 ERR_SUBJECT_IN_TWO_SPLITS = "subject is in two splits"
 ERR_MISSING_IMAGE = "image file not found"
 ERR_UNREADABLE_IMAGE = "unreadable image file"
+ERR_IMAGE_MODE = "unsupported image mode"
 
 
 class ManifestError(ValueError):
@@ -211,23 +258,31 @@ def load_manifest(
     path: str | os.PathLike[str],
     *,
     attributes: Sequence[str] | None = None,
-    verify_images: bool = True,
+    images: Literal["verify", "exist", "skip"] = "verify",
+    allow_outside_root: bool = False,
 ) -> Manifest:
     """Read and validate a manifest.
 
     Checks, in order (the first failing check raises): the file exists and has a supported
     suffix; it parses and has rows; it has ``path`` and ``subject``; every named attribute is a
     non-reserved column; no ``path``/``subject``/attribute/``split``/``mask_path`` value is
-    blank; ``split`` values are in :data:`SPLITS`; paths are relative and unique; mask paths are
-    relative; each subject has one value of every attribute and one split; every image file (and
-    mask file) exists; and (``verify_images``) PIL can read every image's (and mask's) header
-    (pixels are not decoded).
+    blank; ``split`` values are in :data:`SPLITS`; skin-tone scale attributes
+    (:data:`TONE_SCALES`) hold numbers on their scale; paths (and mask paths) are relative and
+    stay inside the manifest's folder (unless ``allow_outside_root``); paths are unique; each
+    subject has one value of every attribute and one split; then, unless ``images="skip"``,
+    every image file (and mask file) exists, and (``images="verify"``) PIL can parse every
+    image's (and mask's) header in an 8-bit mode (pixels are not decoded). Everything before the
+    image check is O(rows) and touches no image file.
 
     Args:
         path: the manifest, ``.csv`` or ``.parquet``.
         attributes: the sensitive attribute columns. ``None`` means every non-reserved column.
-        verify_images: open each image's (and mask's) header with PIL (about 50 us per file).
-            ``False`` only checks that the files exist.
+        images: what to check of the image files, one of :data:`IMAGE_CHECKS`: ``"verify"``
+            (exist, and PIL parses each header: about 0.1 ms per file), ``"exist"`` (one
+            directory listing per folder), ``"skip"`` (nothing: a bad image then fails when it is
+            first read).
+        allow_outside_root: accept absolute paths and paths that climb out of the manifest's
+            folder with ``..``.
 
     Returns:
         The validated :class:`Manifest`.
@@ -240,6 +295,8 @@ def load_manifest(
         >>> manifest.image_path(0)  # doctest: +SKIP
         PosixPath('data/images/a/a.1.png')
     """
+    if images not in IMAGE_CHECKS:
+        raise ValueError(f"images must be one of {', '.join(map(repr, IMAGE_CHECKS))}, got {images!r}")
     source = Path(path)
     raw = read_table(source)
     if len(raw) == 0:
@@ -267,17 +324,21 @@ def load_manifest(
     for column in (*REQUIRED_COLUMNS, *attrs, *optional):
         frame[column] = checker.as_str(frame, column)
     checker.check_split_values(frame)
-    checker.check_paths(frame)
+    for column in attrs:
+        if column.lower() in TONE_SCALES:
+            frame[column] = checker.check_tone_scale(frame, column)
+    checker.check_paths(frame, allow_outside_root=allow_outside_root)
     if has_mask:
-        checker.check_paths(frame, MASK_COLUMN, unique=False)
+        checker.check_paths(frame, MASK_COLUMN, unique=False, allow_outside_root=allow_outside_root)
     for column in attrs:
         checker.check_constant_per_subject(frame, column, ERR_CONFLICTING_ATTRIBUTE)
     if "split" in columns:
         checker.check_constant_per_subject(frame, "split", ERR_SUBJECT_IN_TWO_SPLITS)
     root = source.parent
-    checker.check_images(frame, root, verify=verify_images)
-    if has_mask:
-        checker.check_images(frame, root, verify=verify_images, column=MASK_COLUMN)
+    if images != "skip":
+        checker.check_images(frame, root, verify=images == "verify")
+        if has_mask:
+            checker.check_images(frame, root, verify=images == "verify", column=MASK_COLUMN)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     logger.debug("loaded manifest %s: %d rows, attributes %s", source, len(frame), attrs)
     return Manifest(frame=frame, root=root, source=source, attributes=attrs, sha256=digest)
@@ -314,6 +375,72 @@ def _resolve_attributes(source: Path, columns: list[str], attributes: Sequence[s
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())[:200]
+
+
+_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8, "IX": 9, "X": 10}
+_LIST_FOLDER_FROM = 32  # a folder named this many times is listed once instead of stat-ing each of its files
+# what PIL raises for files that are not images, are cut short or corrupt, or claim absurd sizes
+_UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def _climbs_out(paths: pd.Series) -> np.ndarray:
+    """``(N,)`` bool: whether each relative path's ``..`` parts climb above its starting folder.
+
+    Reads the text only (``/`` and ``\\`` both separate parts); symbolic links are not resolved.
+    """
+    candidates = paths.str.contains(r"(?:^|[/\\])\.\.(?:[/\\]|$)", regex=True).to_numpy(dtype=bool)
+    climbs = np.zeros(len(paths), dtype=bool)
+    for position in np.flatnonzero(candidates):
+        depth = 0
+        for part in re.split(r"[/\\]", paths.iat[position]):
+            if part == "..":
+                depth -= 1
+                if depth < 0:
+                    climbs[position] = True
+                    break
+            elif part not in ("", "."):
+                depth += 1
+    return climbs
+
+
+def _tidy_paths(paths: pd.Series) -> pd.Series:
+    """Paths with ``.`` parts, repeated and trailing ``/`` removed (``img/./a.png`` -> ``img/a.png``).
+
+    ``..`` is kept: ``a/../b`` need not be ``b`` when ``a`` is a symbolic link.
+    """
+    untidy = paths.str.contains(r"(?:^|/)\.(?:/|$)|//|/$", regex=True).to_numpy(dtype=bool)
+    if not untidy.any():
+        return paths
+    tidy = paths.copy()
+    for position in np.flatnonzero(untidy):
+        text = paths.iat[position]
+        lead = "/" if text.startswith("/") else ""
+        tidy.iat[position] = lead + "/".join(part for part in text.split("/") if part not in ("", "."))
+    return tidy
+
+
+def _existing(files: list[str]) -> np.ndarray:
+    """``(N,)`` bool: whether each file exists (and is a file, after symbolic links).
+
+    A folder that holds many of the files is listed once (``os.scandir``: one directory read
+    instead of one ``stat`` per file, which matters on network file systems); other files, and
+    any name missing from its folder's listing, are ``stat``-ed.
+    """
+    parts = [os.path.split(file) for file in files]
+    uses = collections.Counter(folder for folder, _ in parts)
+    listings: dict[str, frozenset[str]] = {}
+    for folder, count in uses.items():
+        if count >= _LIST_FOLDER_FROM:
+            try:
+                with os.scandir(folder or ".") as entries:
+                    listings[folder] = frozenset(entry.name for entry in entries if entry.is_file())
+            except OSError:  # no such folder, not a folder, no permission: stat the files instead
+                listings[folder] = frozenset()
+    found = np.empty(len(files), dtype=bool)
+    for position, (file, (folder, name)) in enumerate(zip(files, parts)):
+        listing = listings.get(folder)
+        found[position] = (listing is not None and name in listing) or os.path.isfile(file)
+    return found
 
 
 def _first_position(keys: pd.Series) -> np.ndarray:
@@ -386,7 +513,11 @@ class _Checker:
         if column not in self.inferred:
             return ""
         others = [c for c in self.inferred if c != column and self._plausible_attribute(c)]
-        return f", or name the sensitive attributes (e.g. attributes={others or ['gender']}) to leave {column!r} out"
+        named = others or ["gender"]
+        return (
+            f", or name the sensitive attributes (e.g. audit run --attributes {','.join(named)}; "
+            f"attributes={named}) to leave {column!r} out"
+        )
 
     # -- checks --------------------------------------------------------------------------
     def as_str(self, frame: pd.DataFrame, column: str) -> pd.Series:
@@ -426,25 +557,72 @@ class _Checker:
             f"use one of {', '.join(SPLITS)} (lowercase), or drop the split column for a seeded subject-disjoint split",
         )
 
-    def check_paths(self, frame: pd.DataFrame, column: str = "path", *, unique: bool = True) -> None:
-        paths = frame[column]
-        # POSIX root, Windows root or drive ("C:", "\\server"): never relative to the manifest
-        absolute = paths.str.match(r"^(?:[/\\]|[A-Za-z]:)").to_numpy(dtype=bool)
-        self.fail(
-            absolute,
-            column,
-            lambda i: f"{ERR_ABSOLUTE_PATH} {paths.iat[i]!r}",
-            f"write paths relative to the manifest's folder {self.source.parent}",
-        )
-        duplicated = paths.duplicated(keep="first").to_numpy()
-        if unique and duplicated.any():
-            first_seen = _first_position(paths)
-            self.fail(
-                duplicated,
-                column,
-                lambda i: f"{ERR_DUPLICATE_PATH} {paths.iat[i]!r} (already at data row {first_seen[i] + 1})",
-                "list each image once (drop or merge the repeated rows)",
+    def check_tone_scale(self, frame: pd.DataFrame, column: str) -> pd.Series:
+        """Column ``column`` (a :data:`TONE_SCALES` attribute) after checking its values are on the scale.
+
+        Returns:
+            The column as ``str``; integer scales written canonically (``"03"``, ``"3.0"`` -> ``"3"``).
+        """
+        what, low, high, integer = TONE_SCALES[column.lower()]
+        text = frame[column]
+        numbers = pd.to_numeric(text.str.strip(), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(numbers) | (numbers < low) | (numbers > high)
+            if integer:
+                bad |= numbers != np.round(numbers)
+        scale = f"{what}, {'integers' if integer else 'numbers'} from {low:g} to {high:g}"
+        positions = np.flatnonzero(bad)
+        if len(positions):
+            first = str(text.iat[int(positions[0])]).strip()
+            roman = _ROMAN.get(first.upper())
+            hint = (
+                f"write {roman} for {first!r}"
+                if roman is not None and integer and roman <= high
+                else f"write a number from {low:g} to {high:g}"
             )
+            self.fail(
+                bad,
+                column,
+                lambda i: f"{ERR_TONE_SCALE} {text.iat[i]!r} ({column!r} holds {scale})",
+                f"{hint} (or fill in the right value), or rename the column if it is not this scale",
+            )
+        if not integer:
+            return text
+        return pd.Series(np.round(numbers).astype(np.int64), index=text.index).astype("str")
+
+    def check_paths(
+        self, frame: pd.DataFrame, column: str = "path", *, unique: bool = True, allow_outside_root: bool = False
+    ) -> None:
+        paths = frame[column]
+        if not allow_outside_root:
+            allow = "or allow paths outside it (audit run --allow-outside-root; allow_outside_root=True)"
+            # POSIX root, Windows root or drive ("C:", "\\server"): never relative to the manifest
+            absolute = paths.str.match(r"^(?:[/\\]|[A-Za-z]:)").to_numpy(dtype=bool)
+            self.fail(
+                absolute,
+                column,
+                lambda i: f"{ERR_ABSOLUTE_PATH} {paths.iat[i]!r}",
+                f"write paths relative to the manifest's folder {self.source.parent}, {allow}",
+            )
+            self.fail(
+                _climbs_out(paths),
+                column,
+                lambda i: f"{ERR_OUTSIDE_ROOT} {self.source.parent}: {paths.iat[i]!r} climbs above it with '..'",
+                f"move the image into the manifest's folder (or the manifest up), {allow}",
+            )
+        if not unique:
+            return
+        tidy = _tidy_paths(paths)
+        duplicated = tidy.duplicated(keep="first").to_numpy()
+        if duplicated.any():
+            first_seen = _first_position(tidy)
+
+            def describe(i: int) -> str:
+                first = first_seen[i]
+                spelled = f" as {paths.iat[first]!r}" if paths.iat[first] != paths.iat[i] else ""
+                return f"{ERR_DUPLICATE_PATH} {paths.iat[i]!r} (already at data row {first + 1}{spelled})"
+
+            self.fail(duplicated, column, describe, "list each image once (drop or merge the repeated rows)")
 
     def check_constant_per_subject(self, frame: pd.DataFrame, column: str, problem: str) -> None:
         grouped = frame.groupby("subject", sort=False)[column]
@@ -475,7 +653,7 @@ class _Checker:
     def check_images(self, frame: pd.DataFrame, root: Path, *, verify: bool, column: str = "path") -> None:
         root_text = os.fspath(root)
         files = [os.path.join(root_text, p) for p in frame[column].tolist()]
-        missing = np.fromiter((not os.path.isfile(f) for f in files), dtype=bool, count=len(files))
+        missing = ~_existing(files)
         self.fail(
             missing,
             column,
@@ -485,19 +663,26 @@ class _Checker:
         )
         if not verify:
             return
-        reasons: dict[int, str] = {}
+        problems: dict[int, tuple[str, str]] = {}  # position -> (problem, fix)
         for position, file in enumerate(files):
             try:
                 with Image.open(file) as image:
-                    image.size  # noqa: B018 - the header is parsed by open; nothing is decoded
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-                reasons[position] = f"{type(err).__name__}: {_one_line(err)}"
-        if reasons:
+                    mode = image.mode
+                    image.verify()  # PNG: walks the chunks and their checksums; no pixel is decoded
+            except _UNREADABLE as err:
+                problems[position] = (
+                    f"{ERR_UNREADABLE_IMAGE}: {file} ({type(err).__name__}: {_one_line(err)})",
+                    "replace the file with a readable image (PNG, JPEG, ...) or drop the row",
+                )
+                continue
+            if mode in UNSUPPORTED_MODES:
+                problems[position] = (
+                    f"{ERR_IMAGE_MODE} {mode!r}: {file} (16- or 32-bit pixels would be clipped at 255 when "
+                    f"converted to 8-bit RGB or greyscale)",
+                    "save the image as 8-bit (scale it to 0-255 first) or drop the row",
+                )
+        if problems:
             bad = np.zeros(len(files), dtype=bool)
-            bad[list(reasons)] = True
-            self.fail(
-                bad,
-                column,
-                lambda i: f"{ERR_UNREADABLE_IMAGE}: {files[i]} ({reasons[i]})",
-                "replace the file with a readable image (PNG, JPEG, ...) or drop the row",
-            )
+            bad[list(problems)] = True
+            first = int(np.flatnonzero(bad)[0])
+            self.fail(bad, column, lambda i: problems[i][0], problems[first][1])

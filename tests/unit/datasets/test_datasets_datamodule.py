@@ -13,6 +13,7 @@ from PIL import Image
 from genfair.datasets import (
     LOWRES_SCALES,
     FacesDataModule,
+    ManifestError,
     ManifestImageDataset,
     load_image,
     load_manifest,
@@ -167,7 +168,7 @@ def test_predict_serves_the_test_split_in_order(faces_module):
 
 
 def test_greyscale_and_resized_batches(tiny_faces):
-    manifest = load_manifest(tiny_faces)
+    manifest = load_manifest(tiny_faces, attributes=["gender", "skin_tone"])
     module = FacesDataModule(manifest, image_size=8, channels=1, batch_size=3)
     assert next(iter(module.val_dataloader()))["image"].shape == (3, 1, 8, 8)
 
@@ -254,13 +255,14 @@ def test_labels_use_every_value_of_the_whole_manifest(make_manifest):
     # subject c (the only 'z' of skin_tone) is in test, yet train batches code 'lighter' as 1 of 3 values
     rows = [
         {"path": f"img/{s}_{n}.png", "subject": s, "skin_tone": t, "split": sp}
-        for s, t, sp in (("a", "darker", "train"), ("b", "lighter", "train"), ("c", "z", "test"))
+        for s, t, sp in (("a", "darker", "train"), ("b", "lighter", "train"), ("c", "z", "test"),
+                         ("d", "darker", "test"), ("e", "lighter", "test"))
         for n in (1, 2)
     ]
     module = FacesDataModule(load_manifest(make_manifest(rows)), image_size=8, batch_size=8)
     assert module.attribute_classes == {"skin_tone": ("darker", "lighter", "z")}
     batch = next(iter(module.test_dataloader()))
-    assert batch["labels"].tolist() == [[2], [2]]
+    assert batch["labels"].tolist() == [[2], [2], [0], [0], [1], [1]]
     assert sorted(next(iter(module.train_dataloader()))["labels"][:, 0].tolist()) == [0, 0, 1, 1]
     module.attribute_classes["skin_tone"] = ()  # a copy: the module's classes are unchanged
     assert module.attribute_classes["skin_tone"] == ("darker", "lighter", "z")
@@ -277,7 +279,7 @@ def test_masks_are_binary_and_match_the_files(faces_module):
 
 
 def test_masks_resize_with_nearest(tiny_faces):
-    module = FacesDataModule(load_manifest(tiny_faces), image_size=8, batch_size=2)
+    module = FacesDataModule(load_manifest(tiny_faces, attributes=["gender"]), image_size=8, batch_size=2)
     item = module.load_item(0)
     assert item["image"].shape == (3, 8, 8) and item["mask"].shape == (1, 8, 8)
     stored = Image.open(module.manifest.mask_path(0)).resize((8, 8), Image.Resampling.NEAREST)
@@ -285,13 +287,14 @@ def test_masks_resize_with_nearest(tiny_faces):
 
 
 def test_no_mask_without_a_mask_column(make_manifest):
-    module = FacesDataModule(load_manifest(make_manifest()), image_size=8, batch_size=2, test_fraction=0.34, val_fraction=0.0)
+    manifest = load_manifest(make_manifest(), attributes=[])  # three subjects, each a group of its own otherwise
+    module = FacesDataModule(manifest, image_size=8, batch_size=2, test_fraction=0.34, val_fraction=0.0)
     assert set(next(iter(module.train_dataloader()))) == {"image", "index", "labels"}
 
 
 @pytest.mark.parametrize("scale", LOWRES_SCALES)
 def test_lowres_is_the_area_average_of_the_image(tiny_faces, scale):
-    module = FacesDataModule(load_manifest(tiny_faces), image_size=16, batch_size=3, lowres_scale=scale)
+    module = FacesDataModule(load_manifest(tiny_faces, attributes=["gender"]), image_size=16, batch_size=3, lowres_scale=scale)
     batch = next(iter(module.predict_dataloader()))
     assert batch["lowres"].shape == (3, 3, 16 // scale, 16 // scale) and batch["lowres"].dtype == torch.float32
     assert torch.allclose(batch["lowres"], F.avg_pool2d(batch["image"], scale))
@@ -322,7 +325,7 @@ def test_bad_lowres_scale(tiny_faces, kwargs, match):
 
 
 def test_load_item_is_the_dataset_item_of_any_row(tiny_faces):
-    module = FacesDataModule(load_manifest(tiny_faces), image_size=16, batch_size=2, lowres_scale=2)
+    module = FacesDataModule(load_manifest(tiny_faces, attributes=["gender"]), image_size=16, batch_size=2, lowres_scale=2)
     test_row = int(module.split_rows("test")[0])
     dataset = module.dataset("test")
     item, expected = module.load_item(test_row), dataset[0]
@@ -336,7 +339,7 @@ def test_load_item_is_the_dataset_item_of_any_row(tiny_faces):
 
 @pytest.mark.parametrize("row", [-1, 26])
 def test_load_item_rejects_rows_outside_the_manifest(tiny_faces, row):
-    module = FacesDataModule(load_manifest(tiny_faces), image_size=16)
+    module = FacesDataModule(load_manifest(tiny_faces, attributes=["gender"]), image_size=16)
     with pytest.raises(IndexError, match=rf"row must be a position in 0\.\.25 of the manifest, got {row}"):
         module.load_item(row)
 
@@ -379,3 +382,65 @@ def test_lightning_trains_and_predicts_with_the_datamodule(faces_module):
     trainer.fit(Mean(), datamodule=faces_module)
     batches = trainer.predict(Mean(), datamodule=faces_module)
     assert torch.cat([b["index"] for b in batches]).tolist() == faces_module.split_rows("test").tolist()
+
+
+# -- every group is audited ----------------------------------------------------------------------
+
+
+def test_split_gives_every_group_a_test_subject():
+    frame = subjects_frame({("female", "darker"): 2, ("male", "lighter"): 18})  # round(20 * 0.2) = 4 test
+    split = subject_disjoint_split(frame, seed=0, val_fraction=0.1, test_fraction=0.2)
+    per_subject = frame.assign(split=split).drop_duplicates("subject")
+    test_groups = per_subject[per_subject.split == "test"].groupby("gender").size().to_dict()
+    assert test_groups == {"female": 1, "male": 4}, "largest remainder alone would give the 2-subject group none"
+
+
+def test_split_refuses_a_group_of_one_subject():
+    frame = subjects_frame({("female", "darker"): 1, ("female", "lighter"): 1, ("male", "lighter"): 8})
+    pattern = (
+        rf"^{splits.ERR_SINGLE_SUBJECT_GROUP}: gender='female', skin_tone='darker' has only subject 'fd00', who "
+        r"cannot be both trained on and audited; 1 more group like this; fix: .*split column \(e\.g\. 'fd00' in test\)$"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        subject_disjoint_split(frame, seed=0)
+    no_test = subject_disjoint_split(frame, seed=0, val_fraction=0.2, test_fraction=0.0)
+    assert set(no_test) == {"train", "val"}, "without a test split a lone subject is fine"
+
+
+def test_split_with_many_small_groups_can_run_out_of_training_subjects():
+    frame = subjects_frame({("female", "darker"): 2, ("female", "lighter"): 2, ("male", "darker"): 2})
+    with pytest.raises(ValueError, match=rf"{splits.ERR_TOO_FEW_SUBJECTS}: 6 subject\(s\) in 3 group\(s\) cannot give every group a test subject, fill 3 val"):
+        subject_disjoint_split(frame, seed=0, val_fraction=0.5, test_fraction=0.2)
+
+
+def test_datamodule_names_the_manifest_when_the_split_fails(make_manifest):
+    rows = [{"path": f"img/{s}.png", "subject": s, "g": "x" if s != "e" else "y"} for s in "abcde"]
+    with pytest.raises(ValueError, match=rf"manifest\.csv: {splits.ERR_SINGLE_SUBJECT_GROUP}: g='y' has only subject 'e'"):
+        FacesDataModule(load_manifest(make_manifest(rows)), image_size=8)
+
+
+def test_a_group_missing_from_the_test_split_fails(make_manifest):
+    placement = {"a": "train", "b": "val", "c": "test", "d": "train", "e": "test", "f": "train", "g": "train"}
+    groups = {"a": "x", "b": "x", "c": "y", "d": "y", "e": "z", "f": "w", "g": "w"}
+    rows = [{"path": f"img/{s}.png", "subject": s, "g": groups[s], "split": sp} for s, sp in placement.items()]
+    pattern = (
+        rf"manifest\.csv: {dm.ERR_GROUP_NOT_IN_TEST} g='w' \(its 2 subjects are in train\), so the audit could not report "
+        r"it; 1 more group like this; fix: set split to 'test' for at least one of them \(e\.g\. subject 'f'\)"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        FacesDataModule(load_manifest(make_manifest(rows)), image_size=8)
+    rows = [row for row in rows if row["g"] in ("y", "z")]
+    assert FacesDataModule(load_manifest(make_manifest(rows, name="kept")), image_size=8).split_rows("test").tolist() == [0, 2]
+
+
+def test_an_image_that_fails_to_decode_names_its_row(make_manifest, tmp_path):
+    rows = [{"path": f"img/{s}.jpg", "subject": s, "split": "test" if s in "ab" else "train"} for s in "abcd"]
+    (tmp_path / "img").mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for row in rows:
+        Image.fromarray(noise).save(tmp_path / row["path"])
+    broken = tmp_path / "img/b.jpg"
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])  # the header survives: the check cannot see it
+    module = FacesDataModule(load_manifest(make_manifest(rows, images=False)), image_size=8, batch_size=4)
+    with pytest.raises(ManifestError, match=r"manifest\.csv: data row 2, column 'path': unreadable image file: .*b\.jpg \(OSError: .*truncated"):
+        next(iter(module.test_dataloader()))

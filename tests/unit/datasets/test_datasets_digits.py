@@ -147,7 +147,9 @@ def test_upscales_with_bicubic(few_digits, tmp_path):
     images, labels = few_digits
     manifest = generate_digits(DigitsConfig(image_size=16), tmp_path / "out")
     frame = pd.read_csv(manifest)
-    assert len(frame) == 40 and frame["split"].value_counts().to_dict() == {"train": 28, "test": 8, "val": 4}
+    # 4 subjects per digit: every digit gets a test subject (10, not round(40 * 0.2) = 8)
+    assert len(frame) == 40 and frame["split"].value_counts().to_dict() == {"train": 26, "test": 10, "val": 4}
+    assert frame[frame["split"] == "test"]["digit"].nunique() == 10
     with Image.open(manifest.parent / frame["path"][3]) as image:
         assert image.mode == "L" and image.size == (16, 16)
         expected = Image.fromarray(images[3], "L").resize((16, 16), Image.Resampling.BICUBIC)

@@ -57,10 +57,16 @@ def test_split_column_is_kept_and_not_an_attribute(make_manifest):
     assert set(RESERVED_COLUMNS) == {"path", "subject", "split", "mask_path"}
 
 
-def test_verify_images_false_skips_the_header_check(make_manifest, tmp_path):
+def test_image_checks_exist_and_skip(make_manifest, tmp_path):
     path = make_manifest()
     (tmp_path / "img/a_1.png").write_bytes(b"not an image")
-    assert len(load_manifest(path, verify_images=False).frame) == 6
+    assert len(load_manifest(path, images="exist").frame) == 6
+    (tmp_path / "img/a_2.png").unlink()
+    with pytest.raises(ManifestError, match=rf"data row 2 \(line 3\), column 'path': {rx(m.ERR_MISSING_IMAGE)}"):
+        load_manifest(path, images="exist")
+    assert len(load_manifest(path, images="skip").frame) == 6
+    with pytest.raises(ValueError, match=r"images must be one of 'verify', 'exist', 'skip', got 'header'"):
+        load_manifest(path, images="header")
 
 
 # -- file-level errors ---------------------------------------------------------------------------
@@ -250,7 +256,7 @@ def test_paths_are_unchanged(make_manifest):
 
 def test_inferred_attribute_errors_suggest_naming_attributes(make_manifest):
     rows = [{**row, "age": "" if i == 4 else "30", "view": str(i)} for i, row in enumerate(m_rows())]
-    pattern = r"column 'age': blank value ''; fix: .*or name the sensitive attributes \(e\.g\. attributes=\['gender', 'skin_tone'\]\) to leave 'age' out"
+    pattern = r"column 'age': blank value ''; fix: .*or name the sensitive attributes \(e\.g\. audit run --attributes gender,skin_tone; attributes=\['gender', 'skin_tone'\]\) to leave 'age' out"
     with pytest.raises(ManifestError, match=pattern):
         load_manifest(make_manifest(rows))
     with pytest.raises(ManifestError, match=r"column 'age': blank value ''; fix: fill in the age of this row or drop the row$"):
@@ -258,7 +264,7 @@ def test_inferred_attribute_errors_suggest_naming_attributes(make_manifest):
 
 
 def test_real_photos_manifest(london_faces):
-    manifest = load_manifest(london_faces, attributes=["gender", "race_binary"], verify_images=False)
+    manifest = load_manifest(london_faces, attributes=["gender", "race_binary"], images="exist")
     assert len(manifest.frame) == 1020
     assert manifest.frame.groupby("subject")["race_binary"].nunique().max() == 1
 
@@ -337,7 +343,7 @@ def test_unreadable_mask_file(make_manifest, tmp_path, write_image):
     (tmp_path / "masks/b_1.png").write_bytes(b"not a png")
     with pytest.raises(ManifestError, match=rf"data row 3 \(line 4\), column 'mask_path': {rx(m.ERR_UNREADABLE_IMAGE)}: .*b_1\.png"):
         load_manifest(path)
-    assert load_manifest(path, verify_images=False).has_mask
+    assert load_manifest(path, images="exist").has_mask
 
 
 # -- attribute codes -----------------------------------------------------------------------------
@@ -357,3 +363,136 @@ def test_attribute_codes_without_attributes(make_manifest):
     assert manifest.attribute_classes == {}
     assert manifest.attribute_codes().shape == (6, 0)
 
+
+
+# -- paths outside the manifest's folder ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["../elsewhere/a.png", "img/../../a.png", "./..\\a.png", ".."])
+def test_paths_climbing_out_of_the_folder(make_manifest, path):
+    rows = m_rows()
+    rows[2]["path"] = path
+    pattern = rf"data row 3 \(line 4\), column 'path': {rx(m.ERR_OUTSIDE_ROOT)} .*{rx(repr(path))} climbs above it.*--allow-outside-root"
+    with pytest.raises(ManifestError, match=pattern):
+        load_manifest(make_manifest(rows, images=False), images="skip")
+
+
+@pytest.mark.parametrize("path", ["img/../img/b_1.png", "a..b/c.png", "img/..hidden.png", "./img/b_1.png"])
+def test_dots_that_stay_inside_are_fine(make_manifest, path):
+    rows = m_rows()
+    rows[2]["path"] = path
+    assert load_manifest(make_manifest(rows, images=False), images="skip").frame["path"].iat[2] == path
+
+
+def test_allow_outside_root_accepts_absolute_and_climbing_paths(make_manifest, tmp_path, write_image):
+    outside = write_image(tmp_path.parent / f"{tmp_path.name}-outside" / "x.png")
+    rows = m_rows()
+    rows[0]["path"] = str(outside)
+    rows[1]["path"] = f"../{outside.parent.name}/x.png"
+    path = make_manifest(rows)
+    with pytest.raises(ManifestError, match=rx(m.ERR_ABSOLUTE_PATH)):
+        load_manifest(path)
+    manifest = load_manifest(path, allow_outside_root=True)
+    assert manifest.image_path(0) == outside and manifest.image_path(1).resolve() == outside
+
+
+def test_mask_paths_may_not_climb_out_either(make_manifest, tmp_path, write_image):
+    rows = mask_rows(tmp_path, write_image)
+    rows[4]["mask_path"] = "../m.png"
+    with pytest.raises(ManifestError, match=rf"data row 5 \(line 6\), column 'mask_path': {rx(m.ERR_OUTSIDE_ROOT)}"):
+        load_manifest(make_manifest(rows), images="skip")
+
+
+def test_two_spellings_of_one_path_are_duplicates(make_manifest):
+    rows = m_rows()
+    rows[1]["path"] = "img//./a_1.png"
+    pattern = rf"data row 2 \(line 3\), column 'path': {rx(m.ERR_DUPLICATE_PATH)} 'img//./a_1.png' \(already at data row 1 as 'img/a_1.png'\)"
+    with pytest.raises(ManifestError, match=pattern):
+        load_manifest(make_manifest(rows, images=False), images="skip")
+
+
+# -- skin-tone scales ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "problem", "fix"),
+    [
+        ("fitzpatrick", "III", "Fitzpatrick skin types, integers from 1 to 6", "write 3 for 'III'"),
+        ("Fitzpatrick", "7", "Fitzpatrick skin types, integers from 1 to 6", "write a number from 1 to 6"),
+        ("fitzpatrick", "2.5", "integers from 1 to 6", "write a number from 1 to 6"),
+        ("monk", "light", "Monk Skin Tone steps, integers from 1 to 10", "write a number from 1 to 10"),
+        ("monk_skin_tone", "ix", "Monk Skin Tone steps", "write 9 for 'ix'"),
+        ("ita", "n/a", "Individual Typology Angles in degrees, numbers from -90 to 90", "write a number from -90 to 90"),
+        ("skin_tone_ita", "91", "numbers from -90 to 90", "write a number from -90 to 90"),
+    ],
+)
+def test_tone_scale_values_must_be_numbers_on_the_scale(make_manifest, column, value, problem, fix):
+    rows = [{**row, column: "4"} for row in m_rows()]
+    rows[2][column] = rows[3][column] = value
+    pattern = (
+        rf"data row 3 \(line 4\), column '{column}': {rx(m.ERR_TONE_SCALE)} '{rx(value)}' \('{column}' holds "
+        rf"[^)]*{rx(problem)}[^)]*\); 1 more row like this; fix: {rx(fix)} "
+    )
+    with pytest.raises(ManifestError, match=pattern):
+        load_manifest(make_manifest(rows, images=False), images="skip")
+
+
+def test_tone_scales_are_written_canonically_and_only_checked_as_attributes(make_manifest):
+    rows = [{**row, "fitzpatrick": value, "ita": "-12.5"} for row, value in zip(m_rows(), ["03", "3.0", " 5", "5", "1", "1"])]
+    manifest = load_manifest(make_manifest(rows, images=False), images="skip")
+    assert manifest.frame["fitzpatrick"].tolist() == ["3", "3", "5", "5", "1", "1"], "03 and 3.0 are one group"
+    assert manifest.frame["ita"].tolist() == ["-12.5"] * 6
+    rows[0]["fitzpatrick"] = "III"
+    assert load_manifest(make_manifest(rows, images=False), attributes=["gender"], images="skip").frame[
+        "fitzpatrick"].iat[0] == "III", "a column that is not audited is kept as-is"
+
+
+def test_parquet_tone_numbers(make_manifest):
+    rows = [{**row, "fitzpatrick": t} for row, t in zip(m_rows(), (2, 2, 6, 6, 1, 1))]
+    manifest = load_manifest(make_manifest(rows, suffix=".parquet", images=False), images="skip")
+    assert manifest.frame["fitzpatrick"].tolist() == ["2", "2", "6", "6", "1", "1"]
+
+
+# -- image checks --------------------------------------------------------------------------------
+
+
+def test_sixteen_bit_images_are_rejected_eight_bit_modes_are_not(make_manifest, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    path = make_manifest()
+    for name, mode in (("img/a_1.png", "P"), ("img/a_2.png", "LA"), ("img/b_1.png", "1")):
+        Image.new(mode, (5, 7)).save(tmp_path / name)
+    assert len(load_manifest(path).frame) == 6
+    Image.fromarray(np.full((4, 4), 40000, dtype=np.uint16)).save(tmp_path / "img/c_1.png")
+    pattern = rf"data row 5 \(line 6\), column 'path': {rx(m.ERR_IMAGE_MODE)} 'I;16': .*c_1\.png .*clipped.*; fix: save the image as 8-bit"
+    with pytest.raises(ManifestError, match=pattern):
+        load_manifest(path)
+    assert len(load_manifest(path, images="exist").frame) == 6
+
+
+def test_truncated_png_fails_the_verify(make_manifest, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    path = make_manifest()
+    image = tmp_path / "img/b_2.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(image)
+    image.write_bytes(image.read_bytes()[:2000])  # the header is intact, the pixel data cut short
+    with pytest.raises(ManifestError, match=rf"data row 4 \(line 5\), column 'path': {rx(m.ERR_UNREADABLE_IMAGE)}: .*b_2\.png \(OSError"):
+        load_manifest(path)
+
+
+def test_existence_by_folder_listing_agrees_with_stat(tmp_path):
+    many = tmp_path / "many"
+    many.mkdir()
+    for k in range(m._LIST_FOLDER_FROM + 5):
+        (many / f"{k}.png").write_bytes(b"x")
+    (many / "sub").mkdir()
+    (many / "link.png").symlink_to(many / "0.png")
+    (many / "dangling.png").symlink_to(many / "gone.png")
+    names = [f"{k}.png" for k in range(m._LIST_FOLDER_FROM + 7)] + ["sub", "link.png", "dangling.png", "../many/1.png"]
+    files = [str(many / name) for name in names] + [str(tmp_path / "few" / "a.png"), str(many / "sub" / "x.png")]
+    found = m._existing(files)
+    assert found.tolist() == [Path(f).is_file() for f in files]
+    assert found.sum() == m._LIST_FOLDER_FROM + 5 + 2  # the files, the link, and ../many/1.png
