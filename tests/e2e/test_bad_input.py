@@ -33,6 +33,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from cli_runner import invoke
 from genfair.audit.cli import app
 
 SIZE = 16
@@ -292,13 +293,6 @@ def workdir(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr("pytorch_lightning.Trainer.fit", no_training)
     monkeypatch.setattr("pytorch_lightning.Trainer.predict", no_training)
     return tmp_path
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def digests(folder: Path) -> dict[str, str]:

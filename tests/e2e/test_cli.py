@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
-from typer.testing import CliRunner
 
-from genfair.audit.cli import app
+from cli_runner import invoke
 
 TINY_RUN = ["--epochs", "1", "--image-size", "16", "--batch-size", "64", "--accelerator", "cpu", "--devices", "1",
             "--classifier-epochs", "1"]
@@ -30,13 +29,6 @@ def workdir(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("GENFAIR_CACHE_DIR", str(cache_dir))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def run_id_from(stdout: str) -> str:

@@ -31,10 +31,9 @@ import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from typer.testing import CliRunner
 
+from cli_runner import invoke
 from genfair import models
-from genfair.audit.cli import app
 from genfair.audit.faults import NO_CHECKPOINT_MSG, RUNS_DIR
 from genfair.audit.result import METADATA_FILE, PER_IMAGE_FILE, RESULT_FILES, AuditResult
 from genfair.datasets.synthetic import SyntheticFacesConfig, ensure_synthetic_faces
@@ -105,13 +104,6 @@ def workdir(module_store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(module_store)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return module_store
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def error_line(stderr: str) -> str:
