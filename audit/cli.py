@@ -147,6 +147,15 @@ def run(
         Path | None, typer.Option(help="Also save the audit result (Parquet + metadata) in this folder.",
                                   show_default=False)
     ] = None,
+    composition: Annotated[
+        str, typer.Option(help="Training composition: as-given, or balanced (generated, or subsampled).")
+    ] = "as-given",
+    objective: Annotated[str, typer.Option(help="Training objective: erm, reweighted or group-dro.")] = "erm",
+    sampler: Annotated[str, typer.Option(help="Training sampler: shuffle, or balanced (groups drawn equally).")
+    ] = "shuffle",
+    dro_eta: Annotated[
+        float | None, typer.Option(help="Group DRO step size (default per model).", show_default=False)
+    ] = None,
     policy: PolicyOption = None,
     baseline: BaselineOption = None,
     junit: JunitOption = None,
@@ -169,6 +178,10 @@ def run(
             dataset=dataset,
             manifest=str(manifest) if manifest is not None else None,
             allow_outside_root=allow_outside_root,
+            composition=composition,
+            objective=objective,
+            sampler=sampler,
+            dro_eta=dro_eta,
             attributes=_split_list(attributes),
             epochs=epochs,
             batch_size=batch_size,
@@ -417,6 +430,67 @@ def _print_comparison(outcome: Any) -> None:
     console.print(f"report: {outcome.html} and {outcome.markdown}")
     if outcome.parent_run_id:
         console.print(f"MLflow parent run {outcome.parent_run_id} holds every model's run as a child")
+
+
+@app.command()
+def attribute(
+    models: Annotated[str, typer.Option("--models", "--model", help="Comma-separated models to study.")] = "vae",
+    dataset: Annotated[str, typer.Option(help="Named dataset (registry key).")] = "faces",
+    manifest: Annotated[Path | None, typer.Option(help="A manifest to study instead of --dataset.")] = None,
+    attributes: Annotated[str | None, typer.Option(help="Comma-separated sensitive attribute columns.")] = None,
+    mitigation: Annotated[str, typer.Option(help="The objective set against ERM: group-dro or reweighted.")
+    ] = "group-dro",
+    seeds: Annotated[int, typer.Option(help="Training seeds per cell (the noise floor).")] = 3,
+    epochs: Annotated[int, typer.Option("--epochs", "--max-epochs", help="Most training epochs per cell.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    seed: Annotated[int, typer.Option(help="Data seed (same people in every cell) and the first training seed.")
+    ] = 0,
+    image_size: Annotated[int, typer.Option(help="Side of the square images, in pixels.")] = 64,
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu or gpu.")] = "auto",
+    allow_outside_root: Annotated[bool, typer.Option(help="Accept manifest paths outside its folder.")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for report.html, report.md, effects.csv and cuts.csv.")
+    ] = Path("attribution"),
+    experiment: Annotated[str, typer.Option(help="MLflow experiment of the parent and the cells' runs.")] = "genfair",
+    tracking_uri: TrackingUriOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Where does the bias come from? Train composition x objective x seeds, on one audit panel."""
+    with _user_errors(debug):
+        from genfair.audit.pipeline import RunConfig, run_attribution
+
+        _quiet_libraries(debug)
+        base = RunConfig(
+            dataset=dataset, manifest=str(manifest) if manifest is not None else None,
+            attributes=_split_list(attributes), epochs=epochs, batch_size=batch_size, seed=seed,
+            image_size=image_size, accelerator=accelerator, allow_outside_root=allow_outside_root,
+            experiment=experiment, tracking_uri=tracking_uri,
+        )
+        outcome = run_attribution(base, _split_list(models) or ("vae",), mitigation=mitigation, seeds=seeds, out=out)
+    if outcome is None:
+        return
+    from rich.markdown import Markdown
+
+    finest = outcome.effects[outcome.effects["grouping"] == outcome.effects["grouping"].iloc[-1]]
+    table = _rich_table("Effects per group (error; 95% CI over people and retraining)",
+                        ["model", "effect", "group", "estimate", "95% CI", "seed noise"])
+    for row in finest.itertuples(index=False):
+        noise = "within" if row.within_seed_noise else f"{row.seed_se:.2g}"
+        table.add_row(row.model, row.effect, row.group, f"{row.estimate:+.3g}",
+                      f"[{row.ci_low:+.3g}, {row.ci_high:+.3g}]", noise)
+    console.print(table)
+    console.print(Markdown(outcome.summary))
+    console.print(f"report: {outcome.html} and {outcome.markdown} ({outcome.seconds:.0f} s); MLflow parent run "
+                  f"{outcome.parent_run_id}")
+
+
+def _rich_table(title: str, headers: list[str]) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for header in headers:
+        table.add_column(header)
+    return table
 
 
 @data_app.command("import-faces95")

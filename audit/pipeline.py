@@ -101,6 +101,16 @@ class RunConfig:
         cache_dir: where generated datasets are cached; None means ``$GENFAIR_CACHE_DIR``
             or ``~/.cache/genfair``.
         parent_run_id: an MLflow run to file this run under (``audit compare``'s parent run).
+        data_seed: seeds the dataset's generation and split; None means ``seed``. An attribution
+            study varies ``seed`` (the weights' initialisation) with ``data_seed`` fixed, so that
+            every cell audits the same people.
+        composition: ``"as-given"`` or ``"balanced"``: the training composition. A dataset
+            with a generator makes a balanced counterfactual (the synthetic faces); otherwise
+            training subjects are subsampled to the smallest group's count.
+        objective: ``"erm"``, ``"reweighted"`` (inverse training frequency of the intersectional
+            group) or ``"group-dro"`` (online group DRO); see :mod:`genfair.models.objectives`.
+        dro_eta: group DRO's step size; None means :data:`DRO_ETA` for the model.
+        sampler: ``"shuffle"`` or ``"balanced"`` (every intersectional group drawn equally often).
     """
 
     model: str = "vae"
@@ -128,8 +138,20 @@ class RunConfig:
     experiment: str = DEFAULT_EXPERIMENT
     cache_dir: str | None = None
     parent_run_id: str | None = None
+    data_seed: int | None = None
+    composition: str = "as-given"
+    objective: str = "erm"
+    dro_eta: float | None = None
+    sampler: str = "shuffle"
 
     def __post_init__(self) -> None:
+        for option, value, choices in (("--composition", self.composition, datasets.COMPOSITIONS),
+                                       ("--objective", self.objective, models.OBJECTIVES),
+                                       ("--sampler", self.sampler, datasets.SAMPLERS)):
+            if value not in choices:
+                raise ValueError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
+        if self.dro_eta is not None and not self.dro_eta > 0:
+            raise ValueError(f"--dro-eta must be a positive number, got {self.dro_eta!r}")
         for name in ("epochs", "batch_size", "image_size", "num_nodes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -150,6 +172,11 @@ class RunConfig:
         for option, path in (("--resume", self.resume), ("--checkpoint", self.checkpoint)):
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{option} {path}: no such checkpoint file")
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the dataset's generation and split: ``data_seed``, else ``seed``."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     @property
     def lightning_devices(self) -> int | str:
@@ -238,7 +265,8 @@ def load_run_manifest(config: RunConfig) -> tuple[str, Manifest]:
         )
         return Path(config.manifest).name, manifest
     builder = datasets.get(config.dataset)
-    spec = builder(cache_dir=resolve_cache_dir(config.cache_dir), image_size=config.image_size, seed=config.seed)
+    spec = builder(cache_dir=resolve_cache_dir(config.cache_dir), image_size=config.image_size,
+                   seed=config.split_seed, composition=config.composition)
     attributes = config.attributes if config.attributes is not None else spec.attributes
     return spec.name, datasets.load_manifest(spec.manifest_path, attributes=attributes)
 
@@ -269,12 +297,16 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
         image_size=config.image_size,
         channels=config.channels,
         batch_size=config.batch_size,
-        seed=config.seed,
+        seed=config.split_seed,
         lowres_scale=getattr(model_config, "scale", None),
+        # a manifest (or a dataset without a generator of balanced data) is balanced by subsampling
+        balance_training=config.composition == "balanced" and not _generates_balanced(config),
+        sampler=config.sampler,
     )
     datamodule.setup("fit")
     pl.seed_everything(config.seed, workers=True, verbose=False)
     module = _load_module(model_spec, model_config, config.checkpoint)
+    _set_objective(module, config, datamodule)
     max_epochs = 0 if config.checkpoint else (model_spec.max_epochs if model_spec.max_epochs is not None else config.epochs)
     metadata = _run_metadata(config, dataset_name, manifest, datamodule, model_config)
 
@@ -762,6 +794,29 @@ def _grid_sample(
     return to_hwc(targets), to_hwc(outputs), labels
 
 
+#: Group DRO's default step size per model: the pixel-mean losses of ae, cnn and sr are ~0.01, so
+#: their group gaps are thousandths and need a larger step than the VAE's loss summed over pixels.
+DRO_ETA = {"vae": 0.001}
+DRO_ETA_DEFAULT = 1.0
+
+
+def _generates_balanced(config: RunConfig) -> bool:
+    """Whether the named dataset makes its own balanced counterfactual (a manifest never does)."""
+    return config.manifest is None and config.dataset in datasets.GENERATES_BALANCED
+
+
+def _set_objective(module: pl.LightningModule, config: RunConfig, datamodule: FacesDataModule) -> None:
+    """Attach the run's training objective (nothing for ERM) over the intersectional groups."""
+    if config.objective == "erm":
+        return
+    num_classes = [len(values) for values in datamodule.attribute_classes.values()]
+    counts = torch.from_numpy(datamodule.group_counts("train"))
+    weights = tuple(models.inverse_frequency_weights(counts).tolist()) if config.objective == "reweighted" else None
+    eta = config.dro_eta if config.dro_eta is not None else DRO_ETA.get(config.model, DRO_ETA_DEFAULT)
+    objective = models.GroupObjective(config.objective, n_groups=len(counts), weights=weights, eta=eta)
+    module.set_objective(objective, num_classes=num_classes)
+
+
 def _run_tags(config: RunConfig, dataset_name: str, metadata: dict[str, Any]) -> dict[str, str]:
     """Tags that make the MLflow UI's search and compare view useful; a comparison's child names its parent."""
     composition = metadata["splits"]["train"]["composition"]
@@ -770,6 +825,8 @@ def _run_tags(config: RunConfig, dataset_name: str, metadata: dict[str, Any]) ->
         "genfair.dataset": dataset_name,
         "genfair.seed": str(config.seed),
         "genfair.image_size": str(config.image_size),
+        "genfair.objective": config.objective,
+        "genfair.training_composition": config.composition,
         "genfair.composition": ", ".join(f"{group}: {count}" for group, count in composition.items()),
     }
     if config.parent_run_id:
@@ -905,7 +962,8 @@ def run_comparison(
     else:
         mlflow.set_tracking_uri(tracking_uri)
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-        experiment = mlflow.set_experiment(base.experiment)
+        with store_lock(tracking_uri):
+            experiment = mlflow.set_experiment(base.experiment)
         parent = client.create_run(experiment.experiment_id, run_name=f"compare-{base.dataset}-seed{base.seed}",
                                    tags={"genfair.compare": ",".join(model_names), "genfair.seed": str(base.seed)})
         parent_id = parent.info.run_id
@@ -1069,3 +1127,135 @@ class ResumableShuffle(pl.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = state_dict.get("train_shuffle")
+
+
+# --- where does the bias come from? `audit attribute` ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttributionOutcome:
+    """What ``audit attribute`` hands back: the effects, the excess cuts, the words, the files."""
+
+    effects: pd.DataFrame
+    cuts: pd.DataFrame
+    summary: str
+    reference: str
+    html: Path
+    markdown: Path
+    parent_run_id: str | None
+    seconds: float
+
+
+def run_attribution(
+    base: RunConfig,
+    model_names: Sequence[str],
+    *,
+    mitigation: str = "group-dro",
+    seeds: int = 3,
+    out: Path,
+    progress_bar: bool = True,
+) -> AttributionOutcome | None:
+    """A factorial attribution study: composition x objective x training seed (x model), on one audit panel.
+
+    Cells: training composition {as-given, balanced} x objective {erm, ``mitigation``} x
+    ``seeds`` training seeds (``base.seed``, ``base.seed + 1``, ...) for each model. Every cell
+    is a full ``run_audit`` (a child of one parent MLflow run) with the data seed fixed at
+    ``base.seed``, so every cell audits the same people. The effects
+    (:func:`genfair.audit.attribution.attribution_effects`), the excess cuts against the
+    majority (the group with most training images as given) and a summary go to ``out``
+    (``report.html``, ``report.md``, ``effects.csv``, ``cuts.csv``) and to the parent run.
+
+    Returns:
+        The outcome, or None on DDP ranks other than 0.
+
+    Raises:
+        ValueError: an unknown model or mitigation, ``seeds < 1``, or a bad option (checked
+            before anything trains).
+    """
+    from genfair.audit.attribution import attribution_effects, attribution_summary, excess_cuts
+    from genfair.reports.comparison import effects_figure, write_report
+
+    if mitigation not in ("reweighted", "group-dro"):
+        raise ValueError(f"--mitigation must be reweighted or group-dro, got {mitigation!r}")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be 1 or more, got {seeds}")
+    start = time.perf_counter()
+    cells = [(model, composition, objective, base.seed + offset)
+             for model in model_names for composition in ("as-given", "balanced")
+             for objective in ("erm", mitigation) for offset in range(seeds)]
+    configs = {cell: dataclasses.replace(base, model=cell[0], composition=cell[1], objective=cell[2],
+                                         seed=cell[3], data_seed=base.seed, classifier_epochs=0)
+               for cell in cells}
+    for config in configs.values():
+        build_model_config(models.get(config.model), config)
+    tracking_uri = resolve_tracking_uri(base.tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    with store_lock(tracking_uri):
+        experiment = mlflow.set_experiment(base.experiment)
+    parent = client.create_run(experiment.experiment_id, run_name=f"attribute-{base.dataset}-seed{base.seed}",
+                               tags={"genfair.attribute": ",".join(model_names), "genfair.seed": str(base.seed)})
+    parent_id = parent.info.run_id
+    frames, majority = [], None
+    try:
+        for cell, config in configs.items():
+            outcome = run_audit(dataclasses.replace(config, parent_run_id=parent_id), progress_bar=progress_bar)
+            if outcome is None:
+                return None
+            frame = outcome.result.per_image.assign(model=cell[0], composition=cell[1], objective=cell[2],
+                                                    seed=cell[3])
+            frames.append(frame)
+            if majority is None and cell[1] == "as-given":
+                composition = outcome.result.metadata["splits"]["train"]["composition"]
+                majority = max(composition, key=lambda group: (composition[group], group))
+    except BaseException:
+        client.set_terminated(parent_id, status="FAILED")
+        raise
+    long = pd.concat(frames, ignore_index=True)
+    attributes = list(outcome.result.metadata["attributes"])
+    effects = attribution_effects(long, attributes=attributes, mitigation=mitigation, seed=base.seed)
+    cuts = excess_cuts(long, attributes=attributes, reference=majority, seed=base.seed)
+    summary = attribution_summary(effects, cuts, reference=majority)
+    out.mkdir(parents=True, exist_ok=True)
+    effects.to_csv(out / "effects.csv", index=False)
+    cuts.to_csv(out / "cuts.csv", index=False)
+    finest = effects[effects["grouping"] == effects["grouping"].iloc[-1]]
+    table = finest.assign(**{"95% CI": finest.apply(lambda r: f"[{r.ci_low:+.3g}, {r.ci_high:+.3g}]", axis=1)})[
+        ["model", "effect", "group", "n_subjects", "estimate", "95% CI", "seed_se", "within_seed_noise"]]
+    table = table.assign(estimate=table["estimate"].map(lambda v: f"{v:+.3g}"),
+                         seed_se=table["seed_se"].map(lambda v: f"{v:.2g}"))
+    notes = [
+        f"{len(cells)} cells: compositions as-given and balanced x objectives erm and {mitigation} x {seeds} training "
+        f"seeds x {len(model_names)} model(s), every cell audited on the same {long['path'].nunique()} test images "
+        f"of {long['subject'].nunique()} people (data seed {base.seed}). Each cell is a child of MLflow run "
+        f"{parent_id}.",
+        f"Effects are differences of seed-averaged group errors; intervals resample people (the same people in "
+        f"every cell) and add retraining noise (Student t on the per-seed standard error). Excess error is a "
+        f"group's error minus {majority}'s (most training images as given) in the same cell.",
+    ]
+    if base.composition == "as-given" and not _generates_balanced(base):
+        notes.append("This data has no generator of a balanced counterfactual: the balanced cells train on a "
+                     "subsample of the training subjects, as many per group as the smallest group has.")
+    html, markdown = write_report(out, title=f"Where does the bias come from? {base.dataset}", table=table,
+                                  recommendation=summary, figures={"effects": effects_figure(effects)}, notes=notes)
+    client.log_artifacts(parent_id, str(out), artifact_path="attribution")
+    client.log_batch(parent_id, metrics=_effect_metrics(effects))
+    client.set_terminated(parent_id, status="FINISHED")
+    return AttributionOutcome(effects=effects, cuts=cuts, summary=summary, reference=majority, html=html,
+                              markdown=markdown, parent_run_id=parent_id, seconds=time.perf_counter() - start)
+
+
+def _effect_metrics(effects: pd.DataFrame) -> list[Any]:
+    """``attribution/<model>/<effect>/<grouping>/<group>/{estimate,ci_low,ci_high,seed_se}`` for MLflow."""
+    from mlflow.entities import Metric
+
+    from genfair.reports.tracking import metric_key
+
+    stamp = int(time.time() * 1000)
+    metrics = []
+    for row in effects.to_dict("records"):
+        for column in ("estimate", "ci_low", "ci_high", "seed_se"):
+            if math.isfinite(row[column]):
+                key = metric_key("attribution", row["model"], row["effect"], row["grouping"], row["group"], column)
+                metrics.append(Metric(key, float(row[column]), stamp, 0))
+    return metrics

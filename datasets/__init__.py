@@ -22,12 +22,12 @@ from .manifest import (
     ManifestError,
     load_manifest,
 )
-from .registry import REGISTRY, DatasetBuilder, DatasetSpec, get, names, register
+from .registry import COMPOSITIONS, GENERATES_BALANCED, REGISTRY, DatasetBuilder, DatasetSpec, get, names, register
 from .splits import subject_disjoint_split
 from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces, generate_synthetic_faces
 
 if TYPE_CHECKING:
-    from .datamodule import LOWRES_SCALES, FacesDataModule, ManifestImageDataset, load_image, load_mask
+    from .datamodule import LOWRES_SCALES, SAMPLERS, FacesDataModule, ManifestImageDataset, load_image, load_mask
 
 __all__ = [
     "MASK_COLUMN",
@@ -37,6 +37,8 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "load_manifest",
+    "COMPOSITIONS",
+    "GENERATES_BALANCED",
     "DatasetSpec",
     "DatasetBuilder",
     "REGISTRY",
@@ -51,6 +53,7 @@ __all__ = [
     "ensure_digits",
     "import_faces95",
     "LOWRES_SCALES",
+    "SAMPLERS",
     "FacesDataModule",
     "ManifestImageDataset",
     "load_image",
@@ -59,7 +62,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    name: ".datamodule" for name in ("LOWRES_SCALES", "FacesDataModule", "ManifestImageDataset", "load_image", "load_mask")
+    name: ".datamodule"
+    for name in ("LOWRES_SCALES", "SAMPLERS", "FacesDataModule", "ManifestImageDataset", "load_image", "load_mask")
 }
 
 

@@ -26,19 +26,26 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from .manifest import ERR_UNREADABLE_IMAGE, SPLITS, Manifest, ManifestError
 from .splits import ERR_TOO_FEW_SUBJECTS, describe_group, subject_disjoint_split  # noqa: F401 - ERR_* re-exported
 
 __all__ = [
     "LOWRES_SCALES",
+    "SAMPLERS",
+    "UNUSED",
     "ManifestImageDataset",
     "FacesDataModule",
     "load_image",
     "load_mask",
     "subject_disjoint_split",
 ]
+
+#: Training samplers: each image once an epoch, or groups drawn equally often.
+SAMPLERS = ("shuffle", "balanced")
+#: The split label of training subjects that ``balance_training`` leaves out.
+UNUSED = "unused"
 
 CHANNEL_MODES: dict[int, str] = {1: "L", 3: "RGB"}
 """PIL mode per channel count."""
@@ -230,6 +237,12 @@ class FacesDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         lowres_scale: None, or 2, 4 or 8 (must divide ``image_size``): batches then also hold
             ``"lowres" = avg_pool2d(image, lowres_scale)``, the input of super-resolution models.
+        balance_training: keep, in every intersectional group, only as many training subjects
+            as the smallest group has (drawn with ``seed``): a balanced training composition for
+            data that has no generator of one. The dropped subjects take no part in any split.
+        sampler: ``"shuffle"`` (each training image once an epoch) or ``"balanced"`` (draw
+            training images with replacement, each with probability inverse to its
+            intersectional group's image count, so every group is seen equally often).
 
     Raises:
         ValueError: a bad option; an empty train or test split; a seeded split that cannot place a
@@ -249,8 +262,12 @@ class FacesDataModule(pl.LightningDataModule):
         test_fraction: float = 0.2,
         num_workers: int = 0,
         lowres_scale: int | None = None,
+        balance_training: bool = False,
+        sampler: str = "shuffle",
     ) -> None:
         super().__init__()
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
         options = (("image_size", image_size, 1), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0))
         for name, value, low in options:
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -265,6 +282,7 @@ class FacesDataModule(pl.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.lowres_scale = lowres_scale
+        self.sampler = sampler
         self._classes = manifest.attribute_classes
         self._all_rows = self._dataset(np.arange(len(manifest.frame)))
         if manifest.has_split:
@@ -280,6 +298,8 @@ class FacesDataModule(pl.LightningDataModule):
                 )
             except ValueError as err:  # name the manifest: the split knows only its frame
                 raise ValueError(f"{manifest.source}: {err}") from err
+        if balance_training:
+            labels = self._balanced_training(labels)
         self.split_labels: pd.Series = labels
         self._rows = {split: np.flatnonzero((labels == split).to_numpy(dtype=bool)) for split in SPLITS}
         for split in ("train", "test"):
@@ -322,6 +342,36 @@ class FacesDataModule(pl.LightningDataModule):
             f"{self.manifest.source}: {ERR_GROUP_NOT_IN_TEST} {describe_group(attributes, first)} ({count} in "
             f"{' and '.join(placed)}), so the audit could not report it{also}; fix: {fix}"
         )
+
+    def _balanced_training(self, labels: pd.Series) -> pd.Series:
+        """``labels`` with training subjects beyond the smallest group's count marked ``"unused"``."""
+        attributes = list(self.manifest.attributes)
+        frame = self.manifest.frame[["subject", *attributes]][(labels == "train").to_numpy(dtype=bool)]
+        people = frame.drop_duplicates("subject")
+        smallest = int(people.groupby(attributes).size().min())
+        rng = np.random.default_rng([self.seed, 17])
+        kept = set()
+        for _, group in people.groupby(attributes, sort=True):
+            names = sorted(group["subject"].astype(str))
+            kept.update(rng.choice(names, size=smallest, replace=False).tolist())
+        unused = (labels == "train") & ~self.manifest.frame["subject"].astype(str).isin(kept)
+        return labels.where(~unused, UNUSED)
+
+    def group_codes(self, split: str) -> np.ndarray:
+        """Each row of ``split``'s intersectional group code: ``(n,)`` int64, mixed radix over
+        :attr:`attribute_classes` in order (the first attribute most significant), the code
+        :func:`genfair.models.intersectional_groups` gives a batch's labels."""
+        codes = self.manifest.attribute_codes()[self.split_rows(split)]
+        sizes = [len(values) for values in self._classes.values()]
+        group = np.zeros(len(codes), dtype=np.int64)
+        for position, size in enumerate(sizes):
+            group = group * size + codes[:, position]
+        return group
+
+    def group_counts(self, split: str = "train") -> np.ndarray:
+        """Images of ``split`` in every intersectional group: ``(prod(class counts),)`` int64."""
+        sizes = [len(values) for values in self._classes.values()]
+        return np.bincount(self.group_codes(split), minlength=int(np.prod(sizes))).astype(np.int64)
 
     def split_rows(self, split: str) -> np.ndarray:
         """Positions in ``manifest.frame`` of the rows of ``split``, ascending: ``(n,)`` int64."""
@@ -369,6 +419,13 @@ class FacesDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
+        if self.sampler == "balanced":
+            groups = self.group_codes("train")
+            weights = 1.0 / np.bincount(groups)[groups]
+            draw = WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(groups), replacement=True,
+                                         generator=generator)
+            return DataLoader(self.dataset("train"), batch_size=self.batch_size, sampler=draw, generator=generator,
+                              num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
         return self._loader("train", shuffle=True, generator=generator)
 
     def val_dataloader(self) -> DataLoader:

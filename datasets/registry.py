@@ -23,7 +23,7 @@ from typing import Protocol
 from .digits import DigitsConfig, ensure_digits
 from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces
 
-__all__ = ["BALANCED_FACES", "COMPOSITIONS", "DatasetSpec", "DatasetBuilder", "REGISTRY", "register", "get", "names"]
+__all__ = ["BALANCED_FACES", "COMPOSITIONS", "GENERATES_BALANCED", "DatasetSpec", "DatasetBuilder", "REGISTRY", "register", "get", "names"]
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
@@ -56,6 +56,8 @@ class DatasetBuilder(Protocol):
 
 #: Training compositions: the data as given, or balanced across the intersectional groups.
 COMPOSITIONS = ("as-given", "balanced")
+#: The datasets whose builder generates a balanced counterfactual itself (others are subsampled).
+GENERATES_BALANCED = ("faces",)
 #: The balanced counterfactual of the synthetic faces: Faces95's 62 training subjects spread evenly
 #: (lighter men, lighter women, darker men, darker women), so the audit panel stays the same people.
 BALANCED_FACES = {"train_lighter_male": 15, "train_lighter_female": 16, "train_darker_male": 15,

@@ -435,8 +435,12 @@ class ObjectiveMixin:
         groups = intersectional_groups(batch["labels"], num_classes=self._objective_num_classes)
         return objective(per_sample_loss, groups)
 
-    def on_train_epoch_end(self) -> None:
-        """Log group DRO's weights at the epoch's end: ``train/dro_weight/{g}`` for each group g."""
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Log group DRO's weights, ``train/dro_weight/{g}`` for each group g, as their mean over the epoch.
+
+        Logged after every batch (aggregated per epoch), not at the epoch's end: callbacks that
+        read the epoch's metrics at its end run before the module's own epoch-end hook.
+        """
         objective = self.objective
         if objective is not None and objective.kind == "group-dro":
             for g, weight in enumerate(objective.group_weights):

@@ -22,15 +22,6 @@ TINY_RUN = ["--epochs", "1", "--image-size", "16", "--batch-size", "64", "--acce
             "--classifier-epochs", "1"]
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh working folder holding the MLflow store, with the session's dataset cache."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GENFAIR_CACHE_DIR", str(cache_dir))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def run_id_from(stdout: str) -> str:
     line = next(line for line in stdout.splitlines() if line.startswith("MLflow run "))
     return line.split()[2]
