@@ -53,7 +53,7 @@ from genfair.audit.stats import interval_tables
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.models import AttributeClassifier, AttributeClassifierConfig
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
-from genfair.reports.tracking import resolve_tracking_uri
+from genfair.reports.tracking import check_tracking_uri, resolve_tracking_uri
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,6 @@ GRID_IMAGES_PER_GROUP = 2
 SKIN_TONE_SHIFT = "ita_shift"  # per-image column: ITA(output) - ITA(original), degrees
 UNINFORMATIVE_SIDE = 4  # px: Laszkiewicz et al. (2024) feed upsamplers 4x4 averaged faces for UCPR
 UNINFORMATIVE_INPUTS = 200
-TRACKING_TIMEOUT_S = 5.0  # seconds a tracking server gets to answer before a run gives up on it
 VERSIONED_PACKAGES = ("genfair", "torch", "pytorch-lightning", "torchmetrics", "fairlearn", "mlflow", "pandas")
 
 
@@ -201,56 +200,6 @@ def resolve_cache_dir(cache_dir: str | None) -> Path:
     if os.environ.get("GENFAIR_CACHE_DIR"):
         return Path(os.environ["GENFAIR_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "genfair"
-
-
-def check_tracking_uri(tracking_uri: str | None, *, timeout: float = TRACKING_TIMEOUT_S) -> None:
-    """Fail fast, before any data or training, when the MLflow store cannot be reached.
-
-    MLflow itself would retry an unreachable server for minutes (about four for a refused
-    connection) and only after training. An ``http(s)`` URI must answer an HTTP request within
-    ``timeout`` seconds (any status counts: the server is there); a ``sqlite`` URI's folder must
-    exist. Other schemes are left to MLflow.
-
-    Args:
-        tracking_uri: the run's ``--tracking-uri``; None means ``$MLFLOW_TRACKING_URI`` or the default store.
-        timeout: seconds to wait for a server's answer.
-
-    Raises:
-        ValueError: one line naming the URI, where it came from, what failed and the fix.
-    """
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    uri = resolve_tracking_uri(tracking_uri)
-    from_environment = "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else None
-    source = "--tracking-uri" if tracking_uri else from_environment
-    named = f"{source} {uri}" if source else f"the tracking store {uri}"
-    parsed = urllib.parse.urlsplit(uri)
-    if parsed.scheme in ("http", "https"):
-        host = parsed.hostname or ""
-        netloc = f"[{host}]" if ":" in host else host
-        netloc += f":{parsed.port}" if parsed.port else ""
-        health = urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path.rstrip("/") + "/health", "", ""))
-        try:
-            with urllib.request.urlopen(health, timeout=timeout):
-                return
-        except urllib.error.HTTPError:
-            return  # it answered (no /health route, or it wants credentials): a server is there
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            reason = " ".join(str(getattr(err, "reason", err)).split())
-            raise ValueError(
-                f"{named}: cannot reach the MLflow tracking server ({reason}; nothing was trained or logged); "
-                f"fix: start the server, correct the URI, or drop {source or 'it'} to log to ./mlflow.db"
-            ) from err
-    elif parsed.scheme == "sqlite" and uri.startswith("sqlite:///"):
-        database = uri[len("sqlite:///"):]
-        folder = Path(database).parent
-        if database and database != ":memory:" and not folder.is_dir():
-            raise ValueError(
-                f"{named}: the folder of the SQLite store, {folder}, does not exist; fix: create it or "
-                f"point the URI at an existing folder"
-            )
 
 
 def load_run_manifest(config: RunConfig) -> tuple[str, Manifest]:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NO_ACTIVE_RUN_MESSAGE",
     "audit_metrics",
+    "check_tracking_uri",
     "finished_audits",
     "flatten_params",
     "load_audit",
@@ -363,6 +364,59 @@ def _as_float(value: object) -> float | None:
         return None
 
 
+TRACKING_TIMEOUT_S = 5.0  # seconds a tracking server gets to answer before a run gives up on it
+
+
+def check_tracking_uri(tracking_uri: str | None, *, timeout: float = TRACKING_TIMEOUT_S) -> None:
+    """Fail fast, before any data or training, when the MLflow store cannot be reached.
+
+    MLflow itself would retry an unreachable server for minutes (about four for a refused
+    connection) and only after training. An ``http(s)`` URI must answer an HTTP request within
+    ``timeout`` seconds (any status counts: the server is there); a ``sqlite`` URI's folder must
+    exist. Other schemes are left to MLflow.
+
+    Args:
+        tracking_uri: the run's ``--tracking-uri``; None means ``$MLFLOW_TRACKING_URI`` or the default store.
+        timeout: seconds to wait for a server's answer.
+
+    Raises:
+        ValueError: one line naming the URI, where it came from, what failed and the fix.
+    """
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    uri = resolve_tracking_uri(tracking_uri)
+    from_environment = "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else None
+    source = "--tracking-uri" if tracking_uri else from_environment
+    named = f"{source} {uri}" if source else f"the tracking store {uri}"
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme in ("http", "https"):
+        host = parsed.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        netloc += f":{parsed.port}" if parsed.port else ""
+        health = urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path.rstrip("/") + "/health", "", ""))
+        try:
+            with urllib.request.urlopen(health, timeout=timeout):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered (no /health route, or it wants credentials): a server is there
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = " ".join(str(getattr(err, "reason", err)).split())
+            raise ValueError(
+                f"{named}: cannot reach the MLflow tracking server ({reason}; nothing was trained or logged); "
+                f"fix: start the server, correct the URI, or drop {source or 'it'} to log to ./mlflow.db"
+            ) from err
+    elif parsed.scheme == "sqlite" and uri.startswith("sqlite:///"):
+        database = uri[len("sqlite:///"):]
+        folder = Path(database).parent
+        if database and database != ":memory:" and not folder.is_dir():
+            raise ValueError(
+                f"{named}: the folder of the SQLite store, {folder}, does not exist; fix: create it or "
+                f"point the URI at an existing folder"
+            )
+
+
 def resolve_tracking_uri(tracking_uri: str | None) -> str:
     """The explicit URI, else ``$MLFLOW_TRACKING_URI``, else a SQLite store in the working directory."""
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
@@ -382,6 +436,7 @@ def load_audit(reference: str, *, tracking_uri: str) -> AuditResult:
     Raises:
         FileNotFoundError: ``reference`` is neither a folder nor a run in ``tracking_uri``, or
             the run has no audit artifacts, or the folder lacks a result file; the message says which.
+        ValueError: the tracking server does not answer (:func:`check_tracking_uri`).
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -395,6 +450,7 @@ def load_audit(reference: str, *, tracking_uri: str) -> AuditResult:
             f"{reference!r} is neither a folder nor an MLflow run id (32 hex digits); pass a saved audit folder "
             f"or the run id that `audit run` printed"
         )
+    check_tracking_uri(tracking_uri)  # MLflow would retry an unreachable server for minutes
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:
         client.get_run(reference)
@@ -465,6 +521,7 @@ def finished_audits(experiment: str, *, tracking_uri: str) -> dict[str, str]:
     """
     import mlflow
 
+    check_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:

@@ -423,7 +423,7 @@ def test_a_tracking_server_that_answers_passes_the_check(monkeypatch: pytest.Mon
     import http.server
     import threading
 
-    from genfair.audit.pipeline import check_tracking_uri
+    from genfair.reports.tracking import check_tracking_uri
 
     class NoHealth(http.server.BaseHTTPRequestHandler):  # answers 404 to everything, like a proxy without /health
         def do_GET(self) -> None:  # noqa: N802 - the handler's API
@@ -443,3 +443,11 @@ def test_a_tracking_server_that_answers_passes_the_check(monkeypatch: pytest.Mon
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     with pytest.raises(ValueError, match=r"^\$MLFLOW_TRACKING_URI http://127\.0\.0\.1:9: cannot reach the MLflow"):
         check_tracking_uri(None)
+
+
+def test_check_against_an_unreachable_server_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "policy.toml").write_text("[metrics.mse_error]\nmax_ratio = 2.0\n")
+    code, _, stderr = invoke("check", "--run", "0" * 32, "--policy", "policy.toml", "--tracking-uri",
+                             "http://127.0.0.1:9")
+    assert code == 2 and "cannot reach the MLflow tracking server" in stderr and len(stderr.strip().splitlines()) == 1
