@@ -225,8 +225,10 @@ def excess_cuts(
             ``"male / lighter"``, the majority).
 
     Returns:
-        DataFrame with columns ``model, composition, objective, group, excess_before, excess,
-        cut, cut_ci_low, cut_ci_high, quality_cost, quality_cost_ci_low, quality_cost_ci_high``,
+        DataFrame with columns ``model, composition, objective, group, excess_before,
+        excess_before_ci_low, excess_before_ci_high, excess, cut, cut_ci_low, cut_ci_high,
+        quality_cost, quality_cost_ci_low, quality_cost_ci_high`` (the as-given, ERM excess with
+        its interval over people; a cut of an excess whose interval holds 0 means little),
         one row per model, alternative cell and group other than the reference.
 
     Raises:
@@ -261,6 +263,7 @@ def excess_cuts(
         base_point, base_boot = seed_average(point, (model, AS_GIVEN, ERM)), seed_average(boot, (model, AS_GIVEN, ERM))
         if base_point is None:
             raise ValueError(f"{MISSING_CELL_MSG} ({model}, {AS_GIVEN}, {ERM}): the as-given, ERM baseline")
+        excess_low, excess_high = _quantiles(base_boot - base_boot[..., [ref]], config.level)
         for composition, objective in dict.fromkeys((cell[1], cell[2]) for cell in cells if cell[0] == model):
             if (composition, objective) == (AS_GIVEN, ERM):
                 continue
@@ -277,7 +280,8 @@ def excess_cuts(
                 low, high = _quantiles(resampled, config.level) if sufficient[g] and sufficient[ref] else (np.nan,) * 2
                 rows.append({
                     "model": model, "composition": composition, "objective": objective, "group": label,
-                    "excess_before": before, "excess": after, "cut": 1 - after / before if before else np.nan,
+                    "excess_before": before, "excess_before_ci_low": excess_low[g],
+                    "excess_before_ci_high": excess_high[g], "excess": after, "cut": 1 - after / before if before else np.nan,
                     "cut_ci_low": low, "cut_ci_high": high,
                     "quality_cost": cell_point[ref] - base_point[ref],
                     "quality_cost_ci_low": cost_low, "quality_cost_ci_high": cost_high,
@@ -308,13 +312,14 @@ def attribution_summary(effects: pd.DataFrame, cuts: pd.DataFrame, *, reference:
     Example:
         >>> import pandas as pd
         >>> cuts = pd.DataFrame({"model": ["cnn"], "composition": ["balanced"], "objective": ["erm"],
-        ...     "group": ["female / darker"], "excess_before": [0.004], "excess": [0.001], "cut": [0.75],
+        ...     "group": ["female / darker"], "excess_before": [0.004], "excess_before_ci_low": [0.002],
+        ...     "excess_before_ci_high": [0.006], "excess": [0.001], "cut": [0.75],
         ...     "cut_ci_low": [0.5], "cut_ci_high": [0.9], "quality_cost": [0.0002],
         ...     "quality_cost_ci_low": [-0.0001], "quality_cost_ci_high": [0.0005]})
         >>> effects = pd.DataFrame({"model": ["cnn"], "effect": ["representation"], "group": ["female / darker"],
         ...     "grouping": ["gender x skin_tone"], "within_seed_noise": [False]})
         >>> print(attribution_summary(effects, cuts, reference="male / lighter"))
-        cnn: **female / darker** has the largest excess error over male / lighter (0.004). Retraining on balanced data cuts it by 75% [50%, 90%]; male / lighter's error changes by +0.0002 [-0.0001, +0.0005]. The remaining gap is not explained by representation: part of it is intrinsic difficulty or the model.
+        cnn: **female / darker** has the largest excess error over male / lighter (0.004 [0.002, 0.006]). Retraining on balanced data cuts it by 75% [50%, 90%]; male / lighter's error changes by +0.0002 [-0.0001, +0.0005]. The remaining gap is not explained by representation: part of it is intrinsic difficulty or the model.
     """
     import math
 
@@ -326,7 +331,12 @@ def attribution_summary(effects: pd.DataFrame, cuts: pd.DataFrame, *, reference:
             paragraphs.append(f"{model}: no group has a larger error than {reference} when trained as given; there "
                               f"is no excess to attribute.")
             continue
-        text = [f"{model}: **{group}** has the largest excess error over {reference} ({before:.3g})."]
+        low, high = worst.get("excess_before_ci_low", math.nan), worst.get("excess_before_ci_high", math.nan)
+        text = [f"{model}: **{group}** has the largest excess error over {reference} ({before:.3g} "
+                f"[{low:.3g}, {high:.3g}])."]
+        if math.isfinite(low) and low <= 0:
+            text.append(f"That excess is not told apart from no excess at this sample size, so no lever can be "
+                        f"judged by how much of it it removes (the cuts below are noise).")
         for row in rows[rows["group"] == group].itertuples(index=False):
             lever = ("retraining on balanced data" if (row.composition, row.objective) == (BALANCED, ERM)
                      else f"{row.objective} on {row.composition} data")

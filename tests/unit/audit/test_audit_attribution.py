@@ -111,3 +111,12 @@ def test_the_summary_names_the_group_the_levers_and_the_cost():
     assert "Retraining on balanced data cuts it by" in text and "Group-dro on as-given data cuts it by" in text
     assert "male / lighter's error changes by" in text
     assert "Balanced data may remove all of it" in text
+
+
+def test_the_summary_says_when_there_is_no_excess_to_attribute():
+    frame = cells(0.0)
+    effects = attribution_effects(frame, attributes=ATTRS, **FAST)
+    cuts = excess_cuts(frame, attributes=ATTRS, reference="male / lighter", **FAST)
+    assert {"excess_before_ci_low", "excess_before_ci_high"} <= set(cuts.columns)
+    text = attribution_summary(effects, cuts, reference="male / lighter")
+    assert "not told apart from no excess at this sample size" in text
