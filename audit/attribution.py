@@ -334,21 +334,25 @@ def attribution_summary(effects: pd.DataFrame, cuts: pd.DataFrame, *, reference:
         low, high = worst.get("excess_before_ci_low", math.nan), worst.get("excess_before_ci_high", math.nan)
         text = [f"{model}: **{group}** has the largest excess error over {reference} ({before:.3g} "
                 f"[{low:.3g}, {high:.3g}])."]
-        if math.isfinite(low) and low <= 0:
+        no_excess = math.isfinite(low) and low <= 0
+        if no_excess:
             text.append(f"That excess is not told apart from no excess at this sample size, so no lever can be "
                         f"judged by how much of it it removes (the cuts below are noise).")
         for row in rows[rows["group"] == group].itertuples(index=False):
             lever = ("retraining on balanced data" if (row.composition, row.objective) == (BALANCED, ERM)
                      else f"{row.objective} on {row.composition} data")
-            verb = "cuts" if row.cut >= 0 else "raises"
+            verb = "cuts" if row.cut > 0 else "raises" if row.cut < 0 else "leaves"
             cost = (f"; {reference}'s error changes by {row.quality_cost:+.3g} [{row.quality_cost_ci_low:+.3g}, "
                     f"{row.quality_cost_ci_high:+.3g}]" if math.isfinite(row.quality_cost) else "")
-            text.append(f"{lever.capitalize()} {verb} it by {_percent(abs(row.cut))} "
+            amount = "unchanged" if verb == "leaves" else f"by {_percent(abs(row.cut))}"
+            text.append(f"{lever.capitalize()} {verb} it {amount} "
                         f"[{_percent(row.cut_ci_low)}, {_percent(row.cut_ci_high)}]{cost}.")
         representation = effects[(effects["model"] == model) & (effects["effect"] == "representation")
                                  & (effects["group"] == group)]
         balanced = rows[(rows["group"] == group) & (rows["composition"] == BALANCED) & (rows["objective"] == ERM)]
-        if len(representation) and bool(representation["within_seed_noise"].iloc[0]):
+        if no_excess:
+            pass  # nothing to explain
+        elif len(representation) and bool(representation["within_seed_noise"].iloc[0]):
             text.append("The representation effect is within retraining noise at this number of seeds.")
         elif len(balanced):  # balanced data removes all of the excess, within its interval?
             high = balanced["cut_ci_high"].iloc[0]

@@ -120,3 +120,4 @@ def test_the_summary_says_when_there_is_no_excess_to_attribute():
     assert {"excess_before_ci_low", "excess_before_ci_high"} <= set(cuts.columns)
     text = attribution_summary(effects, cuts, reference="male / lighter")
     assert "not told apart from no excess at this sample size" in text
+    assert "explain" not in text, "no excess: nothing for representation to explain"
