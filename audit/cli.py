@@ -156,6 +156,9 @@ def run(
     dro_eta: Annotated[
         float | None, typer.Option(help="Group DRO step size (default per model).", show_default=False)
     ] = None,
+    reference: Annotated[
+        str, typer.Option(help="Compare every group with: best, largest (most people), or a group, e.g. 'male / lighter'.")
+    ] = "best",
     policy: PolicyOption = None,
     baseline: BaselineOption = None,
     junit: JunitOption = None,
@@ -182,6 +185,7 @@ def run(
             objective=objective,
             sampler=sampler,
             dro_eta=dro_eta,
+            reference=reference,
             attributes=_split_list(attributes),
             epochs=epochs,
             batch_size=batch_size,

@@ -110,6 +110,8 @@ class RunConfig:
             group) or ``"group-dro"`` (online group DRO); see :mod:`genfair.models.objectives`.
         dro_eta: group DRO's step size; None means :data:`DRO_ETA` for the model.
         sampler: ``"shuffle"`` or ``"balanced"`` (every intersectional group drawn equally often).
+        reference: the group every group is compared with in the interval tables: ``"best"``,
+            ``"largest"`` (most people) or a group's label (e.g. ``"male / lighter"``).
     """
 
     model: str = "vae"
@@ -142,6 +144,7 @@ class RunConfig:
     objective: str = "erm"
     dro_eta: float | None = None
     sampler: str = "shuffle"
+    reference: str = "best"
 
     def __post_init__(self) -> None:
         for option, value, choices in (("--composition", self.composition, datasets.COMPOSITIONS),
@@ -241,6 +244,7 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
     model_spec = models.get(config.model)
     model_config = build_model_config(model_spec, config)
     dataset_name, manifest = load_run_manifest(config)
+    _check_reference(config.reference, manifest)
     datamodule = FacesDataModule(
         manifest,
         image_size=config.image_size,
@@ -331,10 +335,11 @@ def _audit(
         per_image[SKIN_TONE_SHIFT] = shift.double().numpy()
         tables["skin_tone_shift"] = group_table(per_image, attributes=attributes, metrics=[SKIN_TONE_SHIFT])
         tables["skin_tone_intervals"], tables["skin_tone_disparities"] = _without_ratios(
-            *interval_tables(per_image, attributes=attributes, metrics=[SKIN_TONE_SHIFT], seed=config.seed)
+            *interval_tables(per_image, attributes=attributes, metrics=[SKIN_TONE_SHIFT], seed=config.seed,
+                             reference=config.reference)
         )
     tables["group_intervals"], tables["disparity_intervals"] = interval_tables(
-        per_image, attributes=attributes, metrics=metric_names(), seed=config.seed
+        per_image, attributes=attributes, metrics=metric_names(), seed=config.seed, reference=config.reference
     )
     if scale is not None and config.model != "bicubic":
         baseline = _per_image_frame(manifest, indices, models.bicubic_upsample(items["lowres"], scale=scale), targets)
@@ -747,6 +752,19 @@ def _grid_sample(
 #: their group gaps are thousandths and need a larger step than the VAE's loss summed over pixels.
 DRO_ETA = {"vae": 0.001}
 DRO_ETA_DEFAULT = 1.0
+
+
+def _check_reference(reference: str, manifest: Manifest) -> None:
+    """Refuse, before training, a named reference group that no grouping of the manifest has."""
+    if reference in ("best", "largest"):
+        return
+    attributes = list(manifest.attributes)
+    frame = manifest.frame[attributes].astype(str)
+    labels = {value for column in attributes for value in frame[column].unique()}
+    labels |= set(frame.agg(GROUP_SEPARATOR.join, axis=1).unique()) if len(attributes) > 1 else set()
+    if reference not in labels:
+        raise ValueError(f"--reference {reference!r} is no group of {attributes}: use best, largest or one of "
+                         f"{sorted(labels)}")
 
 
 def _generates_balanced(config: RunConfig) -> bool:

@@ -77,3 +77,14 @@ def test_bad_levers_are_refused_before_training(workdir: Path) -> None:
     code, _, stderr = invoke("attribute", "--mitigation", "erm", *TINY)
     assert code == 2 and "--mitigation must be reweighted or group-dro" in stderr
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_a_named_reference_group_is_used_or_refused_before_training(workdir: Path) -> None:
+    code, _, stderr = invoke("run", "--model", "pca", "--reference", "male / lighter", "--classifier-epochs", "0",
+                             "--out", "result", *TINY)
+    assert code == 0, stderr
+    intervals = pd.read_parquet(workdir / "result" / "group_intervals.parquet")
+    crossed = intervals[intervals["grouping"] == "gender x skin_tone"]
+    assert set(crossed["reference_group"]) == {"male / lighter"}
+    code, _, stderr = invoke("run", "--model", "pca", "--reference", "men", *TINY)
+    assert code == 2 and "--reference 'men' is no group" in stderr
