@@ -927,22 +927,12 @@ def run_comparison(
             run_ids[name] = found[name]
             results[name] = load_audit(found[name], tracking_uri=tracking_uri)
     else:
-        mlflow.set_tracking_uri(tracking_uri)
-        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-        with store_lock(tracking_uri):
-            experiment = mlflow.set_experiment(base.experiment)
-        parent = client.create_run(experiment.experiment_id, run_name=f"compare-{base.dataset}-seed{base.seed}",
-                                   tags={"genfair.compare": ",".join(model_names), "genfair.seed": str(base.seed)})
-        parent_id = parent.info.run_id
-        try:
-            for name, config in configs.items():
-                outcome = run_audit(dataclasses.replace(config, parent_run_id=parent_id), progress_bar=progress_bar)
-                if outcome is None:  # a DDP rank other than 0
-                    return None
-                results[name], run_ids[name] = outcome.result, outcome.run_id
-        except BaseException:
-            client.set_terminated(parent_id, status="FAILED")
-            raise
+        children = _run_children(base, configs, kind="compare", model_names=model_names, progress_bar=progress_bar)
+        if children is None:  # a DDP rank other than 0
+            return None
+        client, parent_id, outcomes = children
+        for name, outcome in outcomes.items():
+            results[name], run_ids[name] = outcome.result, outcome.run_id
 
     table = comparison_table(results, run_ids=run_ids)
     ranked = rank_models(table, priority)
@@ -968,6 +958,34 @@ def run_comparison(
         client.set_terminated(parent_id, status="FINISHED")
     return ComparisonOutcome(ranked=ranked, recommendation=text, html=html, markdown=markdown,
                              parent_run_id=parent_id)
+
+
+def _run_children(
+    base: RunConfig, configs: Mapping[Any, RunConfig], *, kind: str, model_names: Sequence[str], progress_bar: bool
+) -> tuple[Any, str, dict[Any, RunOutcome]] | None:
+    """Run every config as a child of one new parent run (tag ``genfair.<kind>``): ``(client, parent id, outcomes)``.
+
+    The parent is marked FAILED if a child fails; the caller finishes it. None on DDP ranks other than 0.
+    """
+    tracking_uri = resolve_tracking_uri(base.tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    with store_lock(tracking_uri):
+        experiment = mlflow.set_experiment(base.experiment)
+    parent = client.create_run(experiment.experiment_id, run_name=f"{kind}-{base.dataset}-seed{base.seed}",
+                               tags={f"genfair.{kind}": ",".join(model_names), "genfair.seed": str(base.seed)})
+    parent_id = parent.info.run_id
+    outcomes: dict[Any, RunOutcome] = {}
+    try:
+        for key, config in configs.items():
+            outcome = run_audit(dataclasses.replace(config, parent_run_id=parent_id), progress_bar=progress_bar)
+            if outcome is None:
+                return None
+            outcomes[key] = outcome
+    except BaseException:
+        client.set_terminated(parent_id, status="FAILED")
+        raise
+    return client, parent_id, outcomes
 
 
 def _has_scale(model: str) -> bool:
@@ -1155,31 +1173,17 @@ def run_attribution(
                for cell in cells}
     for config in configs.values():
         build_model_config(models.get(config.model), config)
-    tracking_uri = resolve_tracking_uri(base.tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    with store_lock(tracking_uri):
-        experiment = mlflow.set_experiment(base.experiment)
-    parent = client.create_run(experiment.experiment_id, run_name=f"attribute-{base.dataset}-seed{base.seed}",
-                               tags={"genfair.attribute": ",".join(model_names), "genfair.seed": str(base.seed)})
-    parent_id = parent.info.run_id
-    frames, majority = [], None
-    try:
-        for cell, config in configs.items():
-            outcome = run_audit(dataclasses.replace(config, parent_run_id=parent_id), progress_bar=progress_bar)
-            if outcome is None:
-                return None
-            frame = outcome.result.per_image.assign(model=cell[0], composition=cell[1], objective=cell[2],
-                                                    seed=cell[3])
-            frames.append(frame)
-            if majority is None and cell[1] == "as-given":
-                composition = outcome.result.metadata["splits"]["train"]["composition"]
-                majority = max(composition, key=lambda group: (composition[group], group))
-    except BaseException:
-        client.set_terminated(parent_id, status="FAILED")
-        raise
+    children = _run_children(base, configs, kind="attribute", model_names=model_names, progress_bar=progress_bar)
+    if children is None:  # a DDP rank other than 0
+        return None
+    client, parent_id, outcomes = children
+    frames = [outcome.result.per_image.assign(model=cell[0], composition=cell[1], objective=cell[2], seed=cell[3])
+              for cell, outcome in outcomes.items()]
+    as_given = next(outcome for cell, outcome in outcomes.items() if cell[1] == "as-given")
+    composition = as_given.result.metadata["splits"]["train"]["composition"]
+    majority = max(composition, key=lambda group: (composition[group], group))
     long = pd.concat(frames, ignore_index=True)
-    attributes = list(outcome.result.metadata["attributes"])
+    attributes = list(as_given.result.metadata["attributes"])
     effects = attribution_effects(long, attributes=attributes, mitigation=mitigation, seed=base.seed)
     cuts = excess_cuts(long, attributes=attributes, reference=majority, seed=base.seed)
     summary = attribution_summary(effects, cuts, reference=majority)
