@@ -415,22 +415,9 @@ def report(
 
 
 def _print_comparison(outcome: Any) -> None:
-    from rich import box
-    from rich.markdown import Markdown
-    from rich.table import Table
+    from genfair.reports.terminal import print_ranking
 
-    from genfair.reports.comparison import display_table
-
-    full = display_table(outcome.ranked)
-    error_column = next(column for column in full.columns if column.endswith("(95% CI)"))
-    shown = full[["rank", "model", "task", error_column, "worst group", "ratio worst/best", "p (Holm)", "images/s"]]
-    table = Table(title="Which model suits the task?", box=box.SIMPLE_HEAD)
-    for column in shown.columns:
-        table.add_column(column, justify="left" if column in ("model", "task", "worst group") else "right")
-    for row in shown.itertuples(index=False):
-        table.add_row(*map(str, row))
-    console.print(table)
-    console.print(Markdown(outcome.recommendation))
+    print_ranking(console, outcome.ranked, outcome.recommendation)
     console.print(f"report: {outcome.html} and {outcome.markdown}")
     if outcome.parent_run_id:
         console.print(f"MLflow parent run {outcome.parent_run_id} holds every model's run as a child")
@@ -472,29 +459,11 @@ def attribute(
         outcome = run_attribution(base, _split_list(models) or ("vae",), mitigation=mitigation, seeds=seeds, out=out)
     if outcome is None:
         return
-    from rich.markdown import Markdown
+    from genfair.reports.terminal import print_effects
 
-    finest = outcome.effects[outcome.effects["grouping"] == outcome.effects["grouping"].iloc[-1]]
-    table = _rich_table("Effects per group (error; 95% CI over people and retraining)",
-                        ["model", "effect", "group", "estimate", "95% CI", "seed noise"])
-    for row in finest.itertuples(index=False):
-        noise = "within" if row.within_seed_noise else f"{row.seed_se:.2g}"
-        table.add_row(row.model, row.effect, row.group, f"{row.estimate:+.3g}",
-                      f"[{row.ci_low:+.3g}, {row.ci_high:+.3g}]", noise)
-    console.print(table)
-    console.print(Markdown(outcome.summary))
+    print_effects(console, outcome.effects, outcome.summary)
     console.print(f"report: {outcome.html} and {outcome.markdown} ({outcome.seconds:.0f} s); MLflow parent run "
                   f"{outcome.parent_run_id}")
-
-
-def _rich_table(title: str, headers: list[str]) -> Any:
-    from rich import box
-    from rich.table import Table
-
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    for header in headers:
-        table.add_column(header)
-    return table
 
 
 @data_app.command("import-faces95")

@@ -25,12 +25,13 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from genfair.audit.grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR
+
 if TYPE_CHECKING:
     from genfair.audit.result import AuditResult
 
 __all__ = ["comparison_figures", "display_table", "effects_figure", "write_report"]
 
-GROUP_SEPARATOR = " / "
 FIGURE_TITLES = {
     "group_error": "Error per group, every model (95% intervals resample people)",
     "error_distribution": "Per-image error distribution per group",
@@ -226,7 +227,7 @@ def comparison_figures(
     """
     first = next(iter(results.values()))
     attributes = list(first.metadata.get("attributes", []))
-    grouping = " x ".join(attributes)
+    grouping = GROUPING_SEPARATOR.join(attributes)
     figures: dict[str, Figure | None] = {}
     rows = _group_rows(results, "group_intervals", metric, grouping)
     figures["group_error"] = _interval_figure(rows, value_label=metric) if len(rows) else None

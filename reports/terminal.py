@@ -1,4 +1,4 @@
-"""An audit in the terminal: the tables ``audit run``, ``audit check`` and ``audit compare-runs`` print (rich).
+"""An audit in the terminal: the tables ``audit run``, ``check``, ``compare``, ``attribute`` and ``compare-runs`` print (rich).
 
 Each function takes plain frames (an ``AuditResult`` or its tables) and returns rich
 renderables or prints them to a given console; nothing here computes a statistic. Intervals
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from genfair.audit.policy import CheckReport
     from genfair.audit.result import AuditResult
 
-__all__ = ["METRIC_HEADERS", "print_audit", "print_check", "print_comparison"]
+__all__ = ["METRIC_HEADERS", "print_audit", "print_check", "print_comparison", "print_effects", "print_ranking"]
 
 FEW_SUBJECTS = 5  # below this many subjects a group's mean is an anecdote, not evidence
 METRIC_HEADERS = {"mse_error": "MSE ↓", "mae_error": "MAE ↓", "psnr_score": "PSNR dB ↑", "ssim_score": "SSIM ↑"}
@@ -252,3 +252,37 @@ def print_check(console: Console, report: CheckReport, *, title: str = "Fairness
     counts = report.counts
     console.print(f"[{VERDICT_STYLES[report.verdict]}]{report.verdict.upper()}[/]: {counts['fail']} failed, "
                   f"{counts['warn']} warned, {counts['pass']} passed")
+
+
+def print_ranking(console: Console, ranked: pd.DataFrame, recommendation: str) -> None:
+    """``audit compare``'s ranked models (the main columns of the report's table) and its recommendation."""
+    from rich.markdown import Markdown
+
+    from genfair.reports.comparison import display_table
+
+    full = display_table(ranked)
+    error_column = next(column for column in full.columns if column.endswith("(95% CI)"))
+    shown = full[["rank", "model", "task", error_column, "worst group", "ratio worst/best", "p (Holm)", "images/s"]]
+    table = _table("Which model suits the task?", *shown.columns, left=0)
+    for column in table.columns:
+        if column.header in ("model", "task", "worst group"):
+            column.justify = "left"
+    for row in shown.itertuples(index=False):
+        table.add_row(*map(str, row))
+    console.print(table)
+    console.print(Markdown(recommendation))
+
+
+def print_effects(console: Console, effects: pd.DataFrame, summary: str) -> None:
+    """``audit attribute``'s effects in the finest grouping, then its summary."""
+    from rich.markdown import Markdown
+
+    finest = effects[effects["grouping"] == effects["grouping"].iloc[-1]]
+    table = _table("Effects per group (error; 95% CI over people and retraining)",
+                   "model", "effect", "group", "estimate", "95% CI", "seed noise", left=6)
+    for row in finest.itertuples(index=False):
+        noise = "within" if row.within_seed_noise else f"{row.seed_se:.2g}"
+        table.add_row(row.model, row.effect, row.group, f"{row.estimate:+.3g}",
+                      f"[{row.ci_low:+.3g}, {row.ci_high:+.3g}]", noise)
+    console.print(table)
+    console.print(Markdown(summary))
