@@ -1,8 +1,17 @@
 """genfair.audit: per-image metrics, per-group tables, disparities, their uncertainty, and the audit result.
 
+The pure core of the audit lives in this package's modules (no Lightning, no MLflow, no plotting);
+the composition root lives in its sub-packages: :mod:`genfair.audit.run` (where outputs come
+from, training, studies) and :mod:`genfair.audit.cli` (the ``audit`` command).
+
+The ways in from Python: :func:`audit_outputs` (outputs held in memory) and :func:`audit_model`
+(your ``torch.nn.Module`` on a manifest; loaded from :mod:`genfair.audit.run` on first use).
+
 Importing this package is cheap: torch, torchmetrics, numpy, pandas, scipy and fairlearn are
 imported inside the functions that use them, so the ``audit`` command answers ``--help`` fast.
 """
+
+from typing import Any
 
 from .compare import (
     COMPARISON_DISPARITY_COLUMNS,
@@ -29,6 +38,7 @@ from .metrics import (
     per_sample_ssim_score,
     register,
 )
+from .panel import BASELINE_PREFIX, SKIN_TONE_SHIFT, audit_frame, audit_outputs, majority_groups, score_batch
 from .result import RESULT_FILES, AuditResult, summarize
 from .skin import central_face_mask, individual_typology_angle, per_sample_ita_shift, srgb_to_lab
 from .stats import (
@@ -44,6 +54,13 @@ from .stats import (
 )
 
 __all__ = [
+    "BASELINE_PREFIX",
+    "SKIN_TONE_SHIFT",
+    "audit_frame",
+    "audit_model",
+    "audit_outputs",
+    "majority_groups",
+    "score_batch",
     "COMPARISON_DISPARITY_COLUMNS",
     "COMPARISON_GROUP_COLUMNS",
     "DISPARITY_COLUMNS",
@@ -85,3 +102,12 @@ __all__ = [
     "summarize",
     "uninformative_conditional_proportional_representation",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``audit_model`` runs a model over a manifest's images: it lives in the run, imported on first use."""
+    if name == "audit_model":
+        from .run.api import audit_model
+
+        return audit_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

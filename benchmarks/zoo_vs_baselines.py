@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from genfair import models
-from genfair.audit.pipeline import RunConfig, run_audit
+from genfair.audit.run import RunConfig, run_audit
 
 
 def bottleneck_of(model: str) -> int:

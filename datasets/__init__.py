@@ -2,8 +2,8 @@
 
 Importing the package registers the datasets (``names()`` lists them: ``digits``, ``faces``). The
 torch/Lightning side (:class:`FacesDataModule`, :class:`ManifestImageDataset`, :func:`load_image`,
-:func:`load_mask`, :data:`LOWRES_SCALES`) is imported on first use, so reading or importing
-manifests stays light (``pytorch_lightning`` alone takes seconds to import).
+:func:`load_mask`, :func:`load_output`, :data:`LOWRES_SCALES`) is imported on first use, so reading
+or importing manifests stays light (``pytorch_lightning`` alone takes seconds to import).
 """
 
 from __future__ import annotations
@@ -27,7 +27,15 @@ from .splits import subject_disjoint_split
 from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces, generate_synthetic_faces
 
 if TYPE_CHECKING:
-    from .datamodule import LOWRES_SCALES, SAMPLERS, FacesDataModule, ManifestImageDataset, load_image, load_mask
+    from .datamodule import (
+        LOWRES_SCALES,
+        SAMPLERS,
+        FacesDataModule,
+        ManifestImageDataset,
+        load_image,
+        load_mask,
+        load_output,
+    )
 
 __all__ = [
     "MASK_COLUMN",
@@ -58,12 +66,21 @@ __all__ = [
     "ManifestImageDataset",
     "load_image",
     "load_mask",
+    "load_output",
     "subject_disjoint_split",
 ]
 
 _LAZY = {
     name: ".datamodule"
-    for name in ("LOWRES_SCALES", "SAMPLERS", "FacesDataModule", "ManifestImageDataset", "load_image", "load_mask")
+    for name in (
+        "LOWRES_SCALES",
+        "SAMPLERS",
+        "FacesDataModule",
+        "ManifestImageDataset",
+        "load_image",
+        "load_mask",
+        "load_output",
+    )
 }
 
 

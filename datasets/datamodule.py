@@ -10,7 +10,15 @@ Every batch is a dict (``B`` images, ``A = len(manifest.attributes)``):
 - ``"lowres"``: ``(B, C, H // s, W // s)`` float32 in [0, 1], ``avg_pool2d(image, s)`` (only when
   built with ``lowres_scale=s``);
 - ``"mask"``: ``(B, 1, H, W)`` float32 in {0, 1} (only when the manifest has a ``mask_path``
-  column; 1 = in the mask, e.g. skin of the face).
+  column; 1 = in the mask, e.g. skin of the face);
+- ``"output"``: ``(B, C, H, W)`` float32 in [0, 1], the model's output image already on disk
+  (:func:`load_output`; only when the manifest was loaded with ``outputs=`` and the row has one);
+- ``"input"``: ``(B, C, h, w)`` float32 in [0, 1], the low-resolution input the model saw, at its
+  own size (only when the manifest was loaded with ``inputs=`` and the row has an output).
+
+Rows without an output have neither ``"output"`` nor ``"input"``, and the default collate needs
+every item of a batch to have the same keys (and, for ``"input"``, the same size): batch the rows
+of ``manifest.output_rows`` to audit outputs.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ __all__ = [
     "FacesDataModule",
     "load_image",
     "load_mask",
+    "load_output",
     "subject_disjoint_split",
 ]
 
@@ -56,6 +65,36 @@ ERR_EMPTY_SPLIT = "split is empty"
 ERR_GROUP_NOT_IN_TEST = "the test split has no subject of group"
 ERR_LOWRES_SCALE = "lowres_scale must be one of"
 ERR_NOT_DIVISIBLE = "is not divisible by lowres_scale"
+ERR_ASPECT_RATIO = "output's aspect ratio differs from the original's"
+ASPECT_TOLERANCE = 0.01
+"""The largest relative difference of an output's aspect ratio (width / height) from its original's."""
+
+
+class _AspectRatioError(ValueError):
+    """An output image's aspect ratio differs from its original's (see :func:`load_output`)."""
+
+    def __init__(self, output: tuple[int, int], original: tuple[int, int], path: str | os.PathLike[str]) -> None:
+        self.output, self.original, self.path = output, original, os.fspath(path)
+        super().__init__(f"{self.path}: {self.problem}; fix: {self.fix}")
+
+    @property
+    def problem(self) -> str:
+        """The problem, starting with :data:`ERR_ASPECT_RATIO` (no file name)."""
+        (width, height), (original_width, original_height) = self.output, self.original
+        off = (width / height) / (original_width / original_height) - 1.0
+        return (
+            f"{ERR_ASPECT_RATIO} by {abs(off):.1%} (more than {ASPECT_TOLERANCE:.0%}): output {width}x{height} "
+            f"vs original {original_width}x{original_height}"
+        )
+
+    @property
+    def fix(self) -> str:
+        """What to do about it."""
+        width, height = self.original
+        return (
+            f"save the output at the original's aspect ratio (e.g. {width}x{height}): a stretched output "
+            f"would be compared with a differently shaped original"
+        )
 
 
 def load_image(path: str | os.PathLike[str], *, image_size: int, channels: int = 3) -> torch.Tensor:
@@ -76,14 +115,76 @@ def load_image(path: str | os.PathLike[str], *, image_size: int, channels: int =
     Raises:
         ValueError: ``channels`` is not 1 or 3.
     """
-    if channels not in CHANNEL_MODES:
-        raise ValueError(f"channels must be one of {sorted(CHANNEL_MODES)}, got {channels!r}")
+    _check_channels(channels)
     with Image.open(path) as opened:
         image = opened.convert(CHANNEL_MODES[channels])
-    if image.size != (image_size, image_size):
-        shrinking = image.width >= image_size and image.height >= image_size
-        resample = Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC
-        image = image.resize((image_size, image_size), resample)
+    return _as_tensor(_fit(image, image_size))
+
+
+def load_output(
+    path: str | os.PathLike[str],
+    *,
+    original: str | os.PathLike[str],
+    image_size: int,
+    channels: int = 3,
+) -> torch.Tensor:
+    """Read a model's output image (already on disk) as a tensor, like :func:`load_image` reads originals.
+
+    The output may have any size, but the shape of its original: its aspect ratio (width /
+    height) may differ from the original's by at most :data:`ASPECT_TOLERANCE` (1%). It is then
+    converted to RGB or greyscale and resized to ``image_size x image_size`` by the rule of
+    :func:`load_image` (box filter when shrinking, bicubic when enlarging). Only the original's
+    header is read.
+
+    Args:
+        path: the output image, a file PIL can read.
+        original: the image the output was made from (its size is compared).
+        image_size: output side in pixels.
+        channels: 1 or 3.
+
+    Returns:
+        ``(channels, image_size, image_size)`` float32 in [0, 1].
+
+    Raises:
+        ValueError: ``channels`` is not 1 or 3, or the aspect ratios differ by more than 1% (the
+            message gives both sizes: ``output 64x48 vs original 64x64``).
+    """
+    _check_channels(channels)
+    with Image.open(original) as opened:
+        original_size = opened.size
+    with Image.open(path) as opened:
+        (width, height), (original_width, original_height) = opened.size, original_size
+        # the 1e-12 keeps a difference of exactly the tolerance (e.g. 101x100 vs 100x100) inside it
+        if abs((width * original_height) / (height * original_width) - 1.0) > ASPECT_TOLERANCE + 1e-12:
+            raise _AspectRatioError(opened.size, original_size, path)
+        image = opened.convert(CHANNEL_MODES[channels])
+    return _as_tensor(_fit(image, image_size))
+
+
+def _read_as_is(path: str | os.PathLike[str], *, channels: int) -> torch.Tensor:
+    """One image at its own size, as RGB or greyscale: ``(channels, h, w)`` float32 in [0, 1]."""
+    _check_channels(channels)
+    with Image.open(path) as opened:
+        image = opened.convert(CHANNEL_MODES[channels])
+    return _as_tensor(image)
+
+
+def _check_channels(channels: int) -> None:
+    if channels not in CHANNEL_MODES:
+        raise ValueError(f"channels must be one of {sorted(CHANNEL_MODES)}, got {channels!r}")
+
+
+def _fit(image: Image.Image, image_size: int) -> Image.Image:
+    """``image`` resized to ``image_size x image_size`` (box filter when shrinking, else bicubic)."""
+    if image.size == (image_size, image_size):
+        return image
+    shrinking = image.width >= image_size and image.height >= image_size
+    resample = Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC
+    return image.resize((image_size, image_size), resample)
+
+
+def _as_tensor(image: Image.Image) -> torch.Tensor:
+    """An 8-bit ``L`` or ``RGB`` image as ``(C, h, w)`` float32 in [0, 1]."""
     pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
     if pixels.ndim == 2:
         pixels = pixels.unsqueeze(-1)
@@ -127,7 +228,8 @@ def _check_lowres_scale(lowres_scale: int | None, image_size: int) -> None:
 
 
 class ManifestImageDataset(Dataset):
-    """Some rows of a manifest, read lazily (one file open per item, two with masks).
+    """Some rows of a manifest, read lazily (one file open per item, plus one for its mask, two for its
+    output (whose original's header is read again to compare shapes) and one for its input).
 
     Args:
         manifest: the validated manifest.
@@ -139,8 +241,12 @@ class ManifestImageDataset(Dataset):
     Items are dicts (:meth:`load_row`): ``"image"`` ``(C, H, W)`` float32 in [0, 1], ``"index"``
     (int, the row's position in ``manifest.frame``), ``"labels"`` ``(A,)`` int64 (codes of
     ``manifest.attribute_classes``), and when enabled ``"lowres"`` ``(C, H // s, W // s)`` and
-    ``"mask"`` ``(1, H, W)`` float32 in {0, 1}. The default collate stacks them into the batch
-    contract of this module (``index`` becomes ``(B,)`` int64).
+    ``"mask"`` ``(1, H, W)`` float32 in {0, 1}. With ``manifest.outputs``, rows with an output
+    also hold ``"output"`` ``(C, H, W)`` float32 in [0, 1] (:func:`load_output`) and, with
+    ``manifest.inputs``, ``"input"`` ``(C, h, w)`` float32 in [0, 1] at the input file's own size
+    (not resized: the caller checks it). The default collate stacks them into the batch
+    contract of this module (``index`` becomes ``(B,)`` int64); it needs every item of a batch to
+    have the same keys, so batch ``manifest.output_rows`` to audit outputs.
 
     Raises:
         ValueError: ``channels`` is not 1 or 3, or a bad ``lowres_scale``.
@@ -183,6 +289,8 @@ class ManifestImageDataset(Dataset):
 
         Raises:
             IndexError: ``row`` is not in ``0 .. len(manifest.frame) - 1``.
+            ManifestError: a file of the row cannot be decoded, or its output's aspect ratio
+                differs from its image's (the message names the row and the column).
         """
         row = operator.index(row)  # ints and numpy ints; a float raises TypeError
         if not 0 <= row < self._rows_total:
@@ -195,6 +303,16 @@ class ManifestImageDataset(Dataset):
         if self.manifest.has_mask:
             with self._naming_the_row(row, "mask_path"):
                 item["mask"] = load_mask(self._file(row, "mask_path"), image_size=self.image_size)
+        outputs, inputs = self.manifest.outputs, self.manifest.inputs
+        if outputs is not None and self.manifest.frame[outputs].iat[row]:
+            with self._naming_the_row(row, outputs):
+                item["output"] = load_output(
+                    self._file(row, outputs), original=self._file(row), image_size=self.image_size,
+                    channels=self.channels,
+                )
+            if inputs is not None:
+                with self._naming_the_row(row, inputs):
+                    item["input"] = _read_as_is(self._file(row, inputs), channels=self.channels)
         return item
 
     @contextlib.contextmanager
@@ -205,6 +323,11 @@ class ManifestImageDataset(Dataset):
         """
         try:
             yield
+        except _AspectRatioError as err:
+            raise ManifestError(
+                f"{self.manifest.source}: data row {row + 1}, column {column!r}: {err.problem}: {err.path}; "
+                f"fix: {err.fix}"
+            ) from err
         except (OSError, ValueError, SyntaxError, EOFError) as err:
             detail = " ".join(str(err).split())[:200]
             raise ManifestError(
@@ -243,6 +366,8 @@ class FacesDataModule(pl.LightningDataModule):
         sampler: ``"shuffle"`` (each training image once an epoch) or ``"balanced"`` (draw
             training images with replacement, each with probability inverse to its
             intersectional group's image count, so every group is seen equally often).
+        require_train: refuse an empty training split (an audit of outputs on disk may have
+            none: nothing trains there but the attribute classifier, which is then skipped).
 
     Raises:
         ValueError: a bad option; an empty train or test split; a seeded split that cannot place a
@@ -264,6 +389,7 @@ class FacesDataModule(pl.LightningDataModule):
         lowres_scale: int | None = None,
         balance_training: bool = False,
         sampler: str = "shuffle",
+        require_train: bool = True,
     ) -> None:
         super().__init__()
         if sampler not in SAMPLERS:
@@ -302,7 +428,7 @@ class FacesDataModule(pl.LightningDataModule):
             labels = self._balanced_training(labels)
         self.split_labels: pd.Series = labels
         self._rows = {split: np.flatnonzero((labels == split).to_numpy(dtype=bool)) for split in SPLITS}
-        for split in ("train", "test"):
+        for split in ("train", "test") if require_train else ("test",):
             if len(self._rows[split]) == 0:
                 how = (
                     f"no row of its split column is {split!r}; fix: assign some subjects to {split!r}"
@@ -412,8 +538,8 @@ class FacesDataModule(pl.LightningDataModule):
         """The dataset item of manifest row ``row`` (position, any split): what a batch stacks.
 
         Returns:
-            ``{"image", "index", "labels"}`` plus ``"lowres"`` and ``"mask"`` when enabled; see
-            :class:`ManifestImageDataset`.
+            ``{"image", "index", "labels"}`` plus ``"lowres"``, ``"mask"``, ``"output"`` and
+            ``"input"`` when enabled; see :class:`ManifestImageDataset`.
         """
         return self._all_rows.load_row(row)
 

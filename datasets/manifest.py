@@ -9,6 +9,15 @@ A manifest is a CSV or Parquet table with one row per image:
 - ``mask_path`` (optional): a per-image mask file (e.g. the skin of the face: greyscale, >= 128
   = in the mask), relative to the manifest's folder like ``path``.
 
+Audits of images a model already produced name two more columns (any names, passed as
+``load_manifest(outputs=..., inputs=...)``; never attributes):
+
+- the **outputs** column: each audited row's output image (e.g. ``restored``), relative like
+  ``path``. A blank cell leaves the row out of the audit (it may still train a classifier); at
+  least one row needs an output, and no two rows may share one;
+- the **inputs** column (optional, e.g. for super-resolution): the low-resolution input the model
+  saw, given exactly for the rows that have an output.
+
 Any other column is kept as-is. :func:`load_manifest` reads a manifest, checks it and returns a
 :class:`Manifest`. Every problem raises :class:`ManifestError` with one line that names the file,
 the first offending row (its 1-based data row and, for CSV, its line number), the column, the
@@ -120,6 +129,14 @@ ERR_SUBJECT_IN_TWO_SPLITS = "subject is in two splits"
 ERR_MISSING_IMAGE = "image file not found"
 ERR_UNREADABLE_IMAGE = "unreadable image file"
 ERR_IMAGE_MODE = "unsupported image mode"
+ERR_UNKNOWN_IMAGE_COLUMN = "image column is not a column"
+ERR_RESERVED_IMAGE_COLUMN = "reserved column named as an image column"
+ERR_SAME_IMAGE_COLUMN = "outputs and inputs name the same column"
+ERR_IMAGE_COLUMN_AS_ATTRIBUTE = "image column named as an attribute"
+ERR_NO_OUTPUTS = "no row has an output"
+ERR_DUPLICATE_OUTPUT = "duplicate output path"
+ERR_INPUT_WITHOUT_OUTPUT = "input without an output"
+ERR_OUTPUT_WITHOUT_INPUT = "output without an input"
 
 
 class ManifestError(ValueError):
@@ -141,6 +158,10 @@ class Manifest:
         source: the manifest file.
         attributes: the sensitive attribute columns, in order.
         sha256: hex digest of the manifest file's bytes (identifies the dataset version).
+        outputs: the column of the model's output images (``None``: none named). Its cells are
+            ``str``: a relative path as given, or ``""`` for a row without an output.
+        inputs: the column of the low-resolution inputs the model saw (``None``: none named);
+            ``str`` cells, ``""`` exactly where :attr:`outputs` is ``""``.
     """
 
     frame: pd.DataFrame
@@ -148,6 +169,8 @@ class Manifest:
     source: Path
     attributes: tuple[str, ...]
     sha256: str
+    outputs: str | None = None
+    inputs: str | None = None
 
     def image_path(self, row: int) -> Path:
         """The image file of row ``row`` (a position in :attr:`frame`, 0-based).
@@ -175,6 +198,50 @@ class Manifest:
         if not self.has_mask:
             raise KeyError(f"{self.source}: the manifest has no {MASK_COLUMN!r} column; check has_mask first")
         return self.root / self.frame[MASK_COLUMN].iat[row]
+
+    def output_path(self, row: int) -> Path | None:
+        """The model's output image of row ``row`` (a position in :attr:`frame`, 0-based).
+
+        Args:
+            row: position of the row in :attr:`frame`, ``0 <= row < len(frame)``.
+
+        Returns:
+            ``root / frame[outputs][row]``, or ``None`` when the row has no output (a blank cell).
+
+        Raises:
+            KeyError: the manifest was loaded without ``outputs=``.
+        """
+        return self._optional_path(row, self.outputs, "outputs")
+
+    def input_path(self, row: int) -> Path | None:
+        """The low-resolution input the model saw for row ``row`` (a position in :attr:`frame`).
+
+        Args:
+            row: position of the row in :attr:`frame`, ``0 <= row < len(frame)``.
+
+        Returns:
+            ``root / frame[inputs][row]``, or ``None`` when the row has no output (nor input).
+
+        Raises:
+            KeyError: the manifest was loaded without ``inputs=``.
+        """
+        return self._optional_path(row, self.inputs, "inputs")
+
+    def _optional_path(self, row: int, column: str | None, argument: str) -> Path | None:
+        if column is None:
+            raise KeyError(f"{self.source}: the manifest was loaded without {argument}=; pass {argument}=<column>")
+        value = self.frame[column].iat[row]
+        return self.root / value if value else None
+
+    @property
+    def output_rows(self) -> np.ndarray:
+        """Positions in :attr:`frame` of the rows with an output (the audited rows).
+
+        ``(n,)`` int64, ascending; empty when the manifest was loaded without ``outputs=``.
+        """
+        if self.outputs is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.frame[self.outputs].to_numpy(dtype=object) != "").astype(np.int64)
 
     @property
     def has_split(self) -> bool:
@@ -260,6 +327,8 @@ def load_manifest(
     attributes: Sequence[str] | None = None,
     images: Literal["verify", "exist", "skip"] = "verify",
     allow_outside_root: bool = False,
+    outputs: str | None = None,
+    inputs: str | None = None,
 ) -> Manifest:
     """Read and validate a manifest.
 
@@ -274,6 +343,12 @@ def load_manifest(
     image's (and mask's) header in an 8-bit mode (pixels are not decoded). Everything before the
     image check is O(rows) and touches no image file.
 
+    With ``outputs`` (and ``inputs``) named, also: each is a non-reserved column that is not an
+    attribute (the two differ); at least one row has an output; with ``inputs``, a row has an
+    input exactly when it has an output; the non-blank output (and input) paths are held to the
+    rules of ``path`` (relative, inside the folder, and with the image check: exist and parse);
+    no two rows share an output path (inputs may repeat).
+
     Args:
         path: the manifest, ``.csv`` or ``.parquet``.
         attributes: the sensitive attribute columns. ``None`` means every non-reserved column.
@@ -283,11 +358,17 @@ def load_manifest(
             first read).
         allow_outside_root: accept absolute paths and paths that climb out of the manifest's
             folder with ``..``.
+        outputs: the column that holds each audited row's output image (the model's result, e.g.
+            ``"restored"``); blank for rows that are not audited. Never an attribute.
+        inputs: with ``outputs``, the column that holds the low-resolution input the model saw
+            for each row with an output (super-resolution). Never an attribute.
 
     Returns:
-        The validated :class:`Manifest`.
+        The validated :class:`Manifest`; :attr:`Manifest.outputs` / :attr:`Manifest.inputs` name
+        the columns, whose blank cells are ``""``.
 
     Raises:
+        ValueError: a bad ``images``, or ``inputs`` without ``outputs``.
         ManifestError: one line naming the file, the first offending row, the column and the fix.
 
     Example:
@@ -297,6 +378,8 @@ def load_manifest(
     """
     if images not in IMAGE_CHECKS:
         raise ValueError(f"images must be one of {', '.join(map(repr, IMAGE_CHECKS))}, got {images!r}")
+    if inputs is not None and outputs is None:
+        raise ValueError(f"inputs={inputs!r} needs outputs=: name the column of the model's output images too")
     source = Path(path)
     raw = read_table(source)
     if len(raw) == 0:
@@ -316,7 +399,8 @@ def load_manifest(
             f"{source}: {ERR_MISSING_COLUMNS}(s) {', '.join(map(repr, missing))} (columns: {columns}){hints}; "
             f"fix: add a column {missing[0]!r} (or rename the one that holds it)"
         )
-    attrs = _resolve_attributes(source, columns, attributes)
+    image_columns = _resolve_image_columns(source, columns, outputs=outputs, inputs=inputs)
+    attrs = _resolve_attributes(source, columns, attributes, image_columns=image_columns)
     checker = _Checker(source, raw, inferred=attrs if attributes is None else ())
     frame = raw.copy()
     has_mask = MASK_COLUMN in columns
@@ -334,19 +418,89 @@ def load_manifest(
         checker.check_constant_per_subject(frame, column, ERR_CONFLICTING_ATTRIBUTE)
     if "split" in columns:
         checker.check_constant_per_subject(frame, "split", ERR_SUBJECT_IN_TWO_SPLITS)
+    present = None  # (N,) bool: the rows with an output
+    if outputs is not None:
+        for column in image_columns:
+            frame[column] = _optional_str(frame[column])
+        present = checker.check_output_cells(frame, outputs, inputs)
+        for column in image_columns:
+            checker.check_paths(
+                frame,
+                column,
+                unique=column == outputs,
+                allow_outside_root=allow_outside_root,
+                present=present,
+                duplicate=(ERR_DUPLICATE_OUTPUT, _ONE_OUTPUT_EACH),
+            )
     root = source.parent
     if images != "skip":
         checker.check_images(frame, root, verify=images == "verify")
         if has_mask:
             checker.check_images(frame, root, verify=images == "verify", column=MASK_COLUMN)
+        for column in image_columns:
+            blank = "blank the cell" if column == outputs else f"blank it and the row's {outputs} cell"
+            checker.check_images(
+                frame,
+                root,
+                verify=images == "verify",
+                column=column,
+                present=present,
+                drop=f"{blank} (the row is then not audited)",
+            )
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    logger.debug("loaded manifest %s: %d rows, attributes %s", source, len(frame), attrs)
-    return Manifest(frame=frame, root=root, source=source, attributes=attrs, sha256=digest)
+    logger.debug("loaded manifest %s: %d rows, attributes %s, outputs %s", source, len(frame), attrs, outputs)
+    return Manifest(
+        frame=frame, root=root, source=source, attributes=attrs, sha256=digest, outputs=outputs, inputs=inputs
+    )
 
 
-def _resolve_attributes(source: Path, columns: list[str], attributes: Sequence[str] | None) -> tuple[str, ...]:
+_ONE_OUTPUT_EACH = "give each row its own output file (two rows cannot share one output)"
+
+
+def _resolve_image_columns(
+    source: Path, columns: list[str], *, outputs: str | None, inputs: str | None
+) -> tuple[str, ...]:
+    """The named outputs and inputs columns, in that order, after checking each is a usable column."""
+    named = tuple((argument, name) for argument, name in (("outputs", outputs), ("inputs", inputs)) if name is not None)
+    for argument, name in named:
+        holds = "output image" if argument == "outputs" else "low-resolution input image"
+        if name in RESERVED_COLUMNS:
+            others = [c for c in columns if c not in RESERVED_COLUMNS][:3] or ["restored"]
+            raise ManifestError(
+                f"{source}: {ERR_RESERVED_IMAGE_COLUMN}: {argument}={name!r} "
+                f"(reserved: {', '.join(RESERVED_COLUMNS)}); fix: name the column that holds each row's {holds} path, "
+                f"e.g. one of {others}, or add one"
+            )
+        if name not in columns:
+            close = difflib.get_close_matches(name, columns, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ManifestError(
+                f"{source}: {ERR_UNKNOWN_IMAGE_COLUMN}: {argument}={name!r} (columns: {columns}){hint}; "
+                f"fix: name the column that holds each row's {holds} path, or add a {name!r} column"
+            )
+    if outputs is not None and outputs == inputs:
+        raise ManifestError(
+            f"{source}: {ERR_SAME_IMAGE_COLUMN} {outputs!r}; fix: name the column of the model's output images "
+            f"as outputs and the column of the low-resolution images it was given as inputs"
+        )
+    return tuple(name for _, name in named)
+
+
+def _optional_str(series: pd.Series) -> pd.Series:
+    """``series`` as ``str``: missing and whitespace-only cells ``""``, the others verbatim."""
+    missing = series.isna().to_numpy()
+    text = series.astype("str").where(~missing, "")
+    return text.where(text.str.strip() != "", "")
+
+
+def _resolve_attributes(
+    source: Path, columns: list[str], attributes: Sequence[str] | None, *, image_columns: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The attribute columns: the named ones after checks, or (``None``) every column not reserved
+    and not one of ``image_columns`` (the outputs and inputs columns)."""
+    candidates = [c for c in columns if c not in RESERVED_COLUMNS and c not in image_columns]
     if attributes is None:
-        return tuple(c for c in columns if c not in RESERVED_COLUMNS)
+        return tuple(candidates)
     if isinstance(attributes, str):
         attributes = (attributes,)
     attrs = tuple(str(a) for a in attributes)
@@ -354,8 +508,13 @@ def _resolve_attributes(source: Path, columns: list[str], attributes: Sequence[s
         if name in RESERVED_COLUMNS:
             raise ManifestError(
                 f"{source}: {ERR_RESERVED_ATTRIBUTE}: {name!r} (reserved: {', '.join(RESERVED_COLUMNS)}); "
-                f"fix: name only sensitive attribute columns such as "
-                f"{[c for c in columns if c not in RESERVED_COLUMNS][:3] or ['gender']}"
+                f"fix: name only sensitive attribute columns such as {candidates[:3] or ['gender']}"
+            )
+        if name in image_columns:
+            role = "outputs" if name == image_columns[0] else "inputs"
+            raise ManifestError(
+                f"{source}: {ERR_IMAGE_COLUMN_AS_ATTRIBUTE}: {name!r} is the {role} column (it holds image paths); "
+                f"fix: leave it out of the attributes, e.g. name {candidates[:3] or ['gender']}"
             )
     seen = {a for i, a in enumerate(attrs) if a in attrs[:i]}
     if seen:
@@ -590,9 +749,65 @@ class _Checker:
             return text
         return pd.Series(np.round(numbers).astype(np.int64), index=text.index).astype("str")
 
+    def check_output_cells(self, frame: pd.DataFrame, outputs: str, inputs: str | None) -> np.ndarray:
+        """Check which rows have an output (and, with ``inputs``, an input exactly for those rows).
+
+        Args:
+            frame: the manifest, ``outputs`` (and ``inputs``) as ``str`` with ``""`` for blank cells.
+            outputs: the column of output image paths.
+            inputs: the column of low-resolution input paths, or ``None``.
+
+        Returns:
+            ``(N,)`` bool: whether each row has an output.
+        """
+        output = frame[outputs]
+        present = (output != "").to_numpy(dtype=bool)
+        if not present.any():
+            raise ManifestError(
+                f"{self.source}: column {outputs!r}: {ERR_NO_OUTPUTS} (all {len(output)} cells are blank); "
+                f"fix: fill in the output image path of the rows to audit, "
+                f"or name the column that holds them as outputs"
+            )
+        if inputs is None:
+            return present
+        given = frame[inputs]
+        has_input = (given != "").to_numpy(dtype=bool)
+        self.fail(
+            has_input & ~present,
+            inputs,
+            lambda i: f"{ERR_INPUT_WITHOUT_OUTPUT}: {given.iat[i]!r} but the row's {outputs!r} cell is blank",
+            f"fill in the row's {outputs} path, or blank its {inputs} cell (the row is then not audited)",
+        )
+        self.fail(
+            present & ~has_input,
+            inputs,
+            lambda i: f"{ERR_OUTPUT_WITHOUT_INPUT}: blank, but the row's {outputs!r} cell is {output.iat[i]!r}",
+            f"fill in the low-resolution image the model was given for this row, or blank its {outputs} cell "
+            f"(the row is then not audited)",
+        )
+        return present
+
     def check_paths(
-        self, frame: pd.DataFrame, column: str = "path", *, unique: bool = True, allow_outside_root: bool = False
+        self,
+        frame: pd.DataFrame,
+        column: str = "path",
+        *,
+        unique: bool = True,
+        allow_outside_root: bool = False,
+        present: np.ndarray | None = None,
+        duplicate: tuple[str, str] = (ERR_DUPLICATE_PATH, "list each image once (drop or merge the repeated rows)"),
     ) -> None:
+        """Check ``column``'s paths: relative, inside the manifest's folder, and (``unique``) not repeated.
+
+        Args:
+            frame: the manifest, ``column`` as ``str``.
+            column: the column of paths.
+            unique: whether two rows may not name one file (two spellings of it count).
+            allow_outside_root: skip the relative and inside-the-folder checks.
+            present: ``(N,)`` bool, the rows whose cell holds a path (``None``: every row); the
+                others (blank cells) are not checked.
+            duplicate: the problem phrase and fix for a repeated path.
+        """
         paths = frame[column]
         if not allow_outside_root:
             allow = "or allow paths outside it (audit run --allow-outside-root; allow_outside_root=True)"
@@ -614,15 +829,18 @@ class _Checker:
             return
         tidy = _tidy_paths(paths)
         duplicated = tidy.duplicated(keep="first").to_numpy()
+        if present is not None:  # blank cells ("") repeat only each other
+            duplicated = duplicated & present
         if duplicated.any():
             first_seen = _first_position(tidy)
+            problem, fix = duplicate
 
             def describe(i: int) -> str:
                 first = first_seen[i]
                 spelled = f" as {paths.iat[first]!r}" if paths.iat[first] != paths.iat[i] else ""
-                return f"{ERR_DUPLICATE_PATH} {paths.iat[i]!r} (already at data row {first + 1}{spelled})"
+                return f"{problem} {paths.iat[i]!r} (already at data row {first + 1}{spelled})"
 
-            self.fail(duplicated, column, describe, "list each image once (drop or merge the repeated rows)")
+            self.fail(duplicated, column, describe, fix)
 
     def check_constant_per_subject(self, frame: pd.DataFrame, column: str, problem: str) -> None:
         grouped = frame.groupby("subject", sort=False)[column]
@@ -650,21 +868,47 @@ class _Checker:
 
         self.fail(bad, column, describe, fix)
 
-    def check_images(self, frame: pd.DataFrame, root: Path, *, verify: bool, column: str = "path") -> None:
+    def check_images(
+        self,
+        frame: pd.DataFrame,
+        root: Path,
+        *,
+        verify: bool,
+        column: str = "path",
+        present: np.ndarray | None = None,
+        drop: str = "drop the row",
+    ) -> None:
+        """Check that ``column``'s files exist and (``verify``) parse in an 8-bit mode.
+
+        Args:
+            frame: the manifest, ``column`` as ``str`` (relative paths).
+            root: the manifest's folder.
+            verify: also parse each header (no pixels decoded).
+            column: the column of paths.
+            present: ``(N,)`` bool, the rows whose cell holds a path (``None``: every row); the
+                others (blank cells) are not checked.
+            drop: the alternative to fixing the file, in the fixes (``"drop the row"``).
+        """
         root_text = os.fspath(root)
-        files = [os.path.join(root_text, p) for p in frame[column].tolist()]
-        missing = ~_existing(files)
+        n_rows = len(frame)
+        positions = np.arange(n_rows) if present is None else np.flatnonzero(present)
+        values = frame[column].tolist() if present is None else frame[column].to_numpy(dtype=object)[positions].tolist()
+        files = [os.path.join(root_text, p) for p in values]
+        slot = np.full(n_rows, -1, dtype=np.int64)  # row position -> index in files
+        slot[positions] = np.arange(len(positions))
+        missing = np.zeros(n_rows, dtype=bool)
+        missing[positions[~_existing(files)]] = True
         self.fail(
             missing,
             column,
-            lambda i: f"{ERR_MISSING_IMAGE}: {files[i]}",
-            "correct the path (relative to the manifest's folder) or drop the row"
-            + (f" (or the whole {column} column)" if column != "path" else ""),
+            lambda i: f"{ERR_MISSING_IMAGE}: {files[slot[i]]}",
+            f"correct the path (relative to the manifest's folder) or {drop}"
+            + (f" (or the whole {column} column)" if column != "path" and present is None else ""),
         )
         if not verify:
             return
-        problems: dict[int, tuple[str, str]] = {}  # position -> (problem, fix)
-        for position, file in enumerate(files):
+        problems: dict[int, tuple[str, str]] = {}  # row position -> (problem, fix)
+        for position, file in zip(positions.tolist(), files):
             try:
                 with Image.open(file) as image:
                     mode = image.mode
@@ -672,17 +916,17 @@ class _Checker:
             except _UNREADABLE as err:
                 problems[position] = (
                     f"{ERR_UNREADABLE_IMAGE}: {file} ({type(err).__name__}: {_one_line(err)})",
-                    "replace the file with a readable image (PNG, JPEG, ...) or drop the row",
+                    f"replace the file with a readable image (PNG, JPEG, ...) or {drop}",
                 )
                 continue
             if mode in UNSUPPORTED_MODES:
                 problems[position] = (
                     f"{ERR_IMAGE_MODE} {mode!r}: {file} (16- or 32-bit pixels would be clipped at 255 when "
                     f"converted to 8-bit RGB or greyscale)",
-                    "save the image as 8-bit (scale it to 0-255 first) or drop the row",
+                    f"save the image as 8-bit (scale it to 0-255 first) or {drop}",
                 )
         if problems:
-            bad = np.zeros(len(files), dtype=bool)
+            bad = np.zeros(n_rows, dtype=bool)
             bad[list(problems)] = True
             first = int(np.flatnonzero(bad)[0])
             self.fail(bad, column, lambda i: problems[i][0], problems[first][1])

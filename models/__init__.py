@@ -3,8 +3,18 @@
 Importing this package registers every model::
 
     from genfair import models
-    spec = models.get("vae")                      # ModelSpec(name, module, config, max_epochs)
+    spec = models.get("vae")                      # ModelSpec(name, module, config, max_epochs, task, ...)
     model = spec.module.from_config(spec.config(image_size=64, channels=3, seed=0))
+
+Each :class:`ModelSpec` also carries ``task`` (``"reconstruction"`` or ``"upsampling"``), a one-line
+``description``, its ``baseline`` (the key of the model it should beat: ``"pca"`` for ``ae``,
+``cnn`` and ``vae``, ``"bicubic"`` for ``sr``, None for the baselines) and its ``origin``
+(``"built in"`` or ``"plugin <distribution> <version>"``).
+
+Plugins: other installed distributions add models through entry points of the group
+``genfair.models`` (:data:`ENTRY_POINT_GROUP`), one per model, named by its registry key and
+pointing at the class their module registers with :func:`register`; :func:`get` and
+:func:`names` load them, once, on their first call (see :mod:`genfair.models.registry`).
 
 Registered: ``ae`` (dense autoencoder), ``bicubic`` (super-resolution baseline, never trained),
 ``cnn`` (convolutional autoencoder), ``pca`` (linear baseline, fitted in one pass), ``sr``
@@ -27,7 +37,7 @@ reduces the training loss per intersectional group of the batches' ``"labels"``:
 registered: it is a tool of the audit, not a model a user audits.
 """
 
-from .registry import REGISTRY, ModelSpec, get, names, register
+from .registry import ENTRY_POINT_GROUP, REGISTRY, TASKS, ModelSpec, get, names, register
 from .losses import PIXEL_LOSSES, per_sample_pixel_loss
 from .vae import (
     RECONSTRUCTION_LOSSES,
@@ -56,6 +66,7 @@ __all__ = [
     "AE_OPTIMIZERS",
     "DEFAULT_DRO_STEP_SIZE",
     "DEFAULT_LEARNING_RATES",
+    "ENTRY_POINT_GROUP",
     "OBJECTIVES",
     "PCA",
     "PIXEL_LOSSES",
@@ -63,6 +74,7 @@ __all__ = [
     "REGISTRY",
     "SCALES",
     "SR",
+    "TASKS",
     "VAE",
     "AEConfig",
     "AttributeClassifier",

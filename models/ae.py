@@ -128,7 +128,8 @@ def _mlp(widths: list[int]) -> list[nn.Module]:
     return layers
 
 
-@register("ae", config=AEConfig)
+@register("ae", config=AEConfig, baseline="pca",
+          description="dense (fully connected) autoencoder with a linear bottleneck code")
 class AE(ConfiguredModule):
     """Dense (fully connected) autoencoder; reconstructs images in [0, 1].
 

@@ -137,7 +137,8 @@ def _build_decoder(config: ConvAEConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@register("cnn", config=ConvAEConfig)
+@register("cnn", config=ConvAEConfig, baseline="pca",
+          description="convolutional autoencoder (GroupNorm, nearest upsampling) with a dense bottleneck")
 class ConvAE(ConfiguredModule):
     """Convolutional autoencoder with a dense bottleneck; reconstructs images in [0, 1].
 

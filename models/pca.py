@@ -136,7 +136,8 @@ def fit_pca(samples: Tensor, *, n_components: int) -> dict[str, Tensor]:
     }
 
 
-@register("pca", config=PCAConfig, max_epochs=1)
+@register("pca", config=PCAConfig, max_epochs=1,
+          description="principal-component reconstruction, fitted exactly in one pass: the linear baseline")
 class PCA(ConfiguredModule):
     """Principal-component reconstruction, fitted in one pass over the training split.
 

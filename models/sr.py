@@ -167,7 +167,8 @@ class _ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-@register("sr", config=SRConfig)
+@register("sr", config=SRConfig, task="upsampling", baseline="bicubic",
+          description="residual super-resolution network that learns what bicubic upsampling misses")
 class SR(_LowresModule):
     """Residual super-resolution network over bicubic upsampling, with a sub-pixel head.
 
@@ -290,7 +291,8 @@ class BicubicConfig:
         check_seed("BicubicConfig", self.seed)
 
 
-@register("bicubic", config=BicubicConfig, max_epochs=0)
+@register("bicubic", config=BicubicConfig, max_epochs=0, task="upsampling",
+          description="bicubic upsampling, never trained: the super-resolution baseline")
 class Bicubic(_LowresModule):
     """Bicubic upsampling of ``batch["lowres"]`` as a LightningModule; nothing to train.
 

@@ -239,7 +239,8 @@ def _build_decoder(config: VAEConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@register("vae", config=VAEConfig)
+@register("vae", config=VAEConfig, baseline="pca",
+          description="convolutional variational autoencoder with a Gaussian latent")
 class VAE(ObjectiveMixin, pl.LightningModule):
     """Convolutional VAE with a Gaussian latent; reconstructs images in [0, 1].
 

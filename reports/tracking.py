@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 NO_ACTIVE_RUN_MESSAGE = (
     "log_audit needs an active MLflow run, and there is none: open one first, "
-    "e.g. `with mlflow.start_run(): log_audit(result)`"
+    "e.g. `with mlflow.start_run(): log_audit(result)`, or name one: log_audit(result, experiment='NAME')"
 )
 # mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH and MAX_PARAM_VAL_LENGTH / MAX_TAG_VAL_LENGTH (MLflow 3.17).
 MAX_KEY_LENGTH = 250
@@ -146,8 +146,12 @@ def flatten_params(metadata: Mapping[str, Any]) -> dict[str, str]:
     return params
 
 
-def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = None) -> None:
-    """Log an audit result (params, metrics, tags, artifacts) and figures into the active MLflow run.
+def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = None,
+              experiment: str | None = None, tracking_uri: str | None = None) -> str:
+    """Log an audit result (params, metrics, tags, artifacts) and figures into an MLflow run.
+
+    Into the active run; or, with ``experiment`` and no active run, into a new finished run of
+    that experiment (the notebook case: ``log_audit(audit_model(...), experiment="mine")``).
 
     Args:
         result: the audit to log: ``per_group`` (columns ``grouping, group, n_images,
@@ -155,9 +159,14 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
             (columns ``grouping, metric, ..., ratio, difference``), ``metadata`` and ``save``.
         figures: ``{name: figure}``; each is logged as ``figures/<name>.png`` (the name
             sanitised like a :func:`metric_key` part). None logs no figure.
+        experiment: with no active run, open a run in this experiment, log, and finish it.
+        tracking_uri: the store for ``experiment``; None: ``$MLFLOW_TRACKING_URI`` or ``./mlflow.db``.
+
+    Returns:
+        The run's id.
 
     Raises:
-        RuntimeError: no MLflow run is active.
+        RuntimeError: no MLflow run is active and no ``experiment`` is given.
         ValueError: ``per_group`` or ``disparities`` lacks a needed column, ``per_group`` has
             no overall row, a metadata key or a figure name is unusable (see :func:`metric_key`,
             :func:`flatten_params`), or two figure names sanitise to the same file.
@@ -167,6 +176,11 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
     from mlflow.tracking import MlflowClient
 
     run = mlflow.active_run()
+    if run is None and experiment is not None:
+        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+        mlflow.set_experiment(experiment)
+        with mlflow.start_run(run_name=f"{result.metadata.get('model', 'audit')}-{result.metadata.get('dataset', '')}"):
+            return log_audit(result, figures=figures)
     if run is None:
         raise RuntimeError(NO_ACTIVE_RUN_MESSAGE)
     run_id = run.info.run_id
@@ -198,6 +212,7 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
         "logged audit to MLflow run %s: %d params, %d metrics, %d figures",
         run_id, len(params), len(metrics), len(figure_files),
     )
+    return run_id
 
 
 def audit_metrics(

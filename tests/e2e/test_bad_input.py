@@ -375,7 +375,7 @@ def reach_training(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple
 
     Returns the batch image shapes seen.
     """
-    from genfair.audit import pipeline
+    from genfair.audit.run import runner as pipeline
 
     shapes: list[tuple[int, ...]] = []
 

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genfair.audit.cli import app
-from genfair.audit.pipeline import RunConfig, run_audit
+from genfair.audit.run import RunConfig, run_audit
 
 TINY = ["--epochs", "1", "--image-size", "16", "--batch-size", "64", "--accelerator", "cpu", "--classifier-epochs", "0"]
 SUPER_RESOLUTION = {"sr", "bicubic"}

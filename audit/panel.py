@@ -1,0 +1,270 @@
+"""The audit of one model's outputs on a panel of images: per-image scores, then every per-group table.
+
+This is the pure middle stage of a run. It knows nothing of where the outputs came from (a model
+trained here, the user's own model, or files on disk), of Lightning or of MLflow: images and
+labels go in, a per-image frame and an :class:`~genfair.audit.result.AuditResult` come out.
+
+Two steps, so that images can stream in batches while only per-image rows are kept:
+
+1. :func:`score_batch` turns one batch of originals and outputs into per-image columns (errors,
+   skin-tone shift, the classifier's labels, the baseline's errors);
+2. :func:`audit_frame` turns the concatenated per-image frame into every table.
+
+:func:`audit_outputs` does both for tensors held in memory (the notebook case).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .attributes import classified_column, classifier_accuracy, representation_tables
+from .grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from .result import AuditResult
+
+__all__ = [
+    "BASELINE_PREFIX",
+    "SKIN_TONE_SHIFT",
+    "audit_frame",
+    "audit_outputs",
+    "majority_groups",
+    "score_batch",
+]
+
+SKIN_TONE_SHIFT = "ita_shift"
+"""Per-image column: ITA(output) - ITA(original), in degrees (positive: the output's skin is lighter)."""
+BASELINE_PREFIX = "baseline/"
+"""Per-image columns ``baseline/<metric>``: the same metric for the baseline's output (bicubic for upsampling)."""
+
+#: ``classify(images (N, C, H, W) in [0, 1]) -> frame`` with one column of labels per attribute.
+Classify = Callable[["torch.Tensor"], "pd.DataFrame"]
+
+
+def score_batch(
+    originals: torch.Tensor,
+    outputs: torch.Tensor,
+    *,
+    masks: torch.Tensor | None = None,
+    baseline: torch.Tensor | None = None,
+    classify: Classify | None = None,
+) -> dict[str, Any]:
+    """Per-image columns of one batch.
+
+    Args:
+        originals: ``(N, C, H, W)`` float in [0, 1], the images the outputs should reproduce.
+        outputs: ``(N, C, H, W)`` float in [0, 1], the model's outputs, same shape.
+        masks: ``(N, 1, H, W)`` float in {0, 1}, the skin region for the skin-tone shift; None:
+            :func:`genfair.audit.skin.central_face_mask`.
+        baseline: ``(N, C, H, W)`` float in [0, 1], a baseline's outputs for the same inputs
+            (bicubic upsampling for super-resolution); its errors become ``baseline/<metric>``.
+        classify: the attribute classifier; its labels of originals and outputs become the
+            columns :func:`genfair.audit.attributes.classified_column` names.
+
+    Returns:
+        Column name -> ``(N,)`` numpy array: every metric of :func:`genfair.audit.metrics.per_sample_metrics`,
+        ``ita_shift`` (RGB only), ``baseline/<metric>`` and ``classified_<attribute>[_output]``.
+
+    Raises:
+        ValueError: originals and outputs differ in shape.
+
+    Example:
+        >>> import torch
+        >>> originals = torch.zeros(2, 3, 8, 8)
+        >>> scores = score_batch(originals, originals + 0.5)
+        >>> [round(float(v), 3) for v in scores["mse_error"]]
+        [0.25, 0.25]
+    """
+    from .metrics import per_sample_metrics
+    from .skin import per_sample_ita_shift
+
+    if originals.shape != outputs.shape:
+        raise ValueError(
+            f"originals and outputs must have the same shape, got {tuple(originals.shape)} and {tuple(outputs.shape)}"
+        )
+    scores: dict[str, Any] = {
+        name: values.double().cpu().numpy() for name, values in per_sample_metrics(outputs, originals).items()
+    }
+    if originals.shape[1] == 3:  # ITA needs colour
+        scores[SKIN_TONE_SHIFT] = per_sample_ita_shift(outputs, originals, masks).double().cpu().numpy()
+    if baseline is not None:
+        for name, values in per_sample_metrics(baseline, originals).items():
+            scores[BASELINE_PREFIX + name] = values.double().cpu().numpy()
+    if classify is not None:
+        for images, output in ((originals, False), (outputs, True)):
+            for attribute, labels in classify(images).items():
+                scores[classified_column(str(attribute), output=output)] = labels.to_numpy()
+    return scores
+
+
+def audit_frame(
+    per_image: pd.DataFrame,
+    *,
+    attributes: Sequence[str],
+    metadata: Mapping[str, Any] | None = None,
+    majority: Mapping[str, str] | None = None,
+    uninformative: pd.DataFrame | None = None,
+    seed: int = 0,
+    reference: str = "best",
+) -> AuditResult:
+    """Every per-group table of an audit, from the per-image frame alone.
+
+    Args:
+        per_image: one row per audited image: ``path, subject, <attributes>`` and the columns of
+            :func:`score_batch`.
+        attributes: the sensitive attribute columns to group by.
+        metadata: plain facts saved with the result (model, dataset, seed, ...).
+        majority: the majority group of each grouping (the representation tables measure drift
+            towards it); None: the group with most images in ``per_image``.
+        uninformative: the classifier's labels of outputs from inputs that carry no group
+            information (UCPR, upsamplers only), one column per attribute.
+        seed: seeds every resampling.
+        reference: the group each group is compared with: ``best``, ``largest`` or a label.
+
+    Returns:
+        The :class:`AuditResult`: ``per_image`` without the baseline's columns, the group and
+        disparity frames, and ``tables``: ``group_intervals``, ``disparity_intervals``; with
+        skin-tone shift ``skin_tone_shift``, ``skin_tone_intervals``, ``skin_tone_disparities``;
+        with classifier labels ``classifier_accuracy``, ``attribute_preservation``,
+        ``representation``, ``representation_tests``; with baseline columns
+        ``vs_bicubic_groups``, ``vs_bicubic_disparities``.
+    """
+    import numpy as np
+
+    from .compare import compare_models
+    from .grouping import group_table
+    from .metrics import names as metric_names
+    from .result import summarize
+    from .stats import interval_tables
+
+    attributes = list(attributes)
+    baseline_columns = [column for column in per_image.columns if str(column).startswith(BASELINE_PREFIX)]
+    own = per_image.drop(columns=baseline_columns)
+    metrics = [name for name in metric_names() if name in own.columns]
+    tables: dict[str, pd.DataFrame] = {}
+    if all(classified_column(attribute) in own.columns for attribute in attributes) and attributes:
+        tables["classifier_accuracy"] = classifier_accuracy(own, attributes=attributes)
+        tables["attribute_preservation"] = classifier_accuracy(own, attributes=attributes, output=True)
+        tables["representation"], tables["representation_tests"] = representation_tables(
+            own, attributes=attributes, majority=majority if majority is not None else majority_groups(own, attributes),
+            uninformative=uninformative, seed=seed,
+        )
+    if SKIN_TONE_SHIFT in own.columns:
+        tables["skin_tone_shift"] = group_table(own, attributes=attributes, metrics=[SKIN_TONE_SHIFT])
+        per_group, disparities = interval_tables(own, attributes=attributes, metrics=[SKIN_TONE_SHIFT], seed=seed,
+                                                 reference=reference)
+        # a ratio of angles means nothing: the signed measure keeps only its differences
+        ratios = lambda frame: [c for c in frame.columns if str(c).startswith("ratio")]  # noqa: E731
+        tables["skin_tone_intervals"] = per_group.assign(**dict.fromkeys(ratios(per_group), np.nan))
+        tables["skin_tone_disparities"] = disparities.assign(**dict.fromkeys(ratios(disparities), np.nan))
+    tables["group_intervals"], tables["disparity_intervals"] = interval_tables(
+        own, attributes=attributes, metrics=metrics, seed=seed, reference=reference
+    )
+    if baseline_columns:
+        baseline = own[["path", "subject", *attributes]].assign(
+            **{column.removeprefix(BASELINE_PREFIX): per_image[column].to_numpy() for column in baseline_columns}
+        )
+        versus = compare_models(baseline, own, attributes=attributes, metrics=metrics, seed=seed)
+        tables["vs_bicubic_groups"], tables["vs_bicubic_disparities"] = versus.per_group, versus.disparities
+    summary = summarize(own, attributes=attributes, metrics=metrics, metadata=dict(metadata or {}))
+    return dataclasses.replace(summary, tables=tables)
+
+
+def majority_groups(frame: pd.DataFrame, attributes: Sequence[str]) -> dict[str, str]:
+    """The group with most rows in each grouping (each attribute, then their intersection).
+
+    Ties go to the label that sorts first, so the choice is repeatable.
+
+    Args:
+        frame: one row per image with the ``attributes`` columns (a training split, say).
+        attributes: the sensitive attribute columns.
+
+    Returns:
+        Grouping name (``"gender"``, ``"gender x skin_tone"``) -> group label (``"male / lighter"``).
+    """
+    attributes = list(attributes)
+    sets = [[attribute] for attribute in attributes] + ([attributes] if len(attributes) > 1 else [])
+    majority = {}
+    for columns in sets:
+        labels = frame[columns].astype(str).agg(GROUP_SEPARATOR.join, axis=1)
+        counts = labels.value_counts()
+        majority[GROUPING_SEPARATOR.join(columns)] = min(counts.index[counts == counts.max()])
+    return majority
+
+
+def audit_outputs(
+    originals: torch.Tensor,
+    outputs: torch.Tensor,
+    frame: pd.DataFrame,
+    *,
+    attributes: Sequence[str],
+    masks: torch.Tensor | None = None,
+    baseline: torch.Tensor | None = None,
+    classify: Classify | None = None,
+    majority: Mapping[str, str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    reference: str = "best",
+    batch_size: int = 256,
+) -> AuditResult:
+    """Audit a model's outputs held in memory: the Python way in for a notebook.
+
+    Args:
+        originals: ``(N, C, H, W)`` float in [0, 1].
+        outputs: ``(N, C, H, W)`` float in [0, 1], the model's output for each original.
+        frame: ``N`` rows in the images' order with ``path`` (any unique id), ``subject`` (the
+            person: intervals resample people) and the ``attributes``.
+        attributes: the sensitive attribute columns of ``frame``.
+        masks: ``(N, 1, H, W)`` skin masks, optional.
+        baseline: ``(N, C, H, W)`` a baseline's outputs, optional (see :func:`score_batch`).
+        classify: an attribute classifier (see :func:`score_batch`), optional.
+        majority: see :func:`audit_frame`.
+        metadata: facts saved with the result, e.g. ``{"model": "my-sr"}``.
+        seed: seeds every resampling.
+        reference: see :func:`audit_frame`.
+        batch_size: images scored at once.
+
+    Returns:
+        The :class:`AuditResult`.
+
+    Raises:
+        ValueError: a missing column, or tensors whose lengths differ from the frame's.
+
+    Example:
+        >>> import pandas as pd, torch
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> originals = torch.rand(40, 3, 8, 8, generator=generator)
+        >>> frame = pd.DataFrame({"path": [f"{i}.png" for i in range(40)], "subject": [i // 2 for i in range(40)],
+        ...                       "gender": ["f", "m"] * 20})
+        >>> result = audit_outputs(originals, (originals * 0.9).clamp(0, 1), frame, attributes=["gender"])
+        >>> sorted(result.by_group["group"])
+        ['f', 'm']
+    """
+    import pandas as pd
+
+    missing = [column for column in ("path", "subject", *attributes) if column not in frame.columns]
+    if missing:
+        raise ValueError(f"frame lacks the column(s) {missing}; it has {list(frame.columns)}")
+    for name, tensor in (("outputs", outputs), ("masks", masks), ("baseline", baseline)):
+        if tensor is not None and len(tensor) != len(originals):
+            raise ValueError(f"{name} must have one entry per original, got {len(tensor)} for {len(originals)}")
+    if len(frame) != len(originals):
+        raise ValueError(f"frame must have one row per image, got {len(frame)} rows for {len(originals)} images")
+    parts = []
+    for start in range(0, len(originals), batch_size):
+        window = slice(start, start + batch_size)
+        parts.append(pd.DataFrame(score_batch(
+            originals[window], outputs[window], masks=None if masks is None else masks[window],
+            baseline=None if baseline is None else baseline[window], classify=classify,
+        )))
+    rows = frame[["path", "subject", *attributes]].reset_index(drop=True)
+    for column in attributes:
+        rows[column] = rows[column].astype(str)
+    per_image = pd.concat([rows, pd.concat(parts, ignore_index=True)], axis=1)
+    return audit_frame(per_image, attributes=attributes, metadata=metadata, majority=majority, seed=seed,
+                       reference=reference)

@@ -1,0 +1,474 @@
+"""One ``audit run``, the three stages composed: outputs (a source) -> audit (pure) -> reports (MLflow).
+
+The run resolves everything that can fail on bad input (the tracking store, the model, its
+options, the manifest) before its MLflow run opens, so a usage error never leaves an empty run
+behind. Images stream through the audit batch by batch; only per-image rows are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from genfair import models
+from genfair.audit.faults import TrainingStopped, store_lock
+from genfair.audit.panel import audit_frame, majority_groups, score_batch
+from genfair.audit.result import AuditResult
+from genfair.datasets import FacesDataModule, Manifest
+from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
+from genfair.reports.tracking import check_tracking_uri, resolve_tracking_uri
+
+from .config import (
+    RunConfig,
+    RunOutcome,
+    build_model_config,
+    check_reference,
+    generates_balanced,
+    load_run_manifest,
+    run_metadata,
+    run_tags,
+)
+from .sources import DiskSource, ModuleSource, TrainedSource, bicubic_baseline
+from .training import classifier_labels, fit, keep_stopped_run, load_module, set_objective, train_classifier
+from .user_models import load_user_model
+
+__all__ = ["RunPlan", "audit_plan", "plan_run", "run_audit"]
+
+logger = logging.getLogger(__name__)
+
+GRID_IMAGES_PER_GROUP = 2
+UNINFORMATIVE_SIDE = 4  # px: Laszkiewicz et al. (2024) feed upsamplers 4x4 averaged faces for UCPR
+UNINFORMATIVE_INPUTS = 200
+FACTS_IMAGES = 256  # test inputs timed for the model's images per second
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs, resolved and checked before its MLflow run opens."""
+
+    config: RunConfig
+    dataset_name: str
+    manifest: Manifest
+    datamodule: FacesDataModule
+    task: str
+    scale: int | None
+    model_config: Any
+    module: torch.nn.Module | None
+    max_epochs: int
+    notes: list[str]
+
+    @property
+    def model_config_is_plain(self) -> bool:
+        """Whether the model has no config dataclass (a user's model or outputs on disk)."""
+        return isinstance(self.model_config, dict)
+
+    @property
+    def baseline(self) -> bool:
+        """Whether each output is set against bicubic upsampling of the same input."""
+        return self.task == "upsampling" and self.config.model_name != "bicubic"
+
+
+def plan_run(config: RunConfig, *, module: torch.nn.Module | None = None) -> RunPlan:
+    """Resolve the run's model, data and options; raise one readable line on bad input.
+
+    ``module``: a model object to audit instead of loading ``config.model`` (the Python API's way in).
+
+    Raises:
+        ValueError: an unknown model or dataset, a bad option or manifest, or a user's model
+            that cannot be loaded.
+    """
+    kind = "user" if module is not None else config.source_kind
+    notes: list[str] = []
+    if kind != "registry":
+        _refuse_registry_options(config, kind)
+    module: torch.nn.Module | None = None
+    if kind == "registry":
+        spec = models.get(config.model)
+        model_config = build_model_config(spec, config)
+        scale = getattr(model_config, "scale", None)
+        task = "upsampling" if scale is not None else "reconstruction"
+        if config.task is not None and config.task != task:
+            raise ValueError(f"--task {config.task}: model {config.model!r} does {task}; drop --task")
+        max_epochs = 0 if config.checkpoint else (spec.max_epochs if spec.max_epochs is not None
+                                                  else config.training_epochs)
+    dataset_name, manifest = load_run_manifest(config)
+    if kind != "registry":
+        task = config.task or "reconstruction"
+        scale = config.scale
+        if task == "upsampling" and scale is None and config.inputs is not None:
+            scale = _scale_from_inputs(manifest)
+        if task == "upsampling" and scale is None:
+            raise ValueError("--task upsampling needs --scale N (how much smaller the model's input was), "
+                             "or --inputs COLUMN with the inputs it saw")
+        if task == "reconstruction" and scale is not None:
+            raise ValueError(f"--scale {scale} applies to upsampling: add --task upsampling or drop --scale")
+        max_epochs = 0
+        if kind == "user":
+            module = module if module is not None else load_user_model(config.model)
+            max_epochs = _user_epochs(config, module)
+            model_config = {"spec": config.model, "class": type(module).__qualname__}
+        else:
+            model_config = {"outputs": config.outputs, "inputs": config.inputs}
+    check_reference(config.reference, manifest)
+    if kind == "disk":
+        manifest, trains = _disk_splits(manifest)
+        if not trains:
+            notes.append("no training rows (split=train without an output): the attribute classifier and the "
+                         "tables it reads (classifier accuracy, attribute preservation, representation) are skipped")
+    datamodule = FacesDataModule(
+        manifest,
+        image_size=config.image_size,
+        channels=config.channels,
+        batch_size=config.batch_size,
+        seed=config.split_seed,
+        lowres_scale=scale,
+        # a manifest (or a dataset without a generator of balanced data) is balanced by subsampling
+        balance_training=config.composition == "balanced" and not generates_balanced(config),
+        sampler=config.sampler,
+        require_train=kind != "disk",
+    )
+    datamodule.setup("fit")
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    if kind == "registry":
+        module = load_module(spec, model_config, config.checkpoint)
+    if isinstance(module, pl.LightningModule) and max_epochs > 0:
+        set_objective(module, config, datamodule)
+    return RunPlan(config=config, dataset_name=dataset_name, manifest=manifest, datamodule=datamodule, task=task,
+                   scale=scale, model_config=model_config, module=module, max_epochs=max_epochs, notes=notes)
+
+
+def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | None:
+    """Get ``config``'s outputs (train, run or read them), audit them per group, log the run to MLflow.
+
+    Under DDP every rank trains and predicts; only global rank 0 talks to MLflow and returns the
+    outcome (the other ranks return None). Training that stops early keeps its checkpoints in
+    ``genfair-runs/<run id>/`` (and in the run, under ``model/``) and marks the run FAILED or
+    KILLED; see :mod:`genfair.audit.faults`.
+
+    Raises:
+        ValueError: an unreachable tracking store, an invalid option, an unknown model or dataset,
+            a bad manifest, or a user's model that fails or returns bad outputs.
+        genfair.audit.faults.NonFiniteLoss: the training loss became NaN or infinite.
+        genfair.audit.faults.TrainingInterrupted: SIGINT or SIGTERM stopped training.
+    """
+    check_tracking_uri(config.tracking_uri)
+    plan = plan_run(config)
+    metadata = run_metadata(config, plan.dataset_name, plan.manifest, plan.datamodule, plan.model_config,
+                            task=plan.task)
+    if plan.notes:
+        metadata["notes"] = plan.notes
+    with tempfile.TemporaryDirectory(prefix="genfair-run-") as folder:
+        workdir = Path(folder)
+        source = _source(plan, workdir, progress_bar=progress_bar)
+        if not source.is_global_zero:  # DDP rank > 0: train and predict alongside rank 0, log nothing
+            source.fit_and_predict()
+            return None
+        tracking_uri = resolve_tracking_uri(config.tracking_uri)
+        mlflow.set_tracking_uri(tracking_uri)
+        with store_lock(tracking_uri):  # two runs creating one SQLite store at once would break its schema
+            experiment = mlflow.set_experiment(config.experiment)
+        with mlflow.start_run(run_name=f"{config.model_name}-{plan.dataset_name}-seed{config.seed}") as run:
+            mlflow.set_tags(run_tags(config, plan.dataset_name, metadata))
+            try:
+                result, shown = audit_plan(plan, source, metadata, workdir, progress_bar=progress_bar)
+                _log_result(result, plan.manifest.attributes, shown)
+            except TrainingStopped as stopped:  # keeps the checkpoints, marks the run, completes the message
+                keep_stopped_run(stopped, run.info.run_id, source.trainer)
+                raise
+            except (KeyboardInterrupt, SystemExit):  # Ctrl+C outside training (or twice): KILLED, not FAILED
+                mlflow.end_run(status="KILLED")
+                raise
+    return RunOutcome(result=result, run_id=run.info.run_id, experiment_id=experiment.experiment_id,
+                      tracking_uri=tracking_uri)
+
+
+def _source(plan: RunPlan, workdir: Path, *, progress_bar: bool) -> Any:
+    """The run's source of outputs (see :mod:`genfair.audit.run.sources`)."""
+    config = plan.config
+    if config.outputs is not None:
+        return DiskSource(plan.datamodule, inputs=config.inputs is not None)
+    registered = config.source_kind == "registry" and not plan.model_config_is_plain
+    if isinstance(plan.module, pl.LightningModule) and (registered or plan.max_epochs > 0):
+        trained = TrainedSource(config, plan.module, plan.datamodule, max_epochs=plan.max_epochs,
+                                progress_bar=progress_bar, workdir=workdir)
+        if registered:
+            return trained
+        return _TrainThenRun(trained, plan.datamodule)
+    return ModuleSource(plan.module, plan.datamodule)
+
+
+class _TrainThenRun:
+    """A user's LightningModule: trained by Lightning like the built-ins, then run as a plain module.
+
+    Its ``predict_step`` follows the user's conventions, not genfair's, so outputs come from ``forward``.
+    """
+
+    kind = "user"
+
+    def __init__(self, trained: TrainedSource, datamodule: FacesDataModule) -> None:
+        self.trained, self.datamodule = trained, datamodule
+        self.trainer = trained.trainer
+        self.is_global_zero = trained.is_global_zero
+
+    def fit_and_predict(self) -> None:
+        fit(self.trainer, self.trained.module, self.datamodule, self.trained.config)
+
+    def batches(self) -> Iterable[dict[str, torch.Tensor]]:
+        self.fit_and_predict()
+        yield from ModuleSource(self.trained.module, self.datamodule).batches()
+
+    def runnable(self) -> torch.nn.Module:
+        return self.trained.module
+
+
+def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Path, *,
+               progress_bar: bool) -> tuple[AuditResult, dict[str, Any]]:
+    """Stream the source's batches through the pure audit; add the tables that need the model or images.
+
+    Returns:
+        The result, and the images the figures show (``picks``: row positions; ``originals``,
+        ``outputs``: ``(P, C, H, W)``).
+    """
+    config, datamodule = plan.config, plan.datamodule
+    attributes = list(plan.manifest.attributes)
+    active = mlflow.active_run()
+    start = active.info.start_time / 1000 if active is not None else time.time()
+    classify = None
+    if config.classifier_epochs > 0 and len(datamodule.split_rows("train")):
+        classifier = train_classifier(config, datamodule, workdir)
+        if active is not None:
+            mlflow.log_artifact(str(workdir / "classifier.ckpt"), artifact_path="classifier")
+        classify = classifier_labels(classifier, datamodule.attribute_classes)
+    rows = datamodule.split_frame("test")[["path", "subject", *attributes]]
+    picks = _grid_picks(rows.reset_index(drop=True), attributes)
+    shown_rows = set(rows.index[picks])
+    parts, shown, inputs, latents = [], {}, [], []
+    seconds_to_predictions = math.nan
+    for batch in _progress(source.batches(), total=math.ceil(len(rows) / datamodule.batch_size),
+                           enabled=progress_bar):
+        if math.isnan(seconds_to_predictions):
+            seconds_to_predictions = time.time() - start
+        scores = score_batch(batch["image"], batch["output"], masks=batch.get("mask"),
+                             baseline=bicubic_baseline(batch, plan.scale) if plan.baseline else None,
+                             classify=classify)
+        parts.append(pd.DataFrame(scores, index=batch["index"].numpy()))
+        for position, row in enumerate(batch["index"].tolist()):
+            if row in shown_rows:
+                shown[row] = (batch["image"][position], batch["output"][position])
+        if sum(len(chunk) for chunk in inputs) < FACTS_IMAGES:
+            inputs.append(batch["lowres"] if plan.scale is not None else batch["image"])
+        runnable = source.runnable()
+        if hasattr(runnable, "encode_latent"):
+            latents.append(_latent_codes(runnable, batch["image"]))
+    scores = pd.concat(parts)
+    frame = rows.loc[scores.index].reset_index(drop=True)
+    per_image = pd.concat([frame, scores.reset_index(drop=True)], axis=1)
+    train = datamodule.split_frame("train")
+    majority = majority_groups(train, attributes) if len(train) else None
+    runnable = source.runnable()
+    uninformative = None
+    if classify is not None and plan.task == "upsampling" and runnable is not None:
+        uninformative = classify(_outputs_of(runnable, _uninformative_inputs(datamodule, rows, attributes,
+                                                                             plan.scale, config.seed)))
+    result = audit_frame(per_image, attributes=attributes, metadata=metadata, majority=majority,
+                         uninformative=uninformative, seed=config.seed, reference=config.reference)
+    tables = dict(result.tables)
+    ordered = [row for row in rows.index[picks] if row in shown]
+    figures = {"picks": [int(np.flatnonzero(scores.index == row)[0]) for row in ordered],
+               "originals": torch.stack([shown[row][0] for row in ordered]),
+               "outputs": torch.stack([shown[row][1] for row in ordered])}
+    if runnable is not None:
+        tables["model_facts"] = _model_facts(runnable, torch.cat(inputs)[:FACTS_IMAGES], seconds_to_predictions)
+    tables["samples"] = _samples(per_image, attributes, figures)
+    if latents:
+        codes = torch.cat(latents).numpy()
+        latent_frame = pd.DataFrame(codes, columns=[f"z_{i}" for i in range(codes.shape[1])])
+        latent_frame.insert(0, "path", per_image["path"].to_numpy())
+        tables["latents"] = latent_frame
+    return dataclasses.replace(result, tables=tables), figures
+
+
+def _progress(batches: Iterable[Any], *, total: int, enabled: bool) -> Iterable[Any]:
+    """The batches, with a progress bar on the terminal when ``enabled``.
+
+    The bar starts once the first batch is there: producing it may train a model under
+    Lightning's own progress bar, and two live displays cannot share the terminal.
+    """
+    iterator = iter(batches)
+    first = next(iterator, None)
+    if first is None:
+        return
+    yield first
+    if not enabled:
+        yield from iterator
+        return
+    from rich.progress import track
+
+    yield from track(iterator, total=max(total - 1, 0), description="auditing", transient=True)
+
+
+def _refuse_registry_options(config: RunConfig, kind: str) -> None:
+    """Options that only a registered model takes, refused for a user's model and outputs on disk."""
+    what = "outputs on disk" if kind == "disk" else f"a user's model ({config.model})"
+    for option, given in (("--model-option", bool(config.model_options)), ("--checkpoint", config.checkpoint),
+                          ("--resume", config.resume)):
+        if given:
+            raise ValueError(f"{option} applies to genfair's registered models, not to {what}; drop it")
+    if kind == "disk" and config.epochs is not None:
+        raise ValueError("--epochs trains a model, and outputs on disk are audited as they are; drop --epochs")
+
+
+def _user_epochs(config: RunConfig, module: torch.nn.Module) -> int:
+    """How long a user's model trains: 0 unless ``--epochs`` is given to a LightningModule."""
+    if config.epochs is None:
+        return 0
+    if not isinstance(module, pl.LightningModule):
+        raise ValueError(f"--epochs {config.epochs}: {config.model} is a plain torch.nn.Module, audited as it is "
+                         f"(only a LightningModule trains here); drop --epochs")
+    return config.epochs
+
+
+def _disk_splits(manifest: Manifest) -> tuple[Manifest, bool]:
+    """The manifest with rows that have an output as ``test`` and ``split=train`` rows as ``train``.
+
+    Returns:
+        The relabelled manifest and whether it has training rows.
+
+    Raises:
+        ValueError: a row that has an output is marked ``split=train``.
+    """
+    frame = manifest.frame
+    has_output = np.zeros(len(frame), dtype=bool)
+    has_output[manifest.output_rows] = True
+    declared = frame["split"].astype(str).to_numpy() if manifest.has_split else np.full(len(frame), "")
+    trained = has_output & (declared == "train")
+    if trained.any():
+        row = int(np.flatnonzero(trained)[0])
+        raise ValueError(f"{manifest.source}: data row {row + 1} has an output in column {manifest.outputs!r} and "
+                         f"split 'train': an audited image cannot train the classifier; fix: blank its output or "
+                         f"change its split")
+    split = np.where(has_output, "test", np.where(declared == "train", "train", "unused"))
+    return dataclasses.replace(manifest, frame=frame.assign(split=split)), bool((split == "train").any())
+
+
+def _scale_from_inputs(manifest: Manifest) -> int:
+    """The upsampling factor: the first audited row's original width over its input's width."""
+    from PIL import Image
+
+    row = int(manifest.output_rows[0])
+    with Image.open(manifest.image_path(row)) as original, Image.open(manifest.input_path(row)) as small:
+        return max(1, round(original.width / small.width))
+
+
+def _model_facts(module: torch.nn.Module, inputs: torch.Tensor, seconds_to_predictions: float) -> pd.DataFrame:
+    """One overall row: learned numbers, seconds from run start to predictions, CPU images per second.
+
+    ``parameters`` counts the weights and the floating-point buffers (PCA's components and
+    mean are fitted buffers, not trainable weights). Throughput is measured here, on the CPU,
+    over up to :data:`FACTS_IMAGES` test inputs (one warm-up batch first), so every model is timed alike.
+    """
+    learned = [*module.parameters(), *(b for b in module.buffers() if b.is_floating_point())]
+    parameters = sum(tensor.numel() for tensor in learned)
+    _outputs_of(module, inputs[:8])  # warm-up: first-call allocations are not the model's speed
+    start = time.perf_counter()
+    _outputs_of(module, inputs)
+    seconds = time.perf_counter() - start
+    return pd.DataFrame({"grouping": ["overall"], "group": ["all"], "parameters": [float(parameters)],
+                         "seconds_to_predictions": [seconds_to_predictions],
+                         "images_per_second": [len(inputs) / seconds if seconds > 0 else math.nan]})
+
+
+def _png(image: torch.Tensor) -> bytes:
+    """A ``(C, H, W)`` image in [0, 1] as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    array = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _samples(per_image: pd.DataFrame, attributes: Sequence[str], shown: dict[str, Any]) -> pd.DataFrame:
+    """Originals and outputs (PNG bytes) of the first images of the first people of every group.
+
+    The same people for every model audited on the same split: a comparison report shows them
+    side by side without re-running any model.
+    """
+    frame = per_image.loc[shown["picks"], ["path", "subject", *attributes]].reset_index(drop=True)
+    frame["original_png"] = [_png(image) for image in shown["originals"]]
+    frame["output_png"] = [_png(image) for image in shown["outputs"]]
+    return frame
+
+
+def _latent_codes(module: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``encode_latent`` of a batch: ``(B, k)`` float on the CPU."""
+    module = module.cpu().eval()
+    with torch.no_grad():
+        return module.encode_latent(images.cpu()).float()
+
+
+def _uninformative_inputs(
+    datamodule: FacesDataModule, rows: pd.DataFrame, attributes: Sequence[str], scale: int, seed: int
+) -> torch.Tensor:
+    """Low-resolution inputs that carry no group information, for UCPR: ``(N, C, H/s, W/s)``.
+
+    Each is the average of one randomly drawn test image from every intersectional group (no
+    group outweighs another), area-downsampled to 4x4 (Laszkiewicz et al.'s uninformative
+    resolution; smaller if the model's input is smaller) and bicubic-upsampled to the model's
+    input size.
+    """
+    groups = rows.groupby(list(attributes), sort=True).ngroup().to_numpy()
+    rng = np.random.default_rng(seed)
+    picks = np.stack(
+        [rng.choice(np.flatnonzero(groups == g), size=UNINFORMATIVE_INPUTS) for g in range(groups.max() + 1)], axis=1
+    )
+    needed = np.unique(picks)
+    loaded = {int(p): datamodule.load_image(int(rows.index[p])) for p in needed}
+    targets = torch.stack([loaded[int(p)] for p in picks.ravel()]).view(*picks.shape, *loaded[int(needed[0])].shape)
+    averages = targets.mean(dim=1)
+    side = targets.shape[-1] // scale
+    tiny = F.interpolate(averages, size=min(UNINFORMATIVE_SIDE, side), mode="area")
+    return F.interpolate(tiny, size=side, mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+
+
+def _outputs_of(module: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The module's outputs for ``inputs``, on the CPU, without gradients."""
+    module = module.cpu().eval()
+    with torch.no_grad():
+        return torch.cat([module(chunk).float() for chunk in inputs.split(batch_size)]).clamp(0.0, 1.0)
+
+
+def _log_result(result: AuditResult, attributes: Sequence[str], shown: dict[str, Any]) -> None:
+    """The result, its per-group error figure and the grid of originals beside outputs, into the active run."""
+    labels = [" / ".join(str(result.per_image.at[i, a]) for a in attributes) for i in shown["picks"]]
+    to_hwc = lambda images: images.permute(0, 2, 3, 1).numpy()  # noqa: E731
+    figures = {
+        "error_by_group": error_by_group_figure(result.per_image, metric="mse_error", attributes=attributes),
+        "reconstructions": reconstruction_grid_figure(to_hwc(shown["originals"]), to_hwc(shown["outputs"]), labels),
+    }
+    log_audit(result, figures=figures)
+
+
+def _grid_picks(per_image: pd.DataFrame, attributes: Sequence[str]) -> list[int]:
+    """Row positions of the first image of the first people of every intersectional group."""
+    picks: list[int] = []
+    for _, rows in per_image.groupby(list(attributes), sort=True):
+        picks.extend(int(i) for i in rows.drop_duplicates("subject").index[:GRID_IMAGES_PER_GROUP])
+    return picks
+

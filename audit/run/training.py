@@ -1,0 +1,231 @@
+"""Training and prediction with Lightning: the run's trainer, its model, the attribute classifier.
+
+Everything here that runs under DDP runs on every rank; only rank 0 talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from genfair import models
+from genfair.audit.faults import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    RUNS_DIR,
+    TrainingInterrupted,
+    TrainingStopped,
+    keep_checkpoints,
+)
+from genfair.datasets import FacesDataModule
+from genfair.models import AttributeClassifier, AttributeClassifierConfig
+
+from .callbacks import EpochMetricsToMlflow, ResumableCheckpoint, ResumableShuffle, StopOnNonFiniteLoss, StopOnSignal
+from .config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+#: Group DRO's default step size per model: the pixel-mean losses of ae, cnn and sr are ~0.01, so
+#: their group gaps are thousandths and need a larger step than the VAE's loss summed over pixels.
+DRO_ETA = {"vae": 0.001}
+DRO_ETA_DEFAULT = 1.0
+
+
+def load_module(spec: models.ModelSpec, model_config: Any, checkpoint: str | None) -> pl.LightningModule:
+    """A fresh model, or the trained one in ``checkpoint`` (which must fit the run's images)."""
+    if checkpoint is None:
+        return spec.module.from_config(model_config)
+    try:
+        module = spec.module.load_from_checkpoint(checkpoint, map_location="cpu")
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise ValueError(f"--checkpoint {checkpoint}: not a checkpoint of a {spec.name!r} model ({err})") from err
+    for field in ("image_size", "channels"):
+        if getattr(module.config, field) != getattr(model_config, field):
+            raise ValueError(
+                f"--checkpoint {checkpoint}: trained with {field}={getattr(module.config, field)}, "
+                f"but this run uses {field}={getattr(model_config, field)}; pass --{field.replace('_', '-')} "
+                f"{getattr(module.config, field)}"
+            )
+    return module
+
+
+def make_trainer(config: RunConfig, workdir: str, *, max_epochs: int, progress_bar: bool) -> pl.Trainer:
+    callbacks: list[pl.Callback] = [EpochMetricsToMlflow()]
+    if max_epochs > 0:
+        callbacks += [StopOnNonFiniteLoss(), StopOnSignal()]
+        # dirpath=None: the folder comes from rank 0's default_root_dir, broadcast to every rank.
+        # best.ckpt (lowest validation loss), then last.ckpt (every epoch's end: what --resume continues from).
+        callbacks.append(ResumableCheckpoint(resume=config.resume, monitor="val/loss", mode="min",
+                                             filename=BEST_CHECKPOINT.removesuffix(".ckpt"), save_top_k=1))
+        callbacks.append(ResumableCheckpoint(resume=config.resume, filename=LAST_CHECKPOINT.removesuffix(".ckpt"),
+                                             save_top_k=1))
+        if config.patience > 0:
+            callbacks.append(pl.callbacks.EarlyStopping(monitor="val/loss", mode="min", patience=config.patience))
+    if progress_bar:
+        callbacks.append(pl.callbacks.RichProgressBar(leave=True))
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator=config.accelerator,
+        devices=config.lightning_devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=config.precision,
+        logger=False,
+        callbacks=callbacks,
+        enable_checkpointing=max_epochs > 0,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        default_root_dir=workdir,
+        deterministic="warn",  # deterministic kernels where they exist (not all do on GPU)
+    )
+
+
+def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: FacesDataModule, config: RunConfig) -> str:
+    """Train ``module`` (resuming from ``config.resume``); a signal becomes :class:`TrainingInterrupted`.
+
+    Returns:
+        The best checkpoint's path (lowest validation loss), or "" when none was written.
+    """
+    try:
+        trainer.fit(module, datamodule=ResumableShuffle(datamodule), ckpt_path=config.resume)
+    except SIGTERMException as err:  # Lightning stops at the end of a batch on SIGTERM (and, see StopOnSignal, SIGINT)
+        signals = [callback.received for callback in trainer.callbacks if isinstance(callback, StopOnSignal)]
+        raise TrainingInterrupted(
+            epoch=trainer.current_epoch, step=trainer.global_step, signum=signals[0] or signal.SIGTERM
+        ) from err
+    return trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+
+
+def fit_and_predict(
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    datamodule: FacesDataModule,
+    config: RunConfig,
+    max_epochs: int,
+    workdir: Path,
+) -> tuple[torch.Tensor, torch.Tensor, Path]:
+    """Train (unless there is nothing to train), predict the test split with the best weights.
+
+    Returns:
+        Manifest row indices ``(N,)`` in increasing order, each test image once; outputs
+        ``(N, C, H, W)`` in [0, 1]; and the checkpoint of the weights that produced them.
+    """
+    best = fit(trainer, module, datamodule, config) if max_epochs > 0 else ""
+    batches = trainer.predict(module, datamodule=datamodule, ckpt_path=best or None)
+    indices, outputs = gather_predictions(trainer, batches)
+    checkpoint = Path(best) if best else workdir / "model.ckpt"
+    if not best:
+        trainer.save_checkpoint(checkpoint)  # every rank calls it; rank 0 writes
+    return indices, outputs, checkpoint
+
+
+def keep_stopped_run(stopped: TrainingStopped, run_id: str, trainer: pl.Trainer) -> None:
+    """Keep a stopped run's checkpoints in ``genfair-runs/<run id>/`` and in MLflow, and mark the run.
+
+    The run becomes KILLED (a signal) or FAILED (a non-finite loss); ``stopped``'s message then
+    names it and the kept ``last.ckpt`` (the end of the last finished epoch), if any.
+    """
+    files = [
+        Path(path)
+        for callback in trainer.checkpoint_callbacks
+        for path in (callback.best_model_path, callback.last_model_path)  # type: ignore[attr-defined]
+        if path
+    ]
+    kept = keep_checkpoints(dict.fromkeys(files), RUNS_DIR / run_id)
+    try:
+        for path in kept.values():
+            mlflow.log_artifact(str(path), artifact_path="model")
+    except Exception as err:  # noqa: BLE001 - the local copies are kept; say so rather than lose the message
+        logger.warning("could not log the checkpoints to MLflow (%s); they are in %s", err, RUNS_DIR / run_id)
+    status = "KILLED" if isinstance(stopped, TrainingInterrupted) else "FAILED"
+    mlflow.set_tag("genfair.stopped", str(stopped))
+    mlflow.end_run(status=status)
+    stopped.kept(run=f"MLflow run {run_id} marked {status}", checkpoint=kept.get(LAST_CHECKPOINT))
+
+
+def gather_predictions(trainer: pl.Trainer, batches: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank's predictions, each test image exactly once, ordered by manifest row.
+
+    Under DDP the sampler pads the last batch with repeated images so every rank gets the same
+    number; the repeats are dropped here.
+    """
+    indices = torch.cat([batch["index"] for batch in batches]).cpu()
+    outputs = torch.cat([batch["output"] for batch in batches]).float().cpu()
+    if trainer.world_size > 1:
+        shards: list[Any] = [None] * trainer.world_size
+        torch.distributed.all_gather_object(shards, (indices, outputs))
+        indices = torch.cat([shard[0] for shard in shards])
+        outputs = torch.cat([shard[1] for shard in shards])
+    unique, first = np.unique(indices.numpy(), return_index=True)  # sorted rows, first occurrence of each
+    return torch.from_numpy(unique), outputs[torch.from_numpy(first)]
+
+
+def train_classifier(config: RunConfig, datamodule: FacesDataModule, workdir: Path) -> AttributeClassifier:
+    """An attribute classifier trained on the real training images, saved as ``classifier.ckpt``.
+
+    It trains on one device, in this process (rank 0 under DDP): it is small, and the audit
+    needs it only after the model's predictions are gathered.
+    """
+    classes = datamodule.attribute_classes
+    classifier = AttributeClassifier.from_config(
+        AttributeClassifierConfig(
+            image_size=config.image_size,
+            channels=config.channels,
+            num_classes=tuple(len(values) for values in classes.values()),
+            seed=config.seed,
+        )
+    )
+    trainer = pl.Trainer(
+        max_epochs=config.classifier_epochs,
+        accelerator=config.accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(workdir),
+        deterministic="warn",
+    )
+    trainer.fit(classifier, datamodule=datamodule)
+    trainer.save_checkpoint(workdir / "classifier.ckpt")
+    return classifier
+
+
+def classifier_labels(classifier: AttributeClassifier, classes: dict[str, tuple[str, ...]],
+                      batch_size: int = 256) -> Any:
+    """The classifier as the audit's instrument: ``images (N, C, H, W) in [0, 1] -> frame`` of labels.
+
+    The frame has one column per attribute (``classes``' keys, in order) holding the label names.
+    """
+    classifier = classifier.cpu().eval()
+
+    def labels(images: torch.Tensor) -> pd.DataFrame:
+        with torch.no_grad():
+            codes = torch.cat([classifier.classify(chunk.cpu()) for chunk in images.split(batch_size)]).numpy()
+        return pd.DataFrame({
+            attribute: np.asarray(values, dtype=object)[codes[:, position]]
+            for position, (attribute, values) in enumerate(classes.items())
+        })
+
+    return labels
+
+
+def set_objective(module: pl.LightningModule, config: RunConfig, datamodule: FacesDataModule) -> None:
+    """Attach the run's training objective (nothing for ERM) over the intersectional groups."""
+    if config.objective == "erm":
+        return
+    num_classes = [len(values) for values in datamodule.attribute_classes.values()]
+    counts = torch.from_numpy(datamodule.group_counts("train"))
+    weights = tuple(models.inverse_frequency_weights(counts).tolist()) if config.objective == "reweighted" else None
+    eta = config.dro_eta if config.dro_eta is not None else DRO_ETA.get(config.model, DRO_ETA_DEFAULT)
+    objective = models.GroupObjective(config.objective, n_groups=len(counts), weights=weights, eta=eta)
+    module.set_objective(objective, num_classes=num_classes)
