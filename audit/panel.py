@@ -19,7 +19,6 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .attributes import classified_column, classifier_accuracy, representation_tables
 from .grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR
 
 if TYPE_CHECKING:
@@ -80,6 +79,7 @@ def score_batch(
         >>> [round(float(v), 3) for v in scores["mse_error"]]
         [0.25, 0.25]
     """
+    from .attributes import classified_column
     from .metrics import per_sample_metrics
     from .skin import per_sample_ita_shift
 
@@ -136,6 +136,7 @@ def audit_frame(
     """
     import numpy as np
 
+    from .attributes import classified_column, classifier_accuracy, representation_tables
     from .compare import compare_models
     from .grouping import group_table
     from .metrics import names as metric_names
@@ -242,8 +243,8 @@ def audit_outputs(
         >>> frame = pd.DataFrame({"path": [f"{i}.png" for i in range(40)], "subject": [i // 2 for i in range(40)],
         ...                       "gender": ["f", "m"] * 20})
         >>> result = audit_outputs(originals, (originals * 0.9).clamp(0, 1), frame, attributes=["gender"])
-        >>> sorted(result.by_group["group"])
-        ['f', 'm']
+        >>> sorted(result.per_group["group"])
+        ['all', 'f', 'm']
     """
     import pandas as pd
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from .manifest import ERR_UNREADABLE_IMAGE, SPLITS, Manifest, ManifestError
+from .manifest import ASPECT_TOLERANCE, ERR_ASPECT_RATIO, ERR_UNREADABLE_IMAGE, SPLITS, Manifest, ManifestError  # noqa: F401
 from .splits import ERR_TOO_FEW_SUBJECTS, describe_group, subject_disjoint_split  # noqa: F401 - ERR_* re-exported
 
 __all__ = [
@@ -65,9 +65,6 @@ ERR_EMPTY_SPLIT = "split is empty"
 ERR_GROUP_NOT_IN_TEST = "the test split has no subject of group"
 ERR_LOWRES_SCALE = "lowres_scale must be one of"
 ERR_NOT_DIVISIBLE = "is not divisible by lowres_scale"
-ERR_ASPECT_RATIO = "output's aspect ratio differs from the original's"
-ASPECT_TOLERANCE = 0.01
-"""The largest relative difference of an output's aspect ratio (width / height) from its original's."""
 
 
 class _AspectRatioError(ValueError):

@@ -128,6 +128,9 @@ ERR_CONFLICTING_ATTRIBUTE = "subject has two values of an attribute"
 ERR_SUBJECT_IN_TWO_SPLITS = "subject is in two splits"
 ERR_MISSING_IMAGE = "image file not found"
 ERR_UNREADABLE_IMAGE = "unreadable image file"
+ERR_ASPECT_RATIO = "output's aspect ratio differs from the original's"
+ASPECT_TOLERANCE = 0.01
+"""The largest relative difference of an output's aspect ratio (width / height) from its original's."""
 ERR_IMAGE_MODE = "unsupported image mode"
 ERR_UNKNOWN_IMAGE_COLUMN = "image column is not a column"
 ERR_RESERVED_IMAGE_COLUMN = "reserved column named as an image column"
@@ -434,12 +437,12 @@ def load_manifest(
             )
     root = source.parent
     if images != "skip":
-        checker.check_images(frame, root, verify=images == "verify")
+        original_sizes = checker.check_images(frame, root, verify=images == "verify")
         if has_mask:
             checker.check_images(frame, root, verify=images == "verify", column=MASK_COLUMN)
         for column in image_columns:
             blank = "blank the cell" if column == outputs else f"blank it and the row's {outputs} cell"
-            checker.check_images(
+            sizes = checker.check_images(
                 frame,
                 root,
                 verify=images == "verify",
@@ -447,6 +450,8 @@ def load_manifest(
                 present=present,
                 drop=f"{blank} (the row is then not audited)",
             )
+            if column == outputs:
+                checker.check_aspect_ratios(frame, column, sizes, original_sizes)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     logger.debug("loaded manifest %s: %d rows, attributes %s, outputs %s", source, len(frame), attrs, outputs)
     return Manifest(
@@ -877,7 +882,7 @@ class _Checker:
         column: str = "path",
         present: np.ndarray | None = None,
         drop: str = "drop the row",
-    ) -> None:
+    ) -> np.ndarray:
         """Check that ``column``'s files exist and (``verify``) parse in an 8-bit mode.
 
         Args:
@@ -888,6 +893,10 @@ class _Checker:
             present: ``(N,)`` bool, the rows whose cell holds a path (``None``: every row); the
                 others (blank cells) are not checked.
             drop: the alternative to fixing the file, in the fixes (``"drop the row"``).
+
+        Returns:
+            ``(N, 2)`` int64: each checked row's image ``(width, height)`` from its header
+            (``verify``), ``-1`` for rows not read.
         """
         root_text = os.fspath(root)
         n_rows = len(frame)
@@ -905,13 +914,15 @@ class _Checker:
             f"correct the path (relative to the manifest's folder) or {drop}"
             + (f" (or the whole {column} column)" if column != "path" and present is None else ""),
         )
+        sizes = np.full((n_rows, 2), -1, dtype=np.int64)
         if not verify:
-            return
+            return sizes
         problems: dict[int, tuple[str, str]] = {}  # row position -> (problem, fix)
         for position, file in zip(positions.tolist(), files):
             try:
                 with Image.open(file) as image:
                     mode = image.mode
+                    sizes[position] = image.size
                     image.verify()  # PNG: walks the chunks and their checksums; no pixel is decoded
             except _UNREADABLE as err:
                 problems[position] = (
@@ -930,3 +941,28 @@ class _Checker:
             bad[list(problems)] = True
             first = int(np.flatnonzero(bad)[0])
             self.fail(bad, column, lambda i: problems[i][0], problems[first][1])
+        return sizes
+
+    def check_aspect_ratios(self, frame: pd.DataFrame, column: str, sizes: np.ndarray, originals: np.ndarray) -> None:
+        """Refuse outputs whose aspect ratio (width / height) differs from their original's by more than 1%.
+
+        Args:
+            frame: the manifest.
+            column: the outputs column.
+            sizes: ``(N, 2)`` the outputs' ``(width, height)``, ``-1`` where not read.
+            originals: ``(N, 2)`` the originals' ``(width, height)``.
+        """
+        read = (sizes[:, 0] > 0) & (originals[:, 0] > 0)
+        ratio = np.ones(len(frame))
+        ratio[read] = (sizes[read, 0] * originals[read, 1]) / (sizes[read, 1] * originals[read, 0])
+        bad = read & (np.abs(ratio - 1.0) > ASPECT_TOLERANCE + 1e-12)
+
+        def describe(i: int) -> str:
+            return (f"{ERR_ASPECT_RATIO} by {abs(ratio[i] - 1):.1%} (more than {ASPECT_TOLERANCE:.0%}): output "
+                    f"{sizes[i, 0]}x{sizes[i, 1]} vs original {originals[i, 0]}x{originals[i, 1]}: "
+                    f"{frame[column].iat[i]}")
+
+        first = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+        self.fail(bad, column, describe, f"save the output at the original's aspect ratio (e.g. "
+                                         f"{originals[first, 0]}x{originals[first, 1]}): a stretched output would be "
+                                         f"compared with a differently shaped original, or blank the cell")

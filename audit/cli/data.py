@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
 from ._common import (
-    BaselineOption,
     DebugOption,
-    JunitOption,
-    PolicyOption,
-    TrackingUriOption,
     data_app,
     console,
-    key_values,
-    quiet_libraries,
-    split_list,
     user_errors,
 )
 

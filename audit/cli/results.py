@@ -16,13 +16,9 @@ from ._common import (
     BaselineOption,
     DebugOption,
     JunitOption,
-    PolicyOption,
     TrackingUriOption,
     app,
     console,
-    key_values,
-    quiet_libraries,
-    split_list,
     user_errors,
 )
 

@@ -95,7 +95,6 @@ def plan_run(config: RunConfig, *, module: torch.nn.Module | None = None) -> Run
     notes: list[str] = []
     if kind != "registry":
         _refuse_registry_options(config, kind)
-    module: torch.nn.Module | None = None
     if kind == "registry":
         spec = models.get(config.model)
         model_config = build_model_config(spec, config)
@@ -177,6 +176,8 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
         if not source.is_global_zero:  # DDP rank > 0: train and predict alongside rank 0, log nothing
             source.fit_and_predict()
             return None
+        if isinstance(source, ModuleSource):  # a user's model that fails says so before a run is opened
+            source.preflight()
         tracking_uri = resolve_tracking_uri(config.tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
         with store_lock(tracking_uri):  # two runs creating one SQLite store at once would break its schema

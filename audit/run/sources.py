@@ -102,6 +102,17 @@ class ModuleSource:
         self.module, self.datamodule, self.option = module, datamodule, option
         self.clamped = 0
 
+    def preflight(self, images: int = 2) -> None:
+        """Run the model on the first test images, so that a model that fails or returns outputs of the
+        wrong shape, dtype or with NaN is refused before the MLflow run opens.
+
+        Raises:
+            ValueError: one line naming the option and what is wrong.
+        """
+        batch = _stack([self.datamodule.dataset("test")[i] for i in range(min(images, len(self.datamodule.dataset("test"))))])
+        inputs = batch["lowres"] if self.datamodule.lowres_scale is not None else batch["image"]
+        run_user_model(self.module, inputs, expected_shape=tuple(batch["image"].shape))
+
     def batches(self, batch_size: int | None = None) -> Iterator[Batch]:
         """The test batches with the model's outputs; values outside [0, 1] are clamped and counted."""
         loader = _loader(self.datamodule, batch_size)

@@ -332,10 +332,23 @@ def test_item_greyscale_output_as_rgb_and_greyscale_run(make_manifest, tmp_path,
     assert ManifestImageDataset(manifest, [1], image_size=8, channels=1).load_row(1)["output"].shape == (1, 8, 8)
 
 
-def test_item_output_aspect_ratio_names_row_and_column(make_manifest, tmp_path, write_image):
+def test_manifest_validation_refuses_an_output_of_another_aspect_ratio(make_manifest, tmp_path, write_image):
     rows = out_rows(tmp_path, write_image)
     write_image(tmp_path / rows[4]["restored"], size=(8, 6))
+    pattern = (
+        rf"manifest\.csv: data row 5 \(line 6\), column 'restored': {rx(m.ERR_ASPECT_RATIO)} by 33\.3% \(more than "
+        rf"1%\): output 8x6 vs original 8x8: out/c_1\.png; fix: save the output at the original's aspect ratio \(e\.g\. 8x8\)"
+    )
+    with pytest.raises(ManifestError, match=pattern):
+        load_manifest(make_manifest(rows), outputs="restored")
+    write_image(tmp_path / rows[4]["restored"], size=(16, 16))  # same shape, any size: accepted
+    assert load_manifest(make_manifest(rows), outputs="restored").outputs == "restored"
+
+
+def test_item_output_aspect_ratio_names_row_and_column(make_manifest, tmp_path, write_image):
+    rows = out_rows(tmp_path, write_image)
     manifest = load_manifest(make_manifest(rows), outputs="restored")
+    write_image(tmp_path / rows[4]["restored"], size=(8, 6))  # replaced after validation
     pattern = (
         rf"manifest\.csv: data row 5, column 'restored': {rx(dm.ERR_ASPECT_RATIO)} by 33\.3% \(more than 1%\): "
         rf"output 8x6 vs original 8x8: .*out/c_1\.png; fix: save the output at the original's aspect ratio"
