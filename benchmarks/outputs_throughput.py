@@ -41,7 +41,8 @@ Then (unless ``--no-stages``) a separate child times the two streamed stages apa
 2,000 audited rows: loading (the dataset items DiskSource batches: original and output decoded)
 and ``score_batch`` on those batches in memory, with each metric and the skin-tone shift alone.
 The run does them one after the other in one process, so 1 / (1/load + 1/score) bounds its
-streaming rate. Thread settings (``OMP_NUM_THREADS``) are passed through to every child.
+streaming rate. Thread and allocator settings in the environment (``OMP_NUM_THREADS``,
+``MALLOC_MMAP_THRESHOLD_``, ...) pass through to every child and are printed.
 
     .venv/bin/python benchmarks/outputs_throughput.py [--sizes 10000,100000] [--workdir DIR] [--keep]
 
@@ -74,6 +75,7 @@ FILES_PER_FOLDER = 1_000
 TARGET_PAIRS_PER_SECOND = 2_000
 TARGET_RSS_BYTES = 2_000_000_000  # "under 2 GB", read as 2 * 10^9 bytes (1,907 MiB), the stricter reading
 TARGET_RSS_ROWS = 100_000
+ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_", "MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_")
 
 
 # --- the data (runs in a child: numpy and PIL stay out of this process's memory) -------------
@@ -296,8 +298,8 @@ def report(runs: list[dict[str, float]], generated: float, kept: Path | None, br
           f"{datetime.now():%Y-%m-%d %H:%M}")
     print(f"data: {len(GROUPS) * POOL_PER_GROUP} distinct originals and outputs (64x64 RGB PNG), hard-linked to "
           f"every row; written in {generated:.1f} s" + (f"; kept in {kept}" if kept else ""))
-    threads = {key: os.environ[key] for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if key in os.environ}
-    print(f"thread settings passed to the children: {threads or 'none (torch picks)'}")
+    settings = {key: os.environ[key] for key in ENVIRONMENT if key in os.environ}
+    print(f"thread and allocator settings passed to the children: {settings or 'none (the defaults)'}")
     print("command: audit run --manifest manifest-N.csv --outputs restored --classifier-epochs 0 --image-size 64 "
           "--tracking-uri sqlite:///<dir>/mlflow-N.db --out <dir>/result-N")
     print()

@@ -43,10 +43,19 @@ from .config import (
     run_tags,
 )
 from .sources import DiskSource, ModuleSource, TrainedSource, bicubic_baseline
-from .training import classifier_labels, fit, keep_stopped_run, load_module, set_objective, train_classifier
+from .training import (
+    classifier_labels,
+    fit,
+    gather_rows,
+    keep_stopped_run,
+    load_module,
+    set_objective,
+    share_classifier,
+    train_classifier,
+)
 from .user_models import load_user_model
 
-__all__ = ["RunPlan", "audit_plan", "plan_run", "run_audit"]
+__all__ = ["RunPlan", "Shard", "audit_plan", "follow_rank_zero", "plan_run", "run_audit"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +182,11 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
     with tempfile.TemporaryDirectory(prefix="genfair-run-") as folder:
         workdir = Path(folder)
         source = _source(plan, workdir, progress_bar=progress_bar)
-        if not source.is_global_zero:  # DDP rank > 0: train and predict alongside rank 0, log nothing
-            source.fit_and_predict()
+        if not source.is_global_zero:  # DDP rank > 0: train, predict and score alongside rank 0, log nothing
+            if isinstance(source, TrainedSource):
+                follow_rank_zero(plan, source)
+            else:
+                source.prepare()
             return None
         if isinstance(source, ModuleSource):  # a user's model that fails says so before a run is opened
             source.preflight()
@@ -225,20 +237,49 @@ class _TrainThenRun:
         self.trainer = trained.trainer
         self.is_global_zero = trained.is_global_zero
 
-    def fit_and_predict(self) -> None:
+    def prepare(self) -> None:
+        """Train on every rank; rank 0 then runs the trained model over the whole test split."""
         fit(self.trainer, self.trained.module, self.datamodule, self.trained.config)
 
     def batches(self) -> Iterable[dict[str, torch.Tensor]]:
-        self.fit_and_predict()
         yield from ModuleSource(self.trained.module, self.datamodule).batches()
 
     def runnable(self) -> torch.nn.Module:
         return self.trained.module
 
 
+@dataclass
+class Shard:
+    """What one process scored: per-image rows, a few images to show, inputs to time, latent codes.
+
+    Under DDP each rank scores its own share of the test images and only this (rows, never the
+    images, bar the handful the figures show) is gathered on rank 0.
+    """
+
+    scores: pd.DataFrame  # index: manifest rows; columns: genfair.audit.panel.score_batch's
+    shown: dict[int, tuple[torch.Tensor, torch.Tensor]]  # manifest row -> (original, output)
+    inputs: list[torch.Tensor]  # the first inputs seen (for the model's images per second)
+    latents: pd.DataFrame | None  # index: manifest rows; columns z_0 .. z_{k-1}
+    seconds: float  # from start to the first batch of outputs
+
+    @classmethod
+    def merge(cls, shards: Sequence[Shard]) -> Shard:
+        """Every rank's shard as one, each manifest row once (DDP pads the last batch with repeats)."""
+        def once(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[~frame.index.duplicated(keep="first")].sort_index()
+
+        latents = [shard.latents for shard in shards if shard.latents is not None]
+        return cls(scores=once(pd.concat([shard.scores for shard in shards])),
+                   shown={row: pair for shard in reversed(shards) for row, pair in shard.shown.items()},
+                   inputs=shards[0].inputs, latents=once(pd.concat(latents)) if latents else None,
+                   seconds=shards[0].seconds)
+
+
 def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Path, *,
                progress_bar: bool) -> tuple[AuditResult, dict[str, Any]]:
     """Stream the source's batches through the pure audit; add the tables that need the model or images.
+
+    Runs on rank 0 (or the only process); under DDP the other ranks run :func:`follow_rank_zero`.
 
     Returns:
         The result, and the images the figures show (``picks``: row positions; ``originals``,
@@ -248,34 +289,15 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
     attributes = list(plan.manifest.attributes)
     active = mlflow.active_run()
     start = active.info.start_time / 1000 if active is not None else time.time()
-    classify = None
+    classifier = None
     if config.classifier_epochs > 0 and len(datamodule.split_rows("train")):
         classifier = train_classifier(config, datamodule, workdir)
         if active is not None:
             mlflow.log_artifact(str(workdir / "classifier.ckpt"), artifact_path="classifier")
-        classify = classifier_labels(classifier, datamodule.attribute_classes)
+    shards, classify = _score_on_every_rank(plan, source, classifier, start=start, progress_bar=progress_bar)
+    shard = Shard.merge(shards)
     rows = datamodule.split_frame("test")[["path", "subject", *attributes]]
-    picks = _grid_picks(rows.reset_index(drop=True), attributes)
-    shown_rows = set(rows.index[picks])
-    parts, shown, inputs, latents = [], {}, [], []
-    seconds_to_predictions = math.nan
-    for batch in _progress(source.batches(), total=math.ceil(len(rows) / datamodule.batch_size),
-                           enabled=progress_bar):
-        if math.isnan(seconds_to_predictions):
-            seconds_to_predictions = time.time() - start
-        scores = score_batch(batch["image"], batch["output"], masks=batch.get("mask"),
-                             baseline=bicubic_baseline(batch, plan.scale) if plan.baseline else None,
-                             classify=classify)
-        parts.append(pd.DataFrame(scores, index=batch["index"].numpy()))
-        for position, row in enumerate(batch["index"].tolist()):
-            if row in shown_rows:
-                shown[row] = (batch["image"][position], batch["output"][position])
-        if sum(len(chunk) for chunk in inputs) < FACTS_IMAGES:
-            inputs.append(batch["lowres"] if plan.scale is not None else batch["image"])
-        runnable = source.runnable()
-        if hasattr(runnable, "encode_latent"):
-            latents.append(_latent_codes(runnable, batch["image"]))
-    scores = pd.concat(parts)
+    scores = shard.scores
     frame = rows.loc[scores.index].reset_index(drop=True)
     per_image = pd.concat([frame, scores.reset_index(drop=True)], axis=1)
     train = datamodule.split_frame("train")
@@ -288,19 +310,67 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
     result = audit_frame(per_image, attributes=attributes, metadata=metadata, majority=majority,
                          uninformative=uninformative, seed=config.seed, reference=config.reference)
     tables = dict(result.tables)
-    ordered = [row for row in rows.index[picks] if row in shown]
+    ordered = [row for row in rows.index[_grid_picks(rows.reset_index(drop=True), attributes)] if row in shard.shown]
     figures = {"picks": [int(np.flatnonzero(scores.index == row)[0]) for row in ordered],
-               "originals": torch.stack([shown[row][0] for row in ordered]),
-               "outputs": torch.stack([shown[row][1] for row in ordered])}
+               "originals": torch.stack([shard.shown[row][0] for row in ordered]),
+               "outputs": torch.stack([shard.shown[row][1] for row in ordered])}
     if runnable is not None:
-        tables["model_facts"] = _model_facts(runnable, torch.cat(inputs)[:FACTS_IMAGES], seconds_to_predictions)
+        tables["model_facts"] = _model_facts(runnable, torch.cat(shard.inputs)[:FACTS_IMAGES], shard.seconds)
     tables["samples"] = _samples(per_image, attributes, figures)
-    if latents:
-        codes = torch.cat(latents).numpy()
-        latent_frame = pd.DataFrame(codes, columns=[f"z_{i}" for i in range(codes.shape[1])])
-        latent_frame.insert(0, "path", per_image["path"].to_numpy())
-        tables["latents"] = latent_frame
+    if shard.latents is not None:
+        tables["latents"] = shard.latents.reindex(scores.index).reset_index(drop=True).assign(
+            path=per_image["path"].to_numpy())[["path", *shard.latents.columns]]
     return dataclasses.replace(result, tables=tables), figures
+
+
+def follow_rank_zero(plan: RunPlan, source: Any) -> None:
+    """A DDP rank other than 0: train and predict alongside rank 0, score this rank's share, hand over the rows."""
+    _score_on_every_rank(plan, source, None, start=time.time(), progress_bar=False)
+
+
+def _score_on_every_rank(plan: RunPlan, source: Any, classifier: Any, *, start: float,
+                         progress_bar: bool) -> tuple[list[Shard], Any]:
+    """Prepare the source (train, predict), share the classifier, score this rank's batches, gather the rows.
+
+    Returns:
+        Every rank's shard (on rank 0; an empty list elsewhere) and the classifier's labelling function.
+    """
+    source.prepare()
+    sharded = isinstance(source, TrainedSource)  # the only source that runs on several ranks
+    if sharded:
+        classifier = share_classifier(classifier)
+    classify = None if classifier is None else classifier_labels(classifier, plan.datamodule.attribute_classes)
+    shard = _score(plan, source, classify, seconds=time.time() - start, progress_bar=progress_bar)
+    shards = gather_rows(shard) if sharded else [shard]
+    return shards or [], classify
+
+
+def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progress_bar: bool) -> Shard:
+    """Score every batch the source yields here: per-image rows, and the few images and inputs kept."""
+    datamodule = plan.datamodule
+    attributes = list(plan.manifest.attributes)
+    rows = datamodule.split_frame("test")[["path", "subject", *attributes]]
+    shown_rows = set(rows.index[_grid_picks(rows.reset_index(drop=True), attributes)])
+    parts, shown, inputs, latents = [], {}, [], []
+    runnable = source.runnable()
+    for batch in _progress(source.batches(), total=math.ceil(len(rows) / datamodule.batch_size),
+                           enabled=progress_bar):
+        scores = score_batch(batch["image"], batch["output"], masks=batch.get("mask"),
+                             baseline=bicubic_baseline(batch, plan.scale) if plan.baseline else None,
+                             classify=classify)
+        index = batch["index"].numpy()
+        parts.append(pd.DataFrame(scores, index=index))
+        for position, row in enumerate(index.tolist()):
+            if row in shown_rows:
+                shown[row] = (batch["image"][position], batch["output"][position])
+        if sum(len(chunk) for chunk in inputs) < FACTS_IMAGES:
+            inputs.append(batch["lowres"] if plan.scale is not None else batch["image"])
+        if hasattr(runnable, "encode_latent"):
+            codes = _latent_codes(runnable, batch["image"]).numpy()
+            latents.append(pd.DataFrame(codes, index=index, columns=[f"z_{i}" for i in range(codes.shape[1])]))
+    empty = pd.DataFrame(index=pd.Index([], dtype="int64"))
+    return Shard(scores=pd.concat(parts) if parts else empty, shown=shown, inputs=inputs,
+                 latents=pd.concat(latents) if latents else None, seconds=seconds)
 
 
 def _progress(batches: Iterable[Any], *, total: int, enabled: bool) -> Iterable[Any]:

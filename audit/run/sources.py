@@ -1,7 +1,8 @@
 """Stage 1 of a run: where each audited image's output comes from.
 
-Three sources, one protocol. Each yields batches of the audited rows (the test split, or for
-outputs on disk the rows that have an output), in increasing manifest order, as dicts:
+Three sources, one protocol: ``prepare()`` (train and predict, where there is anything to do),
+then ``batches()``, which yields batches of the audited rows (the test split, or for outputs on
+disk the rows that have an output; under DDP, this rank's share), in increasing manifest order, as dicts:
 ``"index"`` ``(B,)`` int64 manifest rows, ``"image"`` ``(B, C, H, W)`` the originals, ``"output"``
 ``(B, C, H, W)`` in [0, 1], and ``"lowres"`` / ``"mask"`` where the data has them.
 
@@ -62,22 +63,20 @@ class TrainedSource:
         """Whether this process talks to MLflow (DDP rank 0, or the only process)."""
         return self.trainer.is_global_zero
 
-    def fit_and_predict(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Train, predict every test image (gathered across DDP ranks): ``(indices (N,), outputs (N, C, H, W))``."""
-        indices, outputs, self.checkpoint = fit_and_predict(
+    def prepare(self) -> None:
+        """Train, then predict this rank's share of the test split (every rank takes part)."""
+        self.indices, self.outputs, self.checkpoint = fit_and_predict(
             self.trainer, self.module, self.datamodule, self.config, self.max_epochs, self.workdir
         )
-        return indices, outputs
-
-    def batches(self, batch_size: int = 256) -> Iterator[Batch]:
-        """Train and predict (every rank), then yield the test batches with their originals (rank 0)."""
-        indices, outputs = self.fit_and_predict()
         if mlflow.active_run() is not None:
             mlflow.log_artifact(str(self.checkpoint), artifact_path="model")
-        for start in range(0, len(indices), batch_size):
-            rows = indices[start:start + batch_size]
+
+    def batches(self, batch_size: int = 256) -> Iterator[Batch]:
+        """This rank's predicted test images with their originals, after :meth:`prepare`."""
+        for start in range(0, len(self.indices), batch_size):
+            rows = self.indices[start:start + batch_size]
             batch = _stack([self.datamodule.load_item(int(row)) for row in rows])
-            batch["output"] = outputs[start:start + batch_size]
+            batch["output"] = self.outputs[start:start + batch_size]
             yield batch
 
     def runnable(self) -> torch.nn.Module:
@@ -101,6 +100,9 @@ class ModuleSource:
     def __init__(self, module: torch.nn.Module, datamodule: FacesDataModule, *, option: str = "--model") -> None:
         self.module, self.datamodule, self.option = module, datamodule, option
         self.clamped = 0
+
+    def prepare(self) -> None:
+        """Nothing to train: the model runs as it is."""
 
     def preflight(self, images: int = 2) -> None:
         """Run the model on the first test images, so that a model that fails or returns outputs of the
@@ -141,6 +143,9 @@ class DiskSource:
         self.datamodule = datamodule
         self.inputs = inputs
 
+    def prepare(self) -> None:
+        """Nothing to run: the outputs are files."""
+
     def batches(self, batch_size: int | None = None) -> Iterator[Batch]:
         for batch in _loader(self.datamodule, batch_size):
             if self.inputs:  # the input the model saw, for the bicubic baseline, at the run's low resolution
@@ -158,12 +163,7 @@ class DiskSource:
 def _loader(datamodule: FacesDataModule, batch_size: int | None) -> DataLoader:
     """The test split in manifest order; items of unequal size (raw inputs) are kept as lists."""
     return DataLoader(datamodule.dataset("test"), batch_size=batch_size or datamodule.batch_size, shuffle=False,
-                      num_workers=datamodule.num_workers, collate_fn=_collate)
-
-
-def _collate(items: list[dict[str, Any]]) -> Batch:
-    batch = _stack(items)
-    return batch
+                      num_workers=datamodule.num_workers, collate_fn=_stack)
 
 
 def _stack(items: list[dict[str, Any]]) -> dict[str, Any]:

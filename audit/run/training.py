@@ -5,6 +5,7 @@ Everything here that runs under DDP runs on every rank; only rank 0 talks to MLf
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 from pathlib import Path
@@ -116,12 +117,13 @@ def fit_and_predict(
     """Train (unless there is nothing to train), predict the test split with the best weights.
 
     Returns:
-        Manifest row indices ``(N,)`` in increasing order, each test image once; outputs
+        This rank's manifest row indices ``(N,)`` in increasing order, each of its test images
+        once (under DDP, its share of the test split); outputs
         ``(N, C, H, W)`` in [0, 1]; and the checkpoint of the weights that produced them.
     """
     best = fit(trainer, module, datamodule, config) if max_epochs > 0 else ""
     batches = trainer.predict(module, datamodule=datamodule, ckpt_path=best or None)
-    indices, outputs = gather_predictions(trainer, batches)
+    indices, outputs = local_predictions(batches)
     checkpoint = Path(best) if best else workdir / "model.ckpt"
     if not best:
         trainer.save_checkpoint(checkpoint)  # every rank calls it; rank 0 writes
@@ -152,28 +154,63 @@ def keep_stopped_run(stopped: TrainingStopped, run_id: str, trainer: pl.Trainer)
     stopped.kept(run=f"MLflow run {run_id} marked {status}", checkpoint=kept.get(LAST_CHECKPOINT))
 
 
-def gather_predictions(trainer: pl.Trainer, batches: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every rank's predictions, each test image exactly once, ordered by manifest row.
+def local_predictions(batches: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's predictions, each of its test images once, ordered by manifest row.
 
-    Under DDP the sampler pads the last batch with repeated images so every rank gets the same
-    number; the repeats are dropped here.
+    Under DDP each rank keeps its own share (the images are never gathered: the audit scores them
+    where they are and gathers per-image rows, see :func:`gather_rows`). The sampler pads the last
+    batch with repeated images so every rank gets the same number; a rank's own repeats are
+    dropped here, repeats across ranks when the rows are gathered.
     """
     indices = torch.cat([batch["index"] for batch in batches]).cpu()
     outputs = torch.cat([batch["output"] for batch in batches]).float().cpu()
-    if trainer.world_size > 1:
-        shards: list[Any] = [None] * trainer.world_size
-        torch.distributed.all_gather_object(shards, (indices, outputs))
-        indices = torch.cat([shard[0] for shard in shards])
-        outputs = torch.cat([shard[1] for shard in shards])
     unique, first = np.unique(indices.numpy(), return_index=True)  # sorted rows, first occurrence of each
     return torch.from_numpy(unique), outputs[torch.from_numpy(first)]
+
+
+def distributed() -> bool:
+    """Whether this process is one rank of several (DDP), with the process group up."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and (
+        torch.distributed.get_world_size() > 1)
+
+
+def share_classifier(classifier: AttributeClassifier | None) -> AttributeClassifier | None:
+    """Rank 0's trained classifier on every rank (its config and weights broadcast), or None everywhere.
+
+    Only rank 0 trains it (small, on one device); the others need it to label their own outputs.
+    Outside DDP it is returned as it is.
+    """
+    if not distributed():
+        return classifier
+    payload = [None if classifier is None else (dataclasses.asdict(classifier.config),
+                                                {k: v.cpu() for k, v in classifier.state_dict().items()})]
+    torch.distributed.broadcast_object_list(payload, src=0)
+    if payload[0] is None or classifier is not None:
+        return classifier
+    config, state = payload[0]
+    config["num_classes"] = tuple(config["num_classes"])
+    received = AttributeClassifier.from_config(AttributeClassifierConfig(**config))
+    received.load_state_dict(state)
+    return received
+
+
+def gather_rows(shard: Any) -> list[Any] | None:
+    """Every rank's ``shard`` (plain rows: frames and a few sample images) on rank 0, None elsewhere.
+
+    Outside DDP: ``[shard]``.
+    """
+    if not distributed():
+        return [shard]
+    shards: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(shards, shard)
+    return shards if torch.distributed.get_rank() == 0 else None
 
 
 def train_classifier(config: RunConfig, datamodule: FacesDataModule, workdir: Path) -> AttributeClassifier:
     """An attribute classifier trained on the real training images, saved as ``classifier.ckpt``.
 
-    It trains on one device, in this process (rank 0 under DDP): it is small, and the audit
-    needs it only after the model's predictions are gathered.
+    It trains on one device, in this process (rank 0 under DDP; :func:`share_classifier` hands it
+    to the other ranks): it is small.
     """
     classes = datamodule.attribute_classes
     classifier = AttributeClassifier.from_config(

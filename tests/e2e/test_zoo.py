@@ -105,12 +105,14 @@ def test_ddp_on_two_cpu_processes_audits_every_image_once(store: Path, tmp_path:
         assert done.returncode == 0, done.stderr[-3000:]
         return run_id_from(done.stdout)
 
-    single = audit_run("--devices", "1")
+    # with the attribute classifier: rank 0 trains it and hands it to rank 1, which labels its own outputs
+    single = audit_run("--devices", "1", "--classifier-epochs", "1")
     checkpoint = mlflow.artifacts.download_artifacts(run_id=single, artifact_path="model", dst_path=str(tmp_path))
     (trained,) = Path(checkpoint).glob("*.ckpt")
-    ddp = audit_run("--checkpoint", str(trained), "--devices", "2", "--strategy", "ddp")
+    ddp = audit_run("--checkpoint", str(trained), "--devices", "2", "--strategy", "ddp", "--classifier-epochs", "1")
 
     one = per_image_of(store, single, tmp_path / "one")
     two = per_image_of(store, ddp, tmp_path / "two")
     assert len(two) == len(one) == two["path"].nunique(), "every test image exactly once"
+    assert {"classified_gender", "classified_gender_output"} <= set(two.columns)
     pd.testing.assert_frame_equal(one, two, rtol=1e-5, atol=1e-6)
