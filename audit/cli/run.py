@@ -188,6 +188,8 @@ def _print_run_summary(outcome: RunOutcome) -> None:
     from genfair.reports.terminal import print_audit
 
     print_audit(console, outcome.result)
+    for note in outcome.result.metadata.get("notes", []):
+        console.print(f"note: {note}", highlight=False)
     console.print(f"MLflow run [bold]{outcome.run_id}[/] in {outcome.tracking_uri}")
     run_path = f"#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}"
     if outcome.tracking_uri.startswith(("http://", "https://")):

@@ -7,6 +7,7 @@ test writes, with numpy (and torch's bicubic interpolation for the upsampling or
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,9 @@ def test_outputs_on_disk_equal_the_bicubic_oracle(workdir: Path, panel: Path) ->
     policy.write_text("min_subjects = 2\n[metrics.mse_error]\nmax_worst = 0.5\n", encoding="utf-8")
     code, out, err = invoke("check", "--run", "disk", "--policy", str(policy))
     assert code == 0, err + out
+    code, out, err = invoke("report", "--experiment", "genfair", "--out", "report")
+    assert code == 0, err
+    assert "restored" in (workdir / "report" / "report.md").read_text(encoding="utf-8")
     assert _runs(workdir) == 2
 
 
@@ -147,6 +151,7 @@ def test_outputs_on_disk_without_training_rows_skip_the_classifier_with_a_note(w
     code, out, err = invoke("run", "--manifest", str(panel), "--outputs", "restored", "--image-size", str(SIDE),
                             "--attributes", "gender,tone", "--out", "disk")
     assert code == 0, err
+    assert "note: no training rows" in out
     result = _audited(workdir / "disk")
     assert "representation" not in result.tables
     assert any("no training rows" in note for note in result.metadata["notes"])
@@ -195,6 +200,15 @@ def too_bright():
 
 def not_a_model():
     return 42
+
+
+class Bytes(torch.nn.Module):
+    def forward(self, images):
+        return (images * 255).to(torch.uint8)
+
+
+def as_bytes():
+    return Bytes()
 '''
 
 
@@ -249,6 +263,8 @@ def test_outputs_outside_the_unit_range_are_clamped_with_a_warning(workdir: Path
         (("--model", "missing.py:make"), r"--model 'missing\.py:make': file not found"),
         (("--model", "{factories}:nope"), r"--model .*my_models\.py:nope.*has no callable 'nope'"),
         (("--model", "{factories}:not_a_model"), r"not a torch\.nn\.Module"),
+        (("--model", "no_such_package.models:make"), r"module not found"),
+        (("--model", "{factories}:as_bytes"), r"dtype torch\.uint8, not floating point"),
         (("--model", "{factories}:shrink", "--task", "upsampling", "--scale", "4"), r"output shape"),
         (("--model", "{factories}:nan"), r"non-finite"),
         (("--model", "{factories}:nan", "--epochs", "2"), r"--epochs 2: .* plain torch\.nn\.Module.*drop --epochs"),
@@ -321,3 +337,126 @@ def test_the_python_api_audits_a_module_and_logs_it(workdir: Path, panel: Path) 
     run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}").get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test/mse_error"] == pytest.approx(result.per_image["mse_error"].mean())
+
+
+LIGHTNING = '''
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+
+from genfair.models import register
+
+
+@dataclass(frozen=True, kw_only=True)
+class GainConfig:
+    image_size: int = 16
+    channels: int = 3
+    seed: int = 0
+
+
+class Gain(pl.LightningModule):
+    """Learns one gain per channel: outputs = gain * images (starts at 0.5)."""
+
+    def __init__(self, config=None):
+        super().__init__()
+        self.config = config or GainConfig()
+        self.gain = torch.nn.Parameter(torch.full((1, 3, 1, 1), 0.5))
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config)
+
+    def forward(self, images):
+        return (images * self.gain).clamp(0, 1)
+
+    def training_step(self, batch, batch_idx):
+        loss = torch.mean((self(batch["image"]) - batch["image"]) ** 2)
+        self.log("train/loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", torch.mean((self(batch["image"]) - batch["image"]) ** 2))
+
+    def predict_step(self, batch, batch_idx):
+        return {"index": batch["index"], "output": self(batch["image"])}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def make():
+    return Gain()
+
+
+register("gain", config=GainConfig, description="one learned gain per channel")(Gain)
+'''
+
+
+def test_a_lightning_module_of_yours_trains_with_epochs(workdir: Path, panel: Path) -> None:
+    """A factory's LightningModule trains like the built-ins when --epochs is given (its loss is logged)."""
+    import mlflow
+
+    (workdir / "gain.py").write_text(LIGHTNING.replace('register("gain"', 'register("gain-user"'), encoding="utf-8")
+    code, out, err = invoke("run", "--model", f"{workdir / 'gain.py'}:make", "--manifest", str(panel), "--epochs",
+                            "2", "--patience", "0", *TINY, "--out", "trained")
+    assert code == 0, err
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("genfair").experiment_id])
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert len(history) == 2 and history[-1].value < history[0].value
+    untrained = np.mean([np.mean((0.5 * _pixels(panel.parent / p).double().numpy()) ** 2)
+                         for p in _audited(workdir / "trained").per_image["path"]])
+    assert _audited(workdir / "trained").per_image["mse_error"].mean() < untrained
+
+
+def test_a_plugin_joins_the_registry_and_is_trained_like_a_built_in(
+    workdir: Path, panel: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pip-installed package's entry point in ``genfair.models`` makes ``--model gain`` work and ``audit models`` list it."""
+    from genfair.models import registry
+
+    site = workdir / "site"
+    (site / "gain_plugin").mkdir(parents=True)
+    (site / "gain_plugin" / "__init__.py").write_text("", encoding="utf-8")
+    (site / "gain_plugin" / "model.py").write_text(LIGHTNING, encoding="utf-8")
+    dist_info = site / "gain_plugin-0.1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: gain-plugin\nVersion: 0.1.0\n", encoding="utf-8")
+    (dist_info / "entry_points.txt").write_text("[genfair.models]\ngain = gain_plugin.model:Gain\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(site))
+    registry._reset_plugins()
+    try:
+        code, out, err = invoke("models")
+        assert code == 0, err
+        assert "gain" in out and "plugin gain-plugin 0.1.0" in out
+        code, out, err = invoke("run", "--model", "gain", "--manifest", str(panel), "--epochs", "1", "--patience", "0", *TINY,
+                                "--out", "plugin")
+        assert code == 0, err
+        assert _audited(workdir / "plugin").metadata["model"] == "gain"
+    finally:
+        registry._reset_plugins()
+        for name in [name for name in sys.modules if name.startswith("gain_plugin")]:
+            del sys.modules[name]
+
+
+def test_inputs_on_disk_give_the_scale_and_the_bicubic_baseline(workdir: Path, panel: Path) -> None:
+    """--inputs names the low-resolution files the model saw: the scale comes from their size, and the
+    baseline is bicubic upsampling of those files (so outputs equal to it differ from it by nothing)."""
+    pairs = _write_outputs(panel, _bicubic)
+    frame = pd.read_csv(panel, dtype=str, keep_default_na=False)
+    (panel.parent / "lowres").mkdir()
+    for index, row in frame[frame["restored"] != ""].iterrows():
+        small = F.avg_pool2d(_pixels(panel.parent / row["path"]).unsqueeze(0), SCALE)[0]
+        name = f"lowres/{Path(row['path']).name}"
+        Image.fromarray((small.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(panel.parent / name)
+        frame.loc[index, "small"] = name
+    frame["small"] = frame["small"].fillna("")
+    frame.to_csv(panel, index=False)
+    code, out, err = invoke("run", "--manifest", str(panel), "--outputs", "restored", "--inputs", "small",
+                            "--task", "upsampling", *TINY, "--out", "disk")
+    assert code == 0, err
+    result = _audited(workdir / "disk")
+    assert result.metadata["run"]["scale"] is None and result.metadata["model_config"]["inputs"] == "small"
+    versus = result.tables["vs_bicubic_groups"]
+    assert len(versus) and set(pairs) == set(result.per_image["path"])
