@@ -90,15 +90,15 @@ def score_batch(
     scores: dict[str, Any] = {
         name: values.double().cpu().numpy() for name, values in per_sample_metrics(outputs, originals).items()
     }
+    if classify is not None:
+        for images, output in ((originals, False), (outputs, True)):
+            for attribute, labels in classify(images).items():
+                scores[classified_column(str(attribute), output=output)] = labels.to_numpy()
     if originals.shape[1] == 3:  # ITA needs colour
         scores[SKIN_TONE_SHIFT] = per_sample_ita_shift(outputs, originals, masks).double().cpu().numpy()
     if baseline is not None:
         for name, values in per_sample_metrics(baseline, originals).items():
             scores[BASELINE_PREFIX + name] = values.double().cpu().numpy()
-    if classify is not None:
-        for images, output in ((originals, False), (outputs, True)):
-            for attribute, labels in classify(images).items():
-                scores[classified_column(str(attribute), output=output)] = labels.to_numpy()
     return scores
 
 

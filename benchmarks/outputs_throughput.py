@@ -100,6 +100,8 @@ def generate(folder: Path, rows: int) -> None:
         image = np.where(face, skin * (0.85 + 0.15 * x[..., None]), background)
         image = np.clip(image + rng.normal(0, 0.01, image.shape), 0, 1)
         output = np.clip(image + rng.normal(0, NOISE_BY_GROUP[group], image.shape), 0, 1)
+        if (pool / f"out{index:04d}.png").exists():  # a reused --workdir: rewriting would touch every link
+            continue
         Image.fromarray((image * 255).round().astype(np.uint8)).save(pool / f"orig{index:04d}.png")
         Image.fromarray((output * 255).round().astype(np.uint8)).save(pool / f"out{index:04d}.png")
     linked = [0, 0]

@@ -289,11 +289,15 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
     attributes = list(plan.manifest.attributes)
     active = mlflow.active_run()
     start = active.info.start_time / 1000 if active is not None else time.time()
-    classifier = None
-    if config.classifier_epochs > 0 and len(datamodule.split_rows("train")):
-        classifier = train_classifier(config, datamodule, workdir)
+
+    def classifier() -> Any:  # after the model's training, as ever: it draws from the same global RNG
+        if config.classifier_epochs == 0 or not len(datamodule.split_rows("train")):
+            return None
+        trained = train_classifier(config, datamodule, workdir)
         if active is not None:
             mlflow.log_artifact(str(workdir / "classifier.ckpt"), artifact_path="classifier")
+        return trained
+
     shards, classify = _score_on_every_rank(plan, source, classifier, start=start, progress_bar=progress_bar)
     shard = Shard.merge(shards)
     rows = datamodule.split_frame("test")[["path", "subject", *attributes]]
@@ -325,22 +329,27 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
 
 def follow_rank_zero(plan: RunPlan, source: Any) -> None:
     """A DDP rank other than 0: train and predict alongside rank 0, score this rank's share, hand over the rows."""
-    _score_on_every_rank(plan, source, None, start=time.time(), progress_bar=False)
+    _score_on_every_rank(plan, source, lambda: None, start=time.time(), progress_bar=False)
 
 
-def _score_on_every_rank(plan: RunPlan, source: Any, classifier: Any, *, start: float,
+def _score_on_every_rank(plan: RunPlan, source: Any, train: Any, *, start: float,
                          progress_bar: bool) -> tuple[list[Shard], Any]:
-    """Prepare the source (train, predict), share the classifier, score this rank's batches, gather the rows.
+    """Prepare the source (train, predict), train and share the classifier, score this rank's batches, gather.
+
+    Args:
+        train: trains the attribute classifier (rank 0), or returns None (no classifier; other ranks).
 
     Returns:
         Every rank's shard (on rank 0; an empty list elsewhere) and the classifier's labelling function.
     """
     source.prepare()
+    seconds = time.time() - start
+    classifier = train()
     sharded = isinstance(source, TrainedSource)  # the only source that runs on several ranks
     if sharded:
         classifier = share_classifier(classifier)
     classify = None if classifier is None else classifier_labels(classifier, plan.datamodule.attribute_classes)
-    shard = _score(plan, source, classify, seconds=time.time() - start, progress_bar=progress_bar)
+    shard = _score(plan, source, classify, seconds=seconds, progress_bar=progress_bar)
     shards = gather_rows(shard) if sharded else [shard]
     return shards or [], classify
 
