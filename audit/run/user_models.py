@@ -154,7 +154,12 @@ def check_outputs(
     if not outputs.is_floating_point():
         raise ValueError(f"{option}: the model returned a tensor of dtype {outputs.dtype}, {NOT_FLOATING}; return float pixel values in [0, 1] (e.g. outputs.float() / 255 for 8-bit images)")
     if tuple(outputs.shape) != tuple(expected_shape):
-        raise ValueError(f"{option}: the model's {WRONG_SHAPE} is {tuple(outputs.shape)} for input shape {tuple(inputs_shape)}; expected {tuple(expected_shape)} (N, C, H, W)")
+        hint = ""
+        if outputs.ndim == 4 and len(inputs_shape) == 4 and outputs.shape[-1] % inputs_shape[-1] == 0 and (
+                outputs.shape[-1] > inputs_shape[-1]):
+            hint = f"; if it upsamples, pass --task upsampling --scale {outputs.shape[-1] // inputs_shape[-1]}"
+        raise ValueError(f"{option}: the model's {WRONG_SHAPE} is {tuple(outputs.shape)} for input shape "
+                         f"{tuple(inputs_shape)}; expected {tuple(expected_shape)} (N, C, H, W){hint}")
     finite = torch.isfinite(outputs)
     if not bool(finite.all()):
         n_nan = int(torch.isnan(outputs).sum())
