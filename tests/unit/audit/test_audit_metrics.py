@@ -98,6 +98,26 @@ def test_ssim_matches_torchmetrics_one_image_at_a_time(pair, data_range):
     assert len(set(got.tolist())) == len(got)  # really per image, not one batch value
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 64, 64), (3, 1, 6, 6), (2, 3, 7, 13), (5, 1, 16, 9)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ssim_on_the_cpu_path_equals_torchmetrics_on_the_whole_batch(shape, dtype):
+    """The scipy-filtered CPU path against torchmetrics' own 2-D convolution, borders included."""
+    generator = torch.Generator().manual_seed(sum(shape))
+    target = torch.rand(shape, generator=generator, dtype=dtype)
+    preds = (target + 0.2 * torch.rand(shape, generator=generator, dtype=dtype)).clamp(0, 1)
+    expected = structural_similarity_index_measure(preds, target, data_range=1.0, reduction="none")
+    got = m.per_sample_ssim_score(preds, target)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got, expected, atol=1e-6 if dtype == torch.float32 else 1e-12, rtol=0)
+
+
+def test_ssim_with_gradients_uses_torchmetrics():
+    target = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    preds = target.clone().mul(0.9).requires_grad_(True)
+    m.per_sample_ssim_score(preds, target).sum().backward()
+    assert preds.grad is not None
+
+
 def test_ssim_of_identical_images_is_one(pair):
     _, target = pair
     torch.testing.assert_close(m.per_sample_ssim_score(target, target), torch.ones(8))
