@@ -231,8 +231,6 @@ class _TrainThenRun:
     Its ``predict_step`` follows the user's conventions, not genfair's, so outputs come from ``forward``.
     """
 
-    kind = "user"
-
     def __init__(self, trained: TrainedSource, datamodule: FacesDataModule) -> None:
         self.trained, self.datamodule = trained, datamodule
         self.trainer = trained.trainer

@@ -49,7 +49,6 @@ class TrainedSource:
         progress_bar: Lightning's progress bar.
     """
 
-    kind = "trained"
 
     def __init__(self, config: RunConfig, module: pl.LightningModule, datamodule: FacesDataModule, *,
                  max_epochs: int, progress_bar: bool, workdir: Path) -> None:
@@ -95,7 +94,6 @@ class ModuleSource:
         option: the option that named the model, for error messages.
     """
 
-    kind = "user"
     is_global_zero = True
 
     def __init__(self, module: torch.nn.Module, datamodule: FacesDataModule, *, option: str = "--model") -> None:
@@ -137,7 +135,6 @@ class DiskSource:
     The audited rows are the test split of ``datamodule``: the rows that have an output.
     """
 
-    kind = "disk"
     is_global_zero = True
 
     def __init__(self, datamodule: FacesDataModule, *, inputs: bool = False) -> None:

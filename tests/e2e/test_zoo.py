@@ -95,7 +95,7 @@ def test_same_seed_same_metrics_on_cpu(store: Path) -> None:
 
 
 def test_ddp_on_two_cpu_processes_audits_every_image_once(store: Path, tmp_path: Path) -> None:
-    # DDP relaunches sys.argv, so it runs through the installed CLI in a subprocess (see STACK.md).
+    # DDP relaunches sys.argv (inside pytest it would re-run the session), so it runs the installed CLI in a subprocess.
     audit = str(Path(sys.executable).with_name("audit"))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
 
