@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from .digits import DigitsConfig, ensure_digits, generate_digits
 from .faces95 import import_faces95
+from .binning import Bins, parse_bins
 from .manifest import (
     MASK_COLUMN,
+    MISSING_GROUP,
+    MISSING_RULES,
     RESERVED_COLUMNS,
     SPLITS,
     SUPPORTED_SUFFIXES,
@@ -28,6 +31,7 @@ from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces, generate_sy
 
 if TYPE_CHECKING:
     from .datamodule import (
+        FITS,
         LOWRES_SCALES,
         SAMPLERS,
         FacesDataModule,
@@ -38,7 +42,11 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "Bins",
+    "parse_bins",
     "MASK_COLUMN",
+    "MISSING_GROUP",
+    "MISSING_RULES",
     "RESERVED_COLUMNS",
     "SPLITS",
     "SUPPORTED_SUFFIXES",
@@ -60,6 +68,7 @@ __all__ = [
     "generate_digits",
     "ensure_digits",
     "import_faces95",
+    "FITS",
     "LOWRES_SCALES",
     "SAMPLERS",
     "FacesDataModule",
@@ -73,6 +82,7 @@ __all__ = [
 _LAZY = {
     name: ".datamodule"
     for name in (
+        "FITS",
         "LOWRES_SCALES",
         "SAMPLERS",
         "FacesDataModule",

@@ -40,6 +40,7 @@ from .manifest import ASPECT_TOLERANCE, ERR_ASPECT_RATIO, ERR_UNREADABLE_IMAGE, 
 from .splits import ERR_TOO_FEW_SUBJECTS, describe_group, subject_disjoint_split  # noqa: F401 - ERR_* re-exported
 
 __all__ = [
+    "FITS",
     "LOWRES_SCALES",
     "SAMPLERS",
     "UNUSED",
@@ -53,6 +54,9 @@ __all__ = [
 
 #: Training samplers: each image once an epoch, or groups drawn equally often.
 SAMPLERS = ("shuffle", "balanced")
+#: How an image that is not square becomes square: the centred square cut out of it, the image
+#: centred on a black square (masks: outside the mask), or resized without keeping its shape.
+FITS = ("crop", "pad", "stretch")
 #: The split label of training subjects that ``balance_training`` leaves out.
 UNUSED = "unused"
 
@@ -94,28 +98,31 @@ class _AspectRatioError(ValueError):
         )
 
 
-def load_image(path: str | os.PathLike[str], *, image_size: int, channels: int = 3) -> torch.Tensor:
+def load_image(path: str | os.PathLike[str], *, image_size: int, channels: int = 3, fit: str = "crop") -> torch.Tensor:
     """Read one image as a tensor.
 
-    The image is converted to RGB (``channels=3``) or greyscale (``channels=1``) and, when its
-    size differs, resized to ``image_size x image_size`` (a box/area filter when shrinking,
-    bicubic when enlarging; the aspect ratio is not kept).
+    The image is converted to RGB (``channels=3``) or greyscale (``channels=1``), made square
+    by ``fit`` when it is not (:data:`FITS`: ``"crop"`` cuts the centred square of side
+    ``min(w, h)``, ``"pad"`` centres it on a black square of side ``max(w, h)``, ``"stretch"``
+    leaves it to the resize), then, when its size differs, resized to ``image_size x
+    image_size`` (a box/area filter when shrinking, bicubic when enlarging).
 
     Args:
         path: an image file PIL can read.
         image_size: output side in pixels.
         channels: 1 or 3.
+        fit: one of :data:`FITS`.
 
     Returns:
         ``(channels, image_size, image_size)`` float32 in [0, 1].
 
     Raises:
-        ValueError: ``channels`` is not 1 or 3.
+        ValueError: ``channels`` is not 1 or 3, or a bad ``fit``.
     """
     _check_channels(channels)
     with Image.open(path) as opened:
         image = opened.convert(CHANNEL_MODES[channels])
-    return _as_tensor(_fit(image, image_size))
+    return _as_tensor(_fit(_square(image, fit), image_size))
 
 
 def load_output(
@@ -124,20 +131,22 @@ def load_output(
     original: str | os.PathLike[str],
     image_size: int,
     channels: int = 3,
+    fit: str = "crop",
 ) -> torch.Tensor:
     """Read a model's output image (already on disk) as a tensor, like :func:`load_image` reads originals.
 
     The output may have any size, but the shape of its original: its aspect ratio (width /
     height) may differ from the original's by at most :data:`ASPECT_TOLERANCE` (1%). It is then
-    converted to RGB or greyscale and resized to ``image_size x image_size`` by the rule of
-    :func:`load_image` (box filter when shrinking, bicubic when enlarging). Only the original's
-    header is read.
+    converted to RGB or greyscale, made square by ``fit`` and resized to ``image_size x
+    image_size`` by the rules of :func:`load_image`, so that it lines up with its original. Only
+    the original's header is read.
 
     Args:
         path: the output image, a file PIL can read.
         original: the image the output was made from (its size is compared).
         image_size: output side in pixels.
         channels: 1 or 3.
+        fit: one of :data:`FITS`, as for the original.
 
     Returns:
         ``(channels, image_size, image_size)`` float32 in [0, 1].
@@ -155,20 +164,42 @@ def load_output(
         if abs((width * original_height) / (height * original_width) - 1.0) > ASPECT_TOLERANCE + 1e-12:
             raise _AspectRatioError(opened.size, original_size, path)
         image = opened.convert(CHANNEL_MODES[channels])
-    return _as_tensor(_fit(image, image_size))
+    return _as_tensor(_fit(_square(image, fit), image_size))
 
 
-def _read_as_is(path: str | os.PathLike[str], *, channels: int) -> torch.Tensor:
-    """One image at its own size, as RGB or greyscale: ``(channels, h, w)`` float32 in [0, 1]."""
+def _read_as_is(path: str | os.PathLike[str], *, channels: int, fit: str = "crop") -> torch.Tensor:
+    """One image made square by ``fit`` at its own scale, as RGB or greyscale: ``(channels, s, s)``
+    float32 in [0, 1] (``"stretch"``: not made square, ``(channels, h, w)``)."""
     _check_channels(channels)
     with Image.open(path) as opened:
         image = opened.convert(CHANNEL_MODES[channels])
-    return _as_tensor(image)
+    return _as_tensor(_square(image, fit))
+
+
+def _check_fit(fit: str) -> None:
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)} (--fit), got {fit!r}")
 
 
 def _check_channels(channels: int) -> None:
     if channels not in CHANNEL_MODES:
         raise ValueError(f"channels must be one of {sorted(CHANNEL_MODES)}, got {channels!r}")
+
+
+def _square(image: Image.Image, fit: str) -> Image.Image:
+    """``image`` made square by ``fit`` (:data:`FITS`), at its own scale; ``"stretch"`` returns it as it is."""
+    _check_fit(fit)
+    width, height = image.size
+    if width == height or fit == "stretch":
+        return image
+    if fit == "crop":
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        return image.crop((left, top, left + side, top + side))
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), 0)  # black; for masks: outside the mask
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
 
 
 def _fit(image: Image.Image, image_size: int) -> Image.Image:
@@ -188,22 +219,23 @@ def _as_tensor(image: Image.Image) -> torch.Tensor:
     return pixels.permute(2, 0, 1).to(torch.float32).div_(255.0)
 
 
-def load_mask(path: str | os.PathLike[str], *, image_size: int) -> torch.Tensor:
+def load_mask(path: str | os.PathLike[str], *, image_size: int, fit: str = "crop") -> torch.Tensor:
     """Read one mask as a binary tensor.
 
-    The file is read as greyscale; when its size differs it is resized to ``image_size x
-    image_size`` with nearest-neighbour (so it stays binary). Values of 128 or more (of 255) are
-    in the mask.
+    The file is read as greyscale, made square by ``fit`` like its image (padding is outside the
+    mask) and, when its size differs, resized to ``image_size x image_size`` with
+    nearest-neighbour (so it stays binary). Values of 128 or more (of 255) are in the mask.
 
     Args:
         path: a mask image PIL can read (e.g. a mode ``"L"`` PNG of 0 and 255).
         image_size: output side in pixels.
+        fit: one of :data:`FITS`, as for the image.
 
     Returns:
         ``(1, image_size, image_size)`` float32 in {0, 1}.
     """
     with Image.open(path) as opened:
-        mask = opened.convert("L")
+        mask = _square(opened.convert("L"), fit)
     if mask.size != (image_size, image_size):
         mask = mask.resize((image_size, image_size), Image.Resampling.NEAREST)
     return torch.from_numpy(np.array(mask, dtype=np.uint8) >= 128).to(torch.float32).unsqueeze(0)
@@ -234,14 +266,15 @@ class ManifestImageDataset(Dataset):
         image_size: output side in pixels.
         channels: 1 (greyscale) or 3 (RGB).
         lowres_scale: when set (2, 4 or 8, dividing ``image_size``), items also hold ``"lowres"``.
+        fit: how images that are not square become square, one of :data:`FITS` (see :func:`load_image`).
 
     Items are dicts (:meth:`load_row`): ``"image"`` ``(C, H, W)`` float32 in [0, 1], ``"index"``
     (int, the row's position in ``manifest.frame``), ``"labels"`` ``(A,)`` int64 (codes of
     ``manifest.attribute_classes``), and when enabled ``"lowres"`` ``(C, H // s, W // s)`` and
     ``"mask"`` ``(1, H, W)`` float32 in {0, 1}. With ``manifest.outputs``, rows with an output
     also hold ``"output"`` ``(C, H, W)`` float32 in [0, 1] (:func:`load_output`) and, with
-    ``manifest.inputs``, ``"input"`` ``(C, h, w)`` float32 in [0, 1] at the input file's own size
-    (not resized: the caller checks it). The default collate stacks them into the batch
+    ``manifest.inputs``, ``"input"`` ``(C, s, s)`` float32 in [0, 1], the input file made square by
+    ``fit`` at its own scale (not resized: the caller checks it). The default collate stacks them into the batch
     contract of this module (``index`` becomes ``(B,)`` int64); it needs every item of a batch to
     have the same keys, so batch ``manifest.output_rows`` to audit outputs.
 
@@ -257,10 +290,13 @@ class ManifestImageDataset(Dataset):
         image_size: int,
         channels: int = 3,
         lowres_scale: int | None = None,
+        fit: str = "crop",
     ) -> None:
         if channels not in CHANNEL_MODES:
             raise ValueError(f"channels must be one of {sorted(CHANNEL_MODES)}, got {channels!r}")
         _check_lowres_scale(lowres_scale, image_size)
+        _check_fit(fit)
+        self.fit = fit
         self.manifest = manifest
         self.rows = np.asarray(rows, dtype=np.int64)
         self.image_size = image_size
@@ -293,23 +329,23 @@ class ManifestImageDataset(Dataset):
         if not 0 <= row < self._rows_total:
             raise IndexError(f"row must be a position in 0..{self._rows_total - 1} of the manifest, got {row!r}")
         with self._naming_the_row(row, "path"):
-            image = load_image(self._file(row), image_size=self.image_size, channels=self.channels)
+            image = load_image(self._file(row), image_size=self.image_size, channels=self.channels, fit=self.fit)
         item: dict[str, torch.Tensor | int] = {"image": image, "index": row, "labels": self._codes[row].clone()}
         if self.lowres_scale is not None:
             item["lowres"] = F.avg_pool2d(image, self.lowres_scale)
         if self.manifest.has_mask:
             with self._naming_the_row(row, "mask_path"):
-                item["mask"] = load_mask(self._file(row, "mask_path"), image_size=self.image_size)
+                item["mask"] = load_mask(self._file(row, "mask_path"), image_size=self.image_size, fit=self.fit)
         outputs, inputs = self.manifest.outputs, self.manifest.inputs
         if outputs is not None and self.manifest.frame[outputs].iat[row]:
             with self._naming_the_row(row, outputs):
                 item["output"] = load_output(
                     self._file(row, outputs), original=self._file(row), image_size=self.image_size,
-                    channels=self.channels,
+                    channels=self.channels, fit=self.fit,
                 )
             if inputs is not None:
                 with self._naming_the_row(row, inputs):
-                    item["input"] = _read_as_is(self._file(row, inputs), channels=self.channels)
+                    item["input"] = _read_as_is(self._file(row, inputs), channels=self.channels, fit=self.fit)
         return item
 
     @contextlib.contextmanager
@@ -322,13 +358,13 @@ class ManifestImageDataset(Dataset):
             yield
         except _AspectRatioError as err:
             raise ManifestError(
-                f"{self.manifest.source}: data row {row + 1}, column {column!r}: {err.problem}: {err.path}; "
+                f"{self.manifest.source}: data row {self.manifest.data_row(row)}, column {column!r}: {err.problem}: {err.path}; "
                 f"fix: {err.fix}"
             ) from err
         except (OSError, ValueError, SyntaxError, EOFError) as err:
             detail = " ".join(str(err).split())[:200]
             raise ManifestError(
-                f"{self.manifest.source}: data row {row + 1}, column {column!r}: {ERR_UNREADABLE_IMAGE}: "
+                f"{self.manifest.source}: data row {self.manifest.data_row(row)}, column {column!r}: {ERR_UNREADABLE_IMAGE}: "
                 f"{self._file(row, column)} ({type(err).__name__}: {detail}); fix: replace the file with a "
                 f"readable image or drop the row"
             ) from err
@@ -363,8 +399,14 @@ class FacesDataModule(pl.LightningDataModule):
         sampler: ``"shuffle"`` (each training image once an epoch) or ``"balanced"`` (draw
             training images with replacement, each with probability inverse to its
             intersectional group's image count, so every group is seen equally often).
-        require_train: refuse an empty training split (an audit of outputs on disk may have
-            none: nothing trains there but the attribute classifier, which is then skipped).
+        require_train: refuse an empty training split (an audit of outputs on disk, or of a
+            trained checkpoint, may have none: nothing trains there but the attribute
+            classifier, which is then skipped).
+        require_val: something trains with early stopping on the validation loss: when the
+            manifest's split column has ``train`` rows but no ``val`` rows, ``val_fraction`` of
+            the training subjects (at least one; seeded, stratified, subject-disjoint) become
+            validation, and :attr:`notes` says so.
+        fit: how images that are not square become square, one of :data:`FITS` (see :func:`load_image`).
 
     Raises:
         ValueError: a bad option; an empty train or test split; a seeded split that cannot place a
@@ -387,8 +429,13 @@ class FacesDataModule(pl.LightningDataModule):
         balance_training: bool = False,
         sampler: str = "shuffle",
         require_train: bool = True,
+        require_val: bool = False,
+        fit: str = "crop",
     ) -> None:
         super().__init__()
+        _check_fit(fit)
+        self.fit = fit
+        self.notes: list[str] = []
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
         options = (("image_size", image_size, 1), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0))
@@ -410,6 +457,8 @@ class FacesDataModule(pl.LightningDataModule):
         self._all_rows = self._dataset(np.arange(len(manifest.frame)))
         if manifest.has_split:
             labels = manifest.frame["split"].astype("str").rename("split")
+            if require_val and not (labels == "val").any():
+                labels = self._carve_validation(labels, val_fraction)
         else:
             try:
                 labels = subject_disjoint_split(
@@ -434,6 +483,24 @@ class FacesDataModule(pl.LightningDataModule):
                 )
                 raise ValueError(f"{manifest.source}: the {split} {ERR_EMPTY_SPLIT}: {how}")
         self._check_every_group_is_tested(labels)
+
+    def _carve_validation(self, labels: pd.Series, val_fraction: float) -> pd.Series:
+        """``labels`` with ``val_fraction`` of the training subjects (at least one) moved to ``val``."""
+        training = (labels == "train").to_numpy(dtype=bool)
+        people = self.manifest.frame.loc[training, "subject"].nunique()
+        if people < 2:
+            raise ValueError(
+                f"{self.manifest.source}: {ERR_EMPTY_SPLIT}: no row of its split column is 'val' and its "
+                f"{people} training subject(s) cannot be split into training and validation; fix: assign some "
+                f"subjects to 'val', add training subjects, or drop the split column for a seeded split"
+            )
+        carved = subject_disjoint_split(self.manifest.frame[training], seed=self.seed, val_fraction=val_fraction,
+                                        test_fraction=0.0, attributes=self.manifest.attributes)
+        chosen = carved[carved == "val"]
+        self.notes.append(f"the manifest has no validation rows: {chosen.index.size} image(s) of "
+                          f"{self.manifest.frame.loc[chosen.index, 'subject'].nunique()} of its {people} training "
+                          f"subjects (seeded, stratified, subject-disjoint) validate the training instead")
+        return labels.where(~labels.index.isin(chosen.index), "val")
 
     def _check_every_group_is_tested(self, labels: pd.Series) -> None:
         """Raise unless every group (combination of the attributes' values) has a subject in test.
@@ -524,12 +591,14 @@ class FacesDataModule(pl.LightningDataModule):
 
     def _dataset(self, rows: np.ndarray) -> ManifestImageDataset:
         return ManifestImageDataset(
-            self.manifest, rows, image_size=self.image_size, channels=self.channels, lowres_scale=self.lowres_scale
+            self.manifest, rows, image_size=self.image_size, channels=self.channels, lowres_scale=self.lowres_scale,
+            fit=self.fit,
         )
 
     def load_image(self, row: int) -> torch.Tensor:
         """The image of manifest row ``row`` (position): ``(C, H, W)`` float32 in [0, 1]."""
-        return load_image(self.manifest.image_path(row), image_size=self.image_size, channels=self.channels)
+        return load_image(self.manifest.image_path(row), image_size=self.image_size, channels=self.channels,
+                          fit=self.fit)
 
     def load_item(self, row: int) -> dict[str, torch.Tensor | int]:
         """The dataset item of manifest row ``row`` (position, any split): what a batch stacks.

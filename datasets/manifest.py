@@ -53,12 +53,14 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import difflib
 import hashlib
 import logging
+import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -67,9 +69,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from .binning import MAX_CATEGORIES, Bins, bin_column, numeric_values, parse_bins_mapping, suggest_bins
+
 __all__ = [
     "IMAGE_CHECKS",
     "MASK_COLUMN",
+    "MISSING_GROUP",
+    "MISSING_RULES",
     "RESERVED_COLUMNS",
     "REQUIRED_COLUMNS",
     "SPLITS",
@@ -106,6 +112,10 @@ TONE_SCALES: dict[str, tuple[str, float, float, bool]] = {
 }
 """Attribute columns (by lowercase name) that hold a skin-tone scale: ``name -> (what, low,
 high, integer)``; their values must be numbers in ``[low, high]`` (integers when ``integer``)."""
+MISSING_RULES: tuple[str, ...] = ("error", "drop", "group")
+"""What a blank sensitive value does: refuse the manifest, leave the row out, or join an explicit group."""
+MISSING_GROUP = "unknown"
+"""The group of blank sensitive values under ``missing="group"``."""
 UNSUPPORTED_MODES: frozenset[str] = frozenset({"I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
 """PIL image modes that cannot become 8-bit RGB or greyscale without clipping."""
 
@@ -124,6 +134,11 @@ ERR_ABSOLUTE_PATH = "path is not relative"
 ERR_OUTSIDE_ROOT = "path leaves the manifest's folder"
 ERR_DUPLICATE_PATH = "duplicate path"
 ERR_TONE_SCALE = "value is not on the skin-tone scale"
+ERR_NUMERIC_ATTRIBUTE = "numeric attribute with many values"
+ERR_NOT_A_NUMBER = "value to bin is not a number"
+ERR_OUTSIDE_BINS = "value outside the bins"
+ERR_BINS_NOT_ATTRIBUTE = "bins for a column that is not an attribute"
+ERR_ALL_DROPPED = "every row has a blank sensitive value"
 ERR_CONFLICTING_ATTRIBUTE = "subject has two values of an attribute"
 ERR_SUBJECT_IN_TWO_SPLITS = "subject is in two splits"
 ERR_MISSING_IMAGE = "image file not found"
@@ -165,6 +180,11 @@ class Manifest:
             ``str``: a relative path as given, or ``""`` for a row without an output.
         inputs: the column of the low-resolution inputs the model saw (``None``: none named);
             ``str`` cells, ``""`` exactly where :attr:`outputs` is ``""``.
+        bins: the numeric attributes that were binned, with the edges used (``column -> edges``).
+        notes: what loading changed that a reader of the audit should know (rows left out for
+            blank values, numeric columns binned), one sentence each.
+        file_rows: ``(N,)`` int64, the 0-based data row in :attr:`source` of each row of
+            :attr:`frame` (they differ once ``missing="drop"`` left rows out); ``None``: the same.
     """
 
     frame: pd.DataFrame
@@ -174,6 +194,13 @@ class Manifest:
     sha256: str
     outputs: str | None = None
     inputs: str | None = None
+    bins: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    file_rows: np.ndarray | None = None
+
+    def data_row(self, row: int) -> int:
+        """The 1-based data row in :attr:`source` of row ``row`` (a position in :attr:`frame`), for messages."""
+        return (row if self.file_rows is None else int(self.file_rows[row])) + 1
 
     def image_path(self, row: int) -> Path:
         """The image file of row ``row`` (a position in :attr:`frame`, 0-based).
@@ -332,14 +359,18 @@ def load_manifest(
     allow_outside_root: bool = False,
     outputs: str | None = None,
     inputs: str | None = None,
+    bins: Mapping[str, str | Sequence[float] | Bins] | None = None,
+    missing: Literal["error", "drop", "group"] = "error",
 ) -> Manifest:
     """Read and validate a manifest.
 
     Checks, in order (the first failing check raises): the file exists and has a supported
     suffix; it parses and has rows; it has ``path`` and ``subject``; every named attribute is a
-    non-reserved column; no ``path``/``subject``/attribute/``split``/``mask_path`` value is
-    blank; ``split`` values are in :data:`SPLITS`; skin-tone scale attributes
-    (:data:`TONE_SCALES`) hold numbers on their scale; paths (and mask paths) are relative and
+    non-reserved column; no ``path``/``subject``/``split``/``mask_path`` value is blank, nor
+    (with ``missing="error"``) an attribute's; ``split`` values are in :data:`SPLITS`; skin-tone
+    scale attributes (:data:`TONE_SCALES`) hold numbers on their scale; a binned attribute holds
+    numbers inside its edges, and an unbinned numeric attribute has at most
+    :data:`~genfair.datasets.binning.MAX_CATEGORIES` distinct values; paths (and mask paths) are relative and
     stay inside the manifest's folder (unless ``allow_outside_root``); paths are unique; each
     subject has one value of every attribute and one split; then, unless ``images="skip"``,
     every image file (and mask file) exists, and (``images="verify"``) PIL can parse every
@@ -365,6 +396,13 @@ def load_manifest(
             ``"restored"``); blank for rows that are not audited. Never an attribute.
         inputs: with ``outputs``, the column that holds the low-resolution input the model saw
             for each row with an output (super-resolution). Never an attribute.
+        bins: numeric attributes to audit as intervals, ``column -> spec``: edges (``"18,30,45,65"``
+            or ``[18, 30, 45, 65]``) or ``"quantiles:K"`` (edges at the quantiles of the people);
+            see :mod:`genfair.datasets.binning`. The column's values become labels such as
+            ``"age 18-29"``; :attr:`Manifest.bins` keeps the edges.
+        missing: what a blank attribute value does, one of :data:`MISSING_RULES`: ``"error"``
+            (refuse the manifest), ``"drop"`` (leave the row out; :attr:`Manifest.notes` says how
+            many) or ``"group"`` (the value becomes :data:`MISSING_GROUP`, a group of its own).
 
     Returns:
         The validated :class:`Manifest`; :attr:`Manifest.outputs` / :attr:`Manifest.inputs` name
@@ -383,6 +421,9 @@ def load_manifest(
         raise ValueError(f"images must be one of {', '.join(map(repr, IMAGE_CHECKS))}, got {images!r}")
     if inputs is not None and outputs is None:
         raise ValueError(f"inputs={inputs!r} needs outputs=: name the column of the model's output images too")
+    if missing not in MISSING_RULES:
+        raise ValueError(f"missing must be one of {', '.join(MISSING_RULES)} (--missing), got {missing!r}")
+    bin_specs = parse_bins_mapping(bins)
     source = Path(path)
     raw = read_table(source)
     if len(raw) == 0:
@@ -391,29 +432,45 @@ def load_manifest(
         )
     columns = [str(c) for c in raw.columns]
     raw.columns = columns
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
+    absent = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if absent:
         hints = "".join(
             f"; did you mean {close[0]!r} for {name!r}?"
-            for name in missing
+            for name in absent
             if (close := difflib.get_close_matches(name, columns, n=1))
         )
         raise ManifestError(
-            f"{source}: {ERR_MISSING_COLUMNS}(s) {', '.join(map(repr, missing))} (columns: {columns}){hints}; "
-            f"fix: add a column {missing[0]!r} (or rename the one that holds it)"
+            f"{source}: {ERR_MISSING_COLUMNS}(s) {', '.join(map(repr, absent))} (columns: {columns}){hints}; "
+            f"fix: add a column {absent[0]!r} (or rename the one that holds it)"
         )
     image_columns = _resolve_image_columns(source, columns, outputs=outputs, inputs=inputs)
     attrs = _resolve_attributes(source, columns, attributes, image_columns=image_columns)
+    for column in bin_specs:
+        if column not in attrs:
+            raise ManifestError(
+                f"{source}: {ERR_BINS_NOT_ATTRIBUTE}: {bin_specs[column].spec} (attributes: {list(attrs)}); fix: add "
+                f"{column!r} to the attributes (audit run --attributes {','.join((*attrs, column))}) or drop its bins"
+            )
     checker = _Checker(source, raw, inferred=attrs if attributes is None else ())
     frame = raw.copy()
     has_mask = MASK_COLUMN in columns
     optional = tuple(c for c in ("split", MASK_COLUMN) if c in columns)
-    for column in (*REQUIRED_COLUMNS, *attrs, *optional):
+    for column in (*REQUIRED_COLUMNS, *optional):
         frame[column] = checker.as_str(frame, column)
+    for column in attrs:
+        frame[column] = checker.as_str(frame, column, blank_allowed=missing != "error")
+    notes: list[str] = []
+    if missing == "drop":
+        frame = checker.drop_blank(frame, attrs, notes)
     checker.check_split_values(frame)
     for column in attrs:
         if column.lower() in TONE_SCALES:
             frame[column] = checker.check_tone_scale(frame, column)
+    edges: dict[str, tuple[float, ...]] = {}
+    for column in attrs:
+        frame[column] = checker.check_numeric(frame, column, bin_specs.get(column), edges, notes)
+    if missing == "group":
+        checker.group_blank(frame, attrs, notes)
     checker.check_paths(frame, allow_outside_root=allow_outside_root)
     if has_mask:
         checker.check_paths(frame, MASK_COLUMN, unique=False, allow_outside_root=allow_outside_root)
@@ -455,7 +512,8 @@ def load_manifest(
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     logger.debug("loaded manifest %s: %d rows, attributes %s, outputs %s", source, len(frame), attrs, outputs)
     return Manifest(
-        frame=frame, root=root, source=source, attributes=attrs, sha256=digest, outputs=outputs, inputs=inputs
+        frame=frame, root=root, source=source, attributes=attrs, sha256=digest, outputs=outputs, inputs=inputs,
+        bins=edges, notes=tuple(notes), file_rows=checker.origin,
     )
 
 
@@ -622,6 +680,11 @@ class _Checker:
         self.inferred = inferred  # attribute columns taken by default (attributes=None)
         self.is_csv = source.suffix.lower() == ".csv"
         self._line_numbers: list[int] | None = None
+        self.origin: np.ndarray | None = None  # (N,) the file's data row of each kept row, once rows are dropped
+
+    def row(self, position: int) -> int:
+        """The 0-based data row in the file of the frame's row ``position`` (they differ once rows are dropped)."""
+        return position if self.origin is None else int(self.origin[position])
 
     # -- locating rows -------------------------------------------------------------------
     def _line(self, position: int) -> int | None:
@@ -644,9 +707,10 @@ class _Checker:
 
     def where(self, position: int, column: str) -> str:
         """``"<file>: data row R (line L), column 'c'"`` for a 0-based row position."""
-        line = self._line(position)
+        row = self.row(position)
+        line = self._line(row)
         at_line = f" (line {line})" if line is not None else ""
-        return f"{self.source}: data row {position + 1}{at_line}, column {column!r}"
+        return f"{self.source}: data row {row + 1}{at_line}, column {column!r}"
 
     def fail(self, bad: np.ndarray, column: str, problem: Callable[[int], str], fix: str) -> None:
         """Raise for the first ``True`` in ``bad`` (a boolean mask over rows), if any.
@@ -684,8 +748,9 @@ class _Checker:
         )
 
     # -- checks --------------------------------------------------------------------------
-    def as_str(self, frame: pd.DataFrame, column: str) -> pd.Series:
-        """Column ``column`` as ``str``, after checking that no value is missing or blank."""
+    def as_str(self, frame: pd.DataFrame, column: str, *, blank_allowed: bool = False) -> pd.Series:
+        """Column ``column`` as ``str``, after checking that no value is missing or blank
+        (``blank_allowed``: missing and blank values become ``""``)."""
         series = frame[column]
         missing = series.isna().to_numpy()
         if series.dtype.kind == "f":  # parquet ints with nulls: 3.0 -> "3"
@@ -695,6 +760,8 @@ class _Checker:
                 series = series.astype("Int64")
         text = series.astype("str").where(~missing, "")
         blank = (text.str.strip() == "").to_numpy()
+        if blank_allowed:
+            return text.where(~blank, "")
         what = {
             "path": "the image's path",
             "subject": "the subject id",
@@ -705,9 +772,95 @@ class _Checker:
             blank,
             column,
             lambda i: f"{ERR_BLANK_VALUE} {text.iat[i]!r}",
-            f"fill in {what.get(column, f'the {column} of this row')} or drop the row{self._not_an_attribute(column)}",
+            f"fill in {what.get(column, f'the {column} of this row')} or drop the row{self._not_an_attribute(column)}"
+            + ("" if column in what else
+               f", or leave such rows out (--missing drop) or make them a group (--missing group)"),
         )
         return text
+
+    def drop_blank(self, frame: pd.DataFrame, attrs: tuple[str, ...], notes: list[str]) -> pd.DataFrame:
+        """``frame`` without the rows that have a blank attribute (``--missing drop``), renumbered;
+        :attr:`origin` keeps each kept row's data row in the file."""
+        blank = np.zeros(len(frame), dtype=bool)
+        for column in attrs:
+            blank |= (frame[column] == "").to_numpy()
+        if not blank.any():
+            return frame
+        columns = [column for column in attrs if (frame[column] == "").any()]
+        if blank.all():
+            raise ManifestError(
+                f"{self.source}: {ERR_ALL_DROPPED} ({', '.join(columns)}), so --missing drop leaves nothing; "
+                f"fix: fill in the values, name other attributes, or make the blanks a group (--missing group)"
+            )
+        people = frame.loc[blank, "subject"].nunique()
+        notes.append(f"left out {int(blank.sum())} image(s) of {people} subject(s) with a blank "
+                     f"{' or '.join(columns)} (--missing drop)")
+        self.origin = np.flatnonzero(~blank)
+        kept = frame[~blank].reset_index(drop=True)
+        self.frame = self.frame.iloc[self.origin].reset_index(drop=True)
+        return kept
+
+    @staticmethod
+    def group_blank(frame: pd.DataFrame, attrs: tuple[str, ...], notes: list[str]) -> None:
+        """Blank attribute values become :data:`MISSING_GROUP` in place (``--missing group``)."""
+        for column in attrs:
+            blank = (frame[column] == "").to_numpy()
+            if blank.any():
+                frame[column] = frame[column].where(~blank, MISSING_GROUP)
+                people = frame.loc[blank, "subject"].nunique()
+                notes.append(f"{int(blank.sum())} image(s) of {people} subject(s) with a blank {column} form the "
+                             f"group {column}={MISSING_GROUP!r} (--missing group)")
+
+    def check_numeric(
+        self, frame: pd.DataFrame, column: str, bins: Bins | None, edges: dict[str, tuple[float, ...]],
+        notes: list[str],
+    ) -> pd.Series:
+        """Column ``column`` binned by ``bins`` (its edges recorded in ``edges``), or as it is after
+        checking that an unbinned numeric column has at most :data:`MAX_CATEGORIES` values.
+
+        Blank cells (``""``, kept by ``--missing group``) stay blank.
+        """
+        text = frame[column]
+        present = (text != "").to_numpy()
+        numbers = numeric_values(text)
+        subjects = frame["subject"].to_numpy(dtype=object)
+        if bins is None:
+            distinct = np.unique(numbers[present])
+            if not np.all(np.isfinite(numbers[present])) or len(distinct) <= MAX_CATEGORIES:
+                return text  # words, or few numbers: categories
+            suggestion = suggest_bins(column, numbers[present], subjects[present])
+            raise ManifestError(
+                f"{self.source}: column {column!r}: {ERR_NUMERIC_ATTRIBUTE} ({len(distinct)} distinct numbers from "
+                f"{distinct[0]:g} to {distinct[-1]:g}: each would be a group of its own); fix: bin it, e.g. "
+                f"--bins {suggestion} (its quartiles over subjects) or --bins {column}=quantiles:4 "
+                f"(bins={{{column!r}: 'quantiles:4'}}), or leave {column!r} out of the attributes"
+            )
+        self.fail(
+            present & ~np.isfinite(numbers),
+            column,
+            lambda i: f"{ERR_NOT_A_NUMBER} {text.iat[i]!r} (--bins {bins.spec})",
+            "write a number, or blank the cell and pass --missing drop or --missing group, or drop the bins",
+        )
+        if bins.edges is not None:
+            low, high = bins.edges[0], bins.edges[-1]
+            outside = present & ((numbers < low) | (numbers > high))
+            if outside.any():
+                values = numbers[present]
+                wider = (*((math.floor(values.min()),) if values.min() < low else ()), *bins.edges,
+                         *((math.ceil(values.max()),) if values.max() > high else ()))
+                self.fail(
+                    outside,
+                    column,
+                    lambda i: f"{ERR_OUTSIDE_BINS}: {text.iat[i]!r} (--bins {bins.spec} covers {low:g} to {high:g})",
+                    f"add edges that cover every value, e.g. --bins {Bins(column, edges=wider).spec}",
+                )
+        labels, used = bin_column(numbers[present], subjects[present], bins)
+        edges[column] = used
+        binned = text.copy()
+        binned[present] = labels
+        groups = ", ".join(dict.fromkeys(sorted(labels.tolist())))
+        notes.append(f"{column} binned by --bins {bins.spec} into {groups}")
+        return binned
 
     def check_split_values(self, frame: pd.DataFrame) -> None:
         if "split" not in frame.columns:
@@ -734,6 +887,7 @@ class _Checker:
             bad = ~np.isfinite(numbers) | (numbers < low) | (numbers > high)
             if integer:
                 bad |= numbers != np.round(numbers)
+        bad &= (text != "").to_numpy()  # blank values (--missing group) are not on any scale
         scale = f"{what}, {'integers' if integer else 'numbers'} from {low:g} to {high:g}"
         positions = np.flatnonzero(bad)
         if len(positions):
@@ -752,7 +906,8 @@ class _Checker:
             )
         if not integer:
             return text
-        return pd.Series(np.round(numbers).astype(np.int64), index=text.index).astype("str")
+        canonical = pd.Series(np.round(np.nan_to_num(numbers)).astype(np.int64), index=text.index).astype("str")
+        return canonical.where(text != "", "")
 
     def check_output_cells(self, frame: pd.DataFrame, outputs: str, inputs: str | None) -> np.ndarray:
         """Check which rows have an output (and, with ``inputs``, an input exactly for those rows).
@@ -843,7 +998,7 @@ class _Checker:
             def describe(i: int) -> str:
                 first = first_seen[i]
                 spelled = f" as {paths.iat[first]!r}" if paths.iat[first] != paths.iat[i] else ""
-                return f"{problem} {paths.iat[i]!r} (already at data row {first + 1}{spelled})"
+                return f"{problem} {paths.iat[i]!r} (already at data row {self.row(first) + 1}{spelled})"
 
             self.fail(duplicated, column, describe, fix)
 
@@ -868,7 +1023,7 @@ class _Checker:
             others = f"; {n_subjects - 1} more subject{plural} affected" if n_subjects > 1 else ""
             return (
                 f"{problem}: subject {subject!r} has {column} {frame[column].iat[i]!r} here but "
-                f"{first_value.iat[i]!r} at data row {subject_first[i] + 1}{others}"
+                f"{first_value.iat[i]!r} at data row {self.row(subject_first[i]) + 1}{others}"
             )
 
         self.fail(bad, column, describe, fix)

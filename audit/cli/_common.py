@@ -55,6 +55,18 @@ TrackingUriOption = Annotated[
         show_default=False,
     ),
 ]
+BinsOption = Annotated[
+    list[str] | None,
+    typer.Option("--bins", show_default=False,
+                 help="Audit a numeric attribute by intervals: COLUMN=EDGES (age=18,30,45,65: groups age 18-29, "
+                      "age 30-44, age 45-65) or COLUMN=quantiles:K (K groups of about equally many people); repeatable."),
+]
+MissingOption = Annotated[
+    str, typer.Option(help="A blank attribute value: error, drop (leave its row out) or group (an 'unknown' group).")
+]
+FitOption = Annotated[
+    str, typer.Option(help="Images that are not square: crop (the centred square), pad (black borders) or stretch.")
+]
 
 
 @contextlib.contextmanager
@@ -95,14 +107,19 @@ def split_list(text: str | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def key_values(items: list[str], *, option: str) -> tuple[tuple[str, str], ...]:
+def key_values(items: list[str], *, option: str, example: str = "bottleneck=16") -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"{option} {item!r}: expected KEY=VALUE, e.g. {option} bottleneck=16")
+            raise ValueError(f"{option} {item!r}: expected KEY=VALUE, e.g. {option} {example}")
         pairs.append((key.strip(), value.strip()))
     return tuple(pairs)
+
+
+def bin_pairs(items: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """``--bins`` values as ``(column, spec)`` pairs."""
+    return key_values(items or [], option="--bins", example="age=18,30,45,65")
 
 
 def quiet_libraries(debug: bool) -> None:

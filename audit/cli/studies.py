@@ -8,9 +8,13 @@ from typing import Annotated, Any
 import typer
 
 from ._common import (
+    BinsOption,
     DebugOption,
+    FitOption,
+    MissingOption,
     TrackingUriOption,
     app,
+    bin_pairs,
     console,
     quiet_libraries,
     split_list,
@@ -33,6 +37,10 @@ def compare(
     dataset: Annotated[str, typer.Option(help="Named dataset (registry key).")] = "faces",
     manifest: Annotated[Path | None, typer.Option(help="A manifest to audit instead of --dataset.")] = None,
     attributes: Annotated[str | None, typer.Option(help="Comma-separated sensitive attribute columns.")] = None,
+    bins: BinsOption = None,
+    missing: MissingOption = "error",
+    fit: FitOption = "crop",
+    allow_outside_root: Annotated[bool, typer.Option(help="Accept manifest paths outside its folder.")] = False,
     epochs: Annotated[int, typer.Option("--epochs", "--max-epochs", help="Most training epochs per model.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     seed: Annotated[int, typer.Option(help="One seed for every model: same split, same people.")] = 0,
@@ -64,7 +72,8 @@ def compare(
             dataset=dataset, manifest=str(manifest) if manifest is not None else None,
             attributes=split_list(attributes), epochs=epochs, batch_size=batch_size, seed=seed,
             image_size=image_size, scale=scale, classifier_epochs=classifier_epochs, accelerator=accelerator,
-            experiment=experiment, tracking_uri=tracking_uri,
+            experiment=experiment, tracking_uri=tracking_uri, allow_outside_root=allow_outside_root,
+            bins=bin_pairs(bins), missing=missing, fit=fit,
         )
         outcome = run_comparison(base, split_list(models) or (), priority=weights, out=out,
                                  from_experiment=from_experiment, perplexity=perplexity,
@@ -116,6 +125,9 @@ def attribute(
     dataset: Annotated[str, typer.Option(help="Named dataset (registry key).")] = "faces",
     manifest: Annotated[Path | None, typer.Option(help="A manifest to study instead of --dataset.")] = None,
     attributes: Annotated[str | None, typer.Option(help="Comma-separated sensitive attribute columns.")] = None,
+    bins: BinsOption = None,
+    missing: MissingOption = "error",
+    fit: FitOption = "crop",
     mitigation: Annotated[str, typer.Option(help="The objective set against ERM: group-dro or reweighted.")
     ] = "group-dro",
     seeds: Annotated[int, typer.Option(help="Training seeds per cell (the noise floor).")] = 3,
@@ -143,6 +155,7 @@ def attribute(
             attributes=split_list(attributes), epochs=epochs, batch_size=batch_size, seed=seed,
             image_size=image_size, accelerator=accelerator, allow_outside_root=allow_outside_root,
             experiment=experiment, tracking_uri=tracking_uri,
+            bins=bin_pairs(bins), missing=missing, fit=fit,
         )
         outcome = run_attribution(base, split_list(models) or ("vae",), mitigation=mitigation, seeds=seeds, out=out)
     if outcome is None:

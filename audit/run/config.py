@@ -89,6 +89,12 @@ class RunConfig:
             outputs column, or the user's factory (or file) name.
         task: ``"reconstruction"`` or ``"upsampling"`` for outputs on disk and user models (a
             registered model knows its own); None: reconstruction.
+        bins: ``(column, spec)`` pairs: numeric attributes audited as intervals (``("age",
+            "18,30,45,65")`` or ``("age", "quantiles:4")``; see :mod:`genfair.datasets.binning`).
+        missing: what a blank attribute value does: ``"error"``, ``"drop"`` (the row is left
+            out) or ``"group"`` (an explicit ``unknown`` group).
+        fit: how images that are not square become square: ``"crop"`` (the centred square),
+            ``"pad"`` (black borders) or ``"stretch"``.
     """
 
     model: str = "vae"
@@ -126,6 +132,9 @@ class RunConfig:
     inputs: str | None = None
     name: str | None = None
     task: Literal["reconstruction", "upsampling"] | None = None
+    bins: tuple[tuple[str, str], ...] = ()
+    missing: str = "error"
+    fit: str = "crop"
 
     def __post_init__(self) -> None:
         if self.outputs is not None and self.manifest is None:
@@ -138,7 +147,9 @@ class RunConfig:
             raise ValueError("--name must not be blank")
         for option, value, choices in (("--composition", self.composition, datasets.COMPOSITIONS),
                                        ("--objective", self.objective, models.OBJECTIVES),
-                                       ("--sampler", self.sampler, datasets.SAMPLERS)):
+                                       ("--sampler", self.sampler, datasets.SAMPLERS),
+                                       ("--missing", self.missing, datasets.MISSING_RULES),
+                                       ("--fit", self.fit, datasets.FITS)):
             if value not in choices:
                 raise ValueError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
         if self.dro_eta is not None and not self.dro_eta > 0:
@@ -237,14 +248,15 @@ def load_run_manifest(config: RunConfig) -> tuple[str, Manifest]:
     if config.manifest is not None:
         manifest = datasets.load_manifest(
             config.manifest, attributes=config.attributes, allow_outside_root=config.allow_outside_root,
-            outputs=config.outputs, inputs=config.inputs,
+            outputs=config.outputs, inputs=config.inputs, bins=dict(config.bins), missing=config.missing,
         )
         return Path(config.manifest).name, manifest
     builder = datasets.get(config.dataset)
     spec = builder(cache_dir=resolve_cache_dir(config.cache_dir), image_size=config.image_size,
                    seed=config.split_seed, composition=config.composition)
     attributes = config.attributes if config.attributes is not None else spec.attributes
-    return spec.name, datasets.load_manifest(spec.manifest_path, attributes=attributes)
+    return spec.name, datasets.load_manifest(spec.manifest_path, attributes=attributes, bins=dict(config.bins),
+                                             missing=config.missing)
 
 
 

@@ -133,11 +133,9 @@ def plan_run(config: RunConfig, *, module: torch.nn.Module | None = None) -> Run
         else:
             model_config = {"outputs": config.outputs, "inputs": config.inputs}
     check_reference(config.reference, manifest)
+    notes.extend(manifest.notes)
     if kind == "disk":
-        manifest, trains = _disk_splits(manifest)
-        if not trains:
-            notes.append("no training rows (split=train without an output): the attribute classifier and the "
-                         "tables it reads (classifier accuracy, attribute preservation, representation) are skipped")
+        manifest = _disk_splits(manifest)
     datamodule = FacesDataModule(
         manifest,
         image_size=config.image_size,
@@ -148,8 +146,15 @@ def plan_run(config: RunConfig, *, module: torch.nn.Module | None = None) -> Run
         # a manifest (or a dataset without a generator of balanced data) is balanced by subsampling
         balance_training=config.composition == "balanced" and not generates_balanced(config),
         sampler=config.sampler,
-        require_train=kind != "disk",
+        require_train=max_epochs > 0,  # outputs on disk, a checkpoint or a model run as it is may have none
+        require_val=max_epochs > 0,
+        fit=config.fit,
     )
+    notes.extend(datamodule.notes)
+    if config.classifier_epochs > 0 and not len(datamodule.split_rows("train")):
+        rows = "split=train without an output" if kind == "disk" else "split=train"
+        notes.append(f"no training rows ({rows}): the attribute classifier and the tables it reads (classifier "
+                     f"accuracy, attribute preservation, representation) are skipped")
     datamodule.setup("fit")
     pl.seed_everything(config.seed, workers=True, verbose=False)
     if kind == "registry":
@@ -446,11 +451,9 @@ def _user_epochs(config: RunConfig, module: torch.nn.Module) -> int:
     return config.epochs
 
 
-def _disk_splits(manifest: Manifest) -> tuple[Manifest, bool]:
-    """The manifest with rows that have an output as ``test`` and ``split=train`` rows as ``train``.
-
-    Returns:
-        The relabelled manifest and whether it has training rows.
+def _disk_splits(manifest: Manifest) -> Manifest:
+    """The manifest with rows that have an output as ``test`` and ``split=train`` rows as ``train``
+    (the others ``unused``).
 
     Raises:
         ValueError: a row that has an output is marked ``split=train``.
@@ -462,11 +465,11 @@ def _disk_splits(manifest: Manifest) -> tuple[Manifest, bool]:
     trained = has_output & (declared == "train")
     if trained.any():
         row = int(np.flatnonzero(trained)[0])
-        raise ValueError(f"{manifest.source}: data row {row + 1} has an output in column {manifest.outputs!r} and "
+        raise ValueError(f"{manifest.source}: data row {manifest.data_row(row)} has an output in column {manifest.outputs!r} and "
                          f"split 'train': an audited image cannot train the classifier; fix: blank its output or "
                          f"change its split")
     split = np.where(has_output, "test", np.where(declared == "train", "train", "unused"))
-    return dataclasses.replace(manifest, frame=frame.assign(split=split)), bool((split == "train").any())
+    return dataclasses.replace(manifest, frame=frame.assign(split=split))
 
 
 def _scale_from_inputs(manifest: Manifest) -> int:

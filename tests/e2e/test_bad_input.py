@@ -178,6 +178,11 @@ def renamed(row: dict[str, str], column: str, to: str | None) -> dict[str, str]:
     return rest if to is None else {to: row[column], **rest}
 
 
+def aged(ages: Callable[[int], str]) -> list[dict[str, str]]:
+    """``people_rows()`` with an ``age`` column: ``ages(i)`` for the ``i``-th person (0-based)."""
+    return [{**row, "age": ages(i // 2)} for i, row in enumerate(people_rows())]
+
+
 def split_rows(placement: dict[str, str]) -> list[dict[str, str]]:
     default = {"1": "train", "2": "test"}
     return [{**row, "split": placement.get(row["subject"], default[row["subject"][-1]])} for row in people_rows()]
@@ -232,6 +237,34 @@ CASES = [
           "fix: write 3 for 'III'")),
     Case("non-numeric-ita", manifest_run(toned("skin_tone_ita", {"md1": "n/a"}), "--attributes", "gender,skin_tone_ita"),
          ("column 'skin_tone_ita'", "value is not on the skin-tone scale 'n/a'", "fix: write a number from -90 to 90")),
+    # numeric attributes and blank values (--bins, --missing)
+    Case("numeric-attribute-unbinned", manifest_run([{**row, "age": str(20 + i)} for i, row in enumerate(people_rows())],
+                                                    "--attributes", "gender,age"),
+         ("column 'age'", "numeric attribute with many values (16 distinct numbers from 20 to 35",
+          "fix: bin it, e.g. --bins age=20,", "--bins age=quantiles:4")),
+    Case("bins-not-edges", manifest_run(aged(lambda i: str(20 + 5 * i)), "--attributes", "gender,age", "--bins",
+                                        "age=young,old"),
+         ("bad bins age='young,old'", "fix: e.g. --bins age=18,30,45,65 or --bins age=quantiles:4")),
+    Case("bins-without-a-value", manifest_run(people_rows(), "--bins", "age"),
+         ("--bins 'age': expected KEY=VALUE", "e.g. --bins age=18,30,45,65")),
+    Case("bins-of-a-column-not-audited", manifest_run(aged(lambda i: str(20 + 5 * i)), "--attributes", "gender",
+                                                      "--bins", "age=18,65"),
+         ("bins for a column that is not an attribute: age=18,65", "--attributes gender,age")),
+    Case("value-outside-the-bins", manifest_run(aged(lambda i: str(20 + 5 * i)), "--attributes", "gender,age",
+                                                "--bins", "age=18,30,50"),
+         ("data row 15 (line 16), column 'age'", "value outside the bins: '55'", "1 more row like this",
+          "--bins age=18,30,50,55")),
+    Case("word-in-a-binned-column", manifest_run(aged(lambda i: "unknown" if i == 3 else str(20 + i)),
+                                                 "--attributes", "gender,age", "--bins", "age=quantiles:2"),
+         ("data row 7 (line 8), column 'age'", "value to bin is not a number 'unknown'", "--missing drop")),
+    Case("missing-rule-unknown", manifest_run(people_rows(), "--missing", "skip"),
+         ("--missing must be one of error, drop, group, got 'skip'",)),
+    Case("fit-unknown", manifest_run(people_rows(), "--fit", "zoom"), ("--fit must be one of crop, pad, stretch",)),
+    Case("drop-leaves-nothing", manifest_run(aged(lambda i: ""), "--attributes", "gender,age", "--missing", "drop"),
+         ("every row has a blank sensitive value (age)", "fix: fill in the values")),
+    Case("no-val-and-one-training-person", manifest_run(split_rows({s: "test" for s, _, _ in PEOPLE[1:]}),
+                                                        "--attributes", "gender"),
+         ("no row of its split column is 'val'", "1 training subject(s) cannot be split", "fix: assign some subjects")),
     # images
     Case("missing-image", with_bad_image(lambda path: path.unlink()),
          ("data row 15 (line 16), column 'path'", "image file not found", "img/ml2_1.png", "fix: correct the path")),

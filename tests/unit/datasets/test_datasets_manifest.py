@@ -259,7 +259,8 @@ def test_inferred_attribute_errors_suggest_naming_attributes(make_manifest):
     pattern = r"column 'age': blank value ''; fix: .*or name the sensitive attributes \(e\.g\. audit run --attributes gender,skin_tone; attributes=\['gender', 'skin_tone'\]\) to leave 'age' out"
     with pytest.raises(ManifestError, match=pattern):
         load_manifest(make_manifest(rows))
-    with pytest.raises(ManifestError, match=r"column 'age': blank value ''; fix: fill in the age of this row or drop the row$"):
+    with pytest.raises(ManifestError, match=r"column 'age': blank value ''; fix: fill in the age of this row or drop the row, or leave such rows "
+                       r"out \(--missing drop\) or make them a group \(--missing group\)$"):
         load_manifest(make_manifest(rows, name="named"), attributes=["gender", "age"])
 
 
