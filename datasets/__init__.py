@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .celeba import import_celeba
 from .digits import DigitsConfig, ensure_digits, generate_digits
 from .faces95 import import_faces95
+from .fairface import import_fairface
 from .binning import Bins, parse_bins
 from .manifest import (
     MASK_COLUMN,
@@ -28,6 +30,7 @@ from .manifest import (
 from .registry import COMPOSITIONS, GENERATES_BALANCED, REGISTRY, DatasetBuilder, DatasetSpec, get, names, register
 from .splits import subject_disjoint_split
 from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces, generate_synthetic_faces
+from .utkface import import_utkface
 
 if TYPE_CHECKING:
     from .datamodule import (
@@ -68,6 +71,9 @@ __all__ = [
     "generate_digits",
     "ensure_digits",
     "import_faces95",
+    "import_utkface",
+    "import_fairface",
+    "import_celeba",
     "FITS",
     "LOWRES_SCALES",
     "SAMPLERS",

@@ -15,22 +15,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from .manifest import RESERVED_COLUMNS, SUPPORTED_SUFFIXES, ManifestError, load_manifest, read_table
+from ._importing import ERR_IMAGES_DIR as ERR_IMAGES_DIR  # re-exported: the phrases of the shared checks
+from ._importing import ERR_OUT_SUFFIX as ERR_OUT_SUFFIX
+from ._importing import (
+    ERR_NO_IMAGES,
+    IMAGE_SUFFIXES,
+    images_folder,
+    listing,
+    output_path,
+    relative_paths,
+    write_manifest,
+)
+from .manifest import RESERVED_COLUMNS, ManifestError, read_table
 
 __all__ = ["import_faces95", "IMAGE_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
-"""Image file suffixes (case-insensitive) the importer picks up."""
-
-ERR_IMAGES_DIR = "images folder not found"
 ERR_NO_SUBJECT_COLUMN = "annotations have no 'subject' column"
 ERR_RESERVED_IN_ANNOTATIONS = "annotations use a reserved column"
 ERR_DUPLICATE_SUBJECT = "subject annotated twice"
 ERR_UNANNOTATED = "subjects with images but no annotation row"
-ERR_NO_IMAGES = "no images found"
-ERR_OUT_SUFFIX = "unsupported manifest format"
 
 
 def import_faces95(
@@ -62,18 +67,10 @@ def import_faces95(
             reserved column or repeat a subject, images have no annotation, no image matches the
             layout, ``out`` has an unsupported suffix, or the written manifest fails validation.
     """
-    images = Path(images_dir)
-    target = Path(out)
-    if target.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise ManifestError(
-            f"{target}: {ERR_OUT_SUFFIX} {target.suffix or '(no suffix)'!r} for the output manifest; "
-            f"fix: name it with one of {', '.join(SUPPORTED_SUFFIXES)}"
-        )
-    if not images.is_dir():
-        raise ManifestError(
-            f"{images}: {ERR_IMAGES_DIR} (expected <subject>/<subject>.<n>.jpg inside); "
-            f"fix: pass the folder that holds one sub-folder per subject"
-        )
+    target = output_path(out)
+    images = images_folder(
+        images_dir, expected="<subject>/<subject>.<n>.jpg", fix="pass the folder that holds one sub-folder per subject"
+    )
     table = _read_annotations(Path(annotations))
     found = _scan(images)
     if found.empty:
@@ -84,10 +81,9 @@ def import_faces95(
     annotated = set(table["subject"])
     orphans = sorted(set(found["subject"]) - annotated)
     if orphans:
-        listed = ", ".join(repr(s) for s in orphans[:5]) + (f" and {len(orphans) - 5} more" if len(orphans) > 5 else "")
         raise ManifestError(
             f"{annotations}: {ERR_UNANNOTATED}: {len(orphans)} subject(s) in {images} are missing "
-            f"({listed}); fix: add a row per subject to the annotations (or remove their folders)"
+            f"({listing(orphans, first=5)}); fix: add a row per subject to the annotations (or remove their folders)"
         )
     unused = sorted(annotated - set(found["subject"]))
     if unused:
@@ -101,27 +97,9 @@ def import_faces95(
 
     frame = found.merge(table, on="subject", how="left", validate="many_to_one")
     frame = frame.sort_values(["subject", "number"], kind="stable").reset_index(drop=True)
-    manifest_dir = target.parent if str(target.parent) else Path(".")
-    frame["path"] = [Path(os.path.relpath(file, manifest_dir)).as_posix() for file in frame["file"]]
+    frame["path"] = relative_paths(images, frame["file"], target.parent)
     frame = frame[["path", "subject", *[c for c in table.columns if c != "subject"]]]
-
-    manifest_dir.mkdir(parents=True, exist_ok=True)
-    staging = manifest_dir / f".{target.stem}.importing{target.suffix}"
-    try:
-        if target.suffix.lower() == ".csv":
-            frame.to_csv(staging, index=False, lineterminator="\n")
-        else:
-            frame.to_parquet(staging, index=False)
-        try:
-            manifest = load_manifest(staging, allow_outside_root=True)  # relpath may climb to the images: chosen here
-        except ManifestError as err:
-            message = str(err).replace(str(staging), str(target))
-            raise ManifestError(f"{message} ({target} was not written)") from err
-        os.replace(staging, target)
-    finally:
-        staging.unlink(missing_ok=True)
-    logger.info("wrote %s: %d images of %d subjects", target, len(frame), frame["subject"].nunique())
-    return manifest.frame
+    return write_manifest(frame, target)
 
 
 def _read_annotations(path: Path) -> pd.DataFrame:
@@ -151,7 +129,8 @@ def _read_annotations(path: Path) -> pd.DataFrame:
 
 
 def _scan(images: Path) -> pd.DataFrame:
-    """Image files laid out as ``<subject>/<subject>.<n>.<ext>``: columns ``file, subject, number``."""
+    """Image files laid out as ``<subject>/<subject>.<n>.<ext>``: columns ``file`` (relative to
+    ``images``, POSIX), ``subject``, ``number``."""
     rows: list[tuple[str, str, int]] = []
     skipped = 0
     for folder in sorted(p for p in images.iterdir() if p.is_dir()):
@@ -159,7 +138,7 @@ def _scan(images: Path) -> pd.DataFrame:
         for file in sorted(folder.iterdir()):
             match = pattern.match(file.name)
             if match and match.group(2).lower() in IMAGE_SUFFIXES and file.is_file():
-                rows.append((str(file), folder.name, int(match.group(1))))
+                rows.append((f"{folder.name}/{file.name}", folder.name, int(match.group(1))))
             else:
                 skipped += 1
     if skipped:

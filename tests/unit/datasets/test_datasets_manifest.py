@@ -11,6 +11,7 @@ import pytest
 
 from genfair.datasets import RESERVED_COLUMNS, SPLITS, Manifest, ManifestError, load_manifest
 from genfair.datasets import manifest as m
+from genfair.datasets import manifest_checks as checks
 
 
 def rx(text: str) -> str:
@@ -487,13 +488,13 @@ def test_truncated_png_fails_the_verify(make_manifest, tmp_path):
 def test_existence_by_folder_listing_agrees_with_stat(tmp_path):
     many = tmp_path / "many"
     many.mkdir()
-    for k in range(m._LIST_FOLDER_FROM + 5):
+    for k in range(checks._LIST_FOLDER_FROM + 5):
         (many / f"{k}.png").write_bytes(b"x")
     (many / "sub").mkdir()
     (many / "link.png").symlink_to(many / "0.png")
     (many / "dangling.png").symlink_to(many / "gone.png")
-    names = [f"{k}.png" for k in range(m._LIST_FOLDER_FROM + 7)] + ["sub", "link.png", "dangling.png", "../many/1.png"]
+    names = [f"{k}.png" for k in range(checks._LIST_FOLDER_FROM + 7)] + ["sub", "link.png", "dangling.png", "../many/1.png"]
     files = [str(many / name) for name in names] + [str(tmp_path / "few" / "a.png"), str(many / "sub" / "x.png")]
-    found = m._existing(files)
+    found = checks._existing(files)
     assert found.tolist() == [Path(f).is_file() for f in files]
-    assert found.sum() == m._LIST_FOLDER_FROM + 5 + 2  # the files, the link, and ../many/1.png
+    assert found.sum() == checks._LIST_FOLDER_FROM + 5 + 2  # the files, the link, and ../many/1.png
