@@ -49,6 +49,7 @@ DISPARITY_COLUMNS = (
     "best",
     "ratio",
     "difference",
+    "left_out",
 )
 SUBJECT_COLUMN = "subject"
 
@@ -262,8 +263,14 @@ def _higher_is_better(metric: str) -> bool:
         ) from err
 
 
-def disparity_table(per_group: pd.DataFrame, *, metrics: Sequence[str]) -> pd.DataFrame:
+def disparity_table(per_group: pd.DataFrame, *, metrics: Sequence[str], min_subjects: int = 1) -> pd.DataFrame:
     """Worst and best group of each grouping, per metric, with their ratio and difference.
+
+    Only groups of at least ``min_subjects`` people compete for worst and best: a group of one
+    person is an anecdote, and the disparity's intervals and tests (:mod:`genfair.audit.stats`)
+    leave it out by the same rule, so a row's groups, estimate, interval and p are about the same
+    groups. The groups left out are named in ``left_out`` (``"female / 35-55 (2)"``, with their
+    people), and a grouping with fewer than two groups left has no worst or best.
 
     For ``*_error`` metrics the worst group has the highest mean and ``ratio = worst /
     best >= 1``; for ``*_score`` metrics the worst group has the lowest mean and
@@ -278,9 +285,10 @@ def disparity_table(per_group: pd.DataFrame, *, metrics: Sequence[str]) -> pd.Da
 
     Args:
         per_group: the output of :func:`group_table` (at least ``grouping``, ``group``,
-            the metric columns and the overall row).
+            the metric columns and the overall row; ``n_subjects`` when ``min_subjects > 1``).
         metrics: metric columns to compare. Direction comes from :data:`METRICS`, or,
             for unregistered columns, from the ``_score`` / ``_error`` / ``_loss`` suffix.
+        min_subjects: fewest people a group needs to take part (1: every group).
 
     Returns:
         DataFrame with columns :data:`DISPARITY_COLUMNS`, one row per (grouping other
@@ -310,6 +318,8 @@ def disparity_table(per_group: pd.DataFrame, *, metrics: Sequence[str]) -> pd.Da
     _check_columns(per_group, ["grouping", "group"], "per_group")
     _check_columns(per_group, mets, "per_group")
     directions = {metric: _higher_is_better(metric) for metric in mets}
+    if min_subjects > 1:
+        _check_columns(per_group, ["n_subjects"], "per_group")
     is_overall = per_group["grouping"] == OVERALL_GROUPING
     if not is_overall.any():
         raise ValueError(
@@ -320,10 +330,17 @@ def disparity_table(per_group: pd.DataFrame, *, metrics: Sequence[str]) -> pd.Da
     rows: list[dict[str, Any]] = []
     for grouping in pd.unique(per_group.loc[~is_overall, "grouping"]):
         groups = per_group[per_group["grouping"] == grouping].reset_index(drop=True)
+        few = np.zeros(len(groups), dtype=bool)
+        if min_subjects > 1:
+            few = groups["n_subjects"].to_numpy() < min_subjects
+        left_out = ", ".join(f"{group} ({people})" for group, people in
+                             zip(groups["group"][few], groups["n_subjects"][few] if few.any() else []))
         for metric in mets:
             higher = directions[metric]
             values = groups[metric].astype("float64")
-            valid = values.notna()
+            valid = values.notna() & ~few
+            if min_subjects > 1 and valid.sum() < 2:
+                valid[:] = False  # one group left: no comparison
             row: dict[str, Any] = {
                 "grouping": str(grouping),
                 "metric": metric,
@@ -335,6 +352,7 @@ def disparity_table(per_group: pd.DataFrame, *, metrics: Sequence[str]) -> pd.Da
                 "best": np.nan,
                 "ratio": np.nan,
                 "difference": np.nan,
+                "left_out": left_out,
             }
             if valid.any():
                 values = values[valid]
@@ -365,6 +383,7 @@ def disparity_table(per_group: pd.DataFrame, *, metrics: Sequence[str]) -> pd.Da
             "higher_is_better": "bool",
             "worst_group": "str",
             "best_group": "str",
+            "left_out": "str",
             **dict.fromkeys(["overall", "worst", "best", "ratio", "difference"], "float64"),
         }
     )

@@ -232,6 +232,7 @@ def summarize(
     attributes: Sequence[str],
     metrics: Sequence[str],
     metadata: Mapping[str, Any] | None = None,
+    min_subjects: int = 5,
 ) -> AuditResult:
     """Build an :class:`AuditResult` from a per-image frame.
 
@@ -241,6 +242,8 @@ def summarize(
         attributes: sensitive-attribute columns to group by.
         metrics: per-image metric columns to average and compare.
         metadata: JSON-serialisable run facts; ``None`` means ``{}``.
+        min_subjects: fewest people a group needs to compete for worst and best in the
+            disparities (the rule of the intervals, :func:`genfair.audit.interval_tables`).
 
     Returns:
         The result: a copy of ``per_image``, its :func:`group_table`, the
@@ -258,12 +261,13 @@ def summarize(
         ...     "gender": ["female", "male", "male"],
         ...     "mse_error": [0.3, 0.1, 0.2],
         ... })
-        >>> result = summarize(per_image, attributes=["gender"], metrics=["mse_error"], metadata={"seed": 0})
+        >>> result = summarize(per_image, attributes=["gender"], metrics=["mse_error"], metadata={"seed": 0},
+        ...                    min_subjects=1)
         >>> result.disparities[["grouping", "worst_group", "best_group"]].to_dict("records")
         [{'grouping': 'gender', 'worst_group': 'female', 'best_group': 'male'}]
     """
     per_group = group_table(per_image, attributes=attributes, metrics=metrics)
-    disparities = disparity_table(per_group, metrics=metrics)
+    disparities = disparity_table(per_group, metrics=metrics, min_subjects=min_subjects)
     return AuditResult(
         per_image=per_image.copy(),
         per_group=per_group,

@@ -100,15 +100,29 @@ def _disparity_table(result: AuditResult) -> Table:
     table = _table("Disparities: worst group against best group (95% CI resamples people; p: permutation, Holm)",
                    "grouping", "metric", "worst group", "best group", "ratio", "95% CI", "difference", "p", left=4)
     for row in result.disparities.itertuples(index=False):
+        worst, best, ratio, difference = row.worst_group, row.best_group, row.ratio, row.difference
         ci, p_value = "", ""
         if intervals is not None and (row.grouping, row.metric) in intervals.index:
+            # every number of the row from the engine that gives its interval: the same groups
             found = intervals.loc[(row.grouping, row.metric)]
+            worst, best, ratio, difference = (found["worst_group"], found["best_group"], found["ratio"],
+                                              found["difference"])
             ci = _interval(found["ratio_ci_low"], found["ratio_ci_high"])
             p_value = f"{found['p_holm']:.3f}" if _finite(found["p_holm"]) else "n/a"
             if found["evidence"] != "sufficient":
                 ci, p_value = INSUFFICIENT, ""
-        table.add_row(row.grouping, METRIC_HEADERS.get(row.metric, row.metric), str(row.worst_group),
-                      str(row.best_group), f"{row.ratio:.3f}", ci, f"{row.difference:.3g}", p_value)
+        if not _finite(ratio):
+            worst = best = ratio_text = difference_text = ""
+            ci = ci or INSUFFICIENT
+        else:
+            ratio_text, difference_text = f"{ratio:.3f}", f"{difference:.3g}"
+        table.add_row(row.grouping, METRIC_HEADERS.get(row.metric, row.metric), str(worst), str(best), ratio_text,
+                      ci, difference_text, p_value)
+    left_out = {row.grouping: row.left_out for row in result.disparities.itertuples(index=False)
+                if isinstance(getattr(row, "left_out", ""), str) and row.left_out}
+    if left_out:
+        table.caption = (f"Left out of worst and best (fewer than {FEW_SUBJECTS} people): "
+                         + "; ".join(f"{grouping}: {groups}" for grouping, groups in left_out.items()))
     return table
 
 

@@ -303,3 +303,37 @@ def test_disparities_reject_non_frames_and_bare_strings(two_groups):
         g.disparity_table(two_groups.to_dict(), metrics=METRICS)
     with pytest.raises(ValueError, match=re.escape(g.NAMES_NOT_SEQUENCE_MSG)):
         g.disparity_table(two_groups, metrics="mse_error")
+
+
+def test_groups_with_too_few_people_are_left_out_of_worst_and_best_and_named():
+    import numpy as np
+
+    from genfair.audit import interval_tables
+    from genfair.audit.result import summarize
+
+    rng = np.random.default_rng(0)
+    people = {"a": 6, "b": 6, "c": 2}  # c: two people, with by far the highest error
+    rows = [{"path": f"{g}{i}_{k}.png", "subject": f"{g}{i}", "group": g,
+             "mse_error": (0.9 if g == "c" else 0.1 + 0.05 * (g == "b")) + rng.normal(0, 0.01)}
+            for g, n in people.items() for i in range(n) for k in range(3)]
+    per_image = pd.DataFrame(rows)
+    summary = summarize(per_image, attributes=["group"], metrics=["mse_error"])
+    row = summary.disparities.iloc[0]
+    assert (row["worst_group"], row["best_group"]) == ("b", "a")
+    assert row["left_out"] == "c (2)"
+    means = per_image.groupby("group")["mse_error"].mean()
+    assert row["ratio"] == pytest.approx(means["b"] / means["a"])
+    # the intervals' engine compares the same two groups
+    _, disparities = interval_tables(per_image, attributes=["group"], metrics=["mse_error"], n_resamples=200,
+                                     n_permutations=99)
+    assert (disparities.iloc[0]["worst_group"], disparities.iloc[0]["best_group"]) == ("b", "a")
+    assert disparities.iloc[0]["ratio"] == pytest.approx(row["ratio"])
+    # every group counted when asked: then c is the worst
+    assert g.disparity_table(summary.per_group, metrics=["mse_error"]).iloc[0]["worst_group"] == "c"
+
+
+def test_a_grouping_with_one_group_of_enough_people_has_no_worst_or_best():
+    per_group = pd.DataFrame({"grouping": ["overall", "g", "g"], "group": ["all", "a", "b"], "n_subjects": [7, 6, 1],
+                              "mse_error": [0.2, 0.1, 0.9]})
+    row = g.disparity_table(per_group, metrics=["mse_error"], min_subjects=5).iloc[0]
+    assert pd.isna(row["worst_group"]) and np.isnan(row["ratio"]) and row["left_out"] == "b (1)"

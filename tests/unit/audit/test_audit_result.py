@@ -44,7 +44,7 @@ def result(per_image) -> r.AuditResult:
 def test_summarize_composes_group_and_disparity_tables(per_image, result):
     expected_groups = group_table(per_image, attributes=["gender", "skin_tone"], metrics=METRICS)
     pd.testing.assert_frame_equal(result.per_group, expected_groups)
-    pd.testing.assert_frame_equal(result.disparities, disparity_table(expected_groups, metrics=METRICS))
+    pd.testing.assert_frame_equal(result.disparities, disparity_table(expected_groups, metrics=METRICS, min_subjects=5))
     pd.testing.assert_frame_equal(result.per_image, per_image)
     assert result.per_image is not per_image
     assert result.metadata["model"] == "vae"
