@@ -46,7 +46,8 @@ of the worsening lies above the tolerance (its lower bound is a one-sided
 ``(1 + level) / 2`` confidence bound: 97.5% by default), warns when only the point worsening
 does, and passes otherwise.
 
-- ``method = "paired"``, when both audits cover the same images (same ``path`` set):
+- ``method = "paired"``, when both audits cover the same images (same ``path`` set, and
+  the same manifest file where both recorded its SHA-256: :func:`genfair.audit.result.pairing_problem`):
   :func:`genfair.audit.compare_models`'s paired cluster bootstrap gives the interval (the
   same people resampled for both audits). Its one-sided sign-flip permutation test of "the
   run is less fair than the baseline", Holm-adjusted across the paired rows, is reported
@@ -958,6 +959,7 @@ def regression_rules(
     """
     import numpy as np
 
+    from .result import pairing_problem
     from .stats import holm, interval_tables
 
     attrs = _attributes(result, attributes)
@@ -966,7 +968,7 @@ def regression_rules(
     base_frame, _ = _measured(baseline.per_image, policy, attrs, "baseline")
     columns = [q.column for q in quantities]
     options = _stats_options(policy)
-    paired = _same_images(run_frame, base_frame)
+    paired = _same_images(run_frame, base_frame) and pairing_problem(result, baseline) is None
     if paired:
         from .compare import compare_models
 

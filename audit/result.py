@@ -29,6 +29,7 @@ __all__ = [
     "PER_IMAGE_FILE",
     "RESULT_FILES",
     "AuditResult",
+    "pairing_problem",
     "summarize",
     "write_atomic",
 ]
@@ -274,3 +275,31 @@ def summarize(
         disparities=disparities,
         metadata={} if metadata is None else metadata,
     )
+
+
+def pairing_problem(a: AuditResult, b: AuditResult) -> str | None:
+    """Why two audits cannot be compared image by image, or ``None`` when they can.
+
+    Paired comparisons (``audit compare-runs``, the paired regression check) set each image's
+    error under model A against the same image's under model B. They need the same images:
+    the same manifest file (its SHA-256, recorded by every run; a generated dataset made with
+    another seed has other images under the same names) and the same set of audited paths.
+
+    Args:
+        a, b: the two audits (their ``metadata["manifest_sha256"]`` when recorded, and their
+            ``per_image["path"]``).
+
+    Returns:
+        A one-line reason naming what differs, or ``None``.
+    """
+    hash_a, hash_b = a.metadata.get("manifest_sha256"), b.metadata.get("manifest_sha256")
+    if hash_a and hash_b and hash_a != hash_b:
+        return (f"the two audits read different manifests ({a.metadata.get('manifest', '?')} sha256 {hash_a[:12]} vs "
+                f"{b.metadata.get('manifest', '?')} sha256 {hash_b[:12]}): the same file names may be other images")
+    paths_a, paths_b = set(a.per_image["path"].astype(str)), set(b.per_image["path"].astype(str))
+    if paths_a != paths_b:
+        only_a, only_b = sorted(paths_a - paths_b), sorted(paths_b - paths_a)
+        example = (only_a or only_b)[0]
+        return (f"the two audits saw different images ({len(only_a)} only in the first, {len(only_b)} only in the "
+                f"second, e.g. {example!r})")
+    return None

@@ -115,10 +115,15 @@ def compare_runs(
     with user_errors(debug):
         from genfair.audit.compare import compare_models
         from genfair.audit.metrics import names as metric_names
+        from genfair.audit.result import pairing_problem
         from genfair.reports.tracking import load_audit, resolve_tracking_uri
 
         uri = resolve_tracking_uri(tracking_uri)
         a, b = load_audit(run_a, tracking_uri=uri), load_audit(run_b, tracking_uri=uri)
+        problem = pairing_problem(a, b)
+        if problem is not None:
+            raise ValueError(f"{run_a} and {run_b}: {problem}; fix: audit both models on one manifest with the same "
+                             f"split and seed (audit compare does), then compare those runs")
         attributes = list(a.metadata.get("attributes", []))
         if attributes != list(b.metadata.get("attributes", [])):
             raise ValueError(

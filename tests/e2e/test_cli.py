@@ -5,6 +5,8 @@ Each run trains for one epoch on small images, so the whole module takes well un
 
 from __future__ import annotations
 
+import dataclasses
+
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +95,16 @@ def test_compare_runs_pairs_two_audits_by_run_id_or_folder(faces_run: tuple[Path
     assert code == 2 and f"no MLflow run {'0' * 32} in {uri}" in stderr
     code, _, stderr = invoke("compare-runs", run_id, str(saved), "--metric", "lpips_error", "--tracking-uri", uri)
     assert code == 2 and "--metric 'lpips_error' is not in both audits" in stderr
+    # other images under the same names (another manifest), or fewer images: no pairing
+    from genfair.audit.result import AuditResult
+
+    audit = AuditResult.load(saved)
+    other = dataclasses.replace(audit, metadata={**audit.metadata, "manifest_sha256": "f" * 64})
+    code, _, stderr = invoke("compare-runs", run_id, str(other.save(tmp_path / "other")), "--tracking-uri", uri)
+    assert code == 2 and "the two audits read different manifests" in stderr and "fix: audit both models" in stderr
+    fewer = dataclasses.replace(audit, per_image=audit.per_image.iloc[1:].reset_index(drop=True))
+    code, _, stderr = invoke("compare-runs", run_id, str(fewer.save(tmp_path / "fewer")), "--tracking-uri", uri)
+    assert code == 2 and "the two audits saw different images (1 only in the first, 0 only in the second" in stderr
 
 
 LOOSE_POLICY = """

@@ -573,3 +573,14 @@ def test_junit_xml_escapes_labels():
     assert case.get("name") == 'min_subjects [group & <kind>: a "quoted" & <b>]'
     assert case.find("skipped").get("message") == "warn: insufficient & <rare>"
     assert "ci_low" not in case.find("system-out").text  # missing values are left out
+
+
+def test_same_names_from_another_manifest_are_not_paired(fair, policy):
+    import dataclasses
+
+    recorded = dataclasses.replace(fair, metadata={**fair.metadata, "manifest_sha256": "a" * 64})
+    other = dataclasses.replace(fair, metadata={**fair.metadata, "manifest_sha256": "b" * 64})
+    rows = rows_of(p.check(other, policy, baseline=recorded), check="regression")
+    assert set(rows["method"]) == {"unpaired"}
+    same = rows_of(p.check(recorded, policy, baseline=recorded), check="regression")
+    assert set(same["method"]) == {"paired"}
