@@ -115,6 +115,7 @@ def audit_frame(
     uninformative: pd.DataFrame | None = None,
     seed: int = 0,
     reference: str = "best",
+    primary_metric: str | None = None,
 ) -> AuditResult:
     """Every per-group table of an audit, from the per-image frame alone.
 
@@ -129,6 +130,9 @@ def audit_frame(
             information (UCPR, upsamplers only), one column per attribute.
         seed: seeds every resampling.
         reference: the group each group is compared with: ``best``, ``largest`` or a label.
+        primary_metric: the one metric whose disparity tests are the run's family of tests
+            (the others exploratory); None: every disparity row is Holm-adjusted together
+            (:mod:`genfair.audit.multiplicity`).
 
     Returns:
         The :class:`AuditResult`: ``per_image`` without the baseline's columns, the group and
@@ -144,6 +148,7 @@ def audit_frame(
     from .compare import compare_models
     from .grouping import group_table
     from .metrics import names as metric_names
+    from .multiplicity import adjust_disparity_family
     from .result import summarize
     from .stats import interval_tables
 
@@ -176,6 +181,7 @@ def audit_frame(
         )
         versus = compare_models(baseline, own, attributes=attributes, metrics=metrics, seed=seed)
         tables["vs_bicubic_groups"], tables["vs_bicubic_disparities"] = versus.per_group, versus.disparities
+    tables = adjust_disparity_family(tables, primary_metric=primary_metric)
     summary = summarize(own, attributes=attributes, metrics=metrics, metadata=dict(metadata or {}))
     return dataclasses.replace(summary, tables=tables)
 
@@ -216,6 +222,7 @@ def audit_outputs(
     seed: int = 0,
     reference: str = "best",
     batch_size: int = 256,
+    primary_metric: str | None = None,
 ) -> AuditResult:
     """Audit a model's outputs held in memory: the Python way in for a notebook.
 
@@ -233,6 +240,7 @@ def audit_outputs(
         seed: seeds every resampling.
         reference: see :func:`audit_frame`.
         batch_size: images scored at once.
+        primary_metric: see :func:`audit_frame`.
 
     Returns:
         The :class:`AuditResult`.
@@ -272,4 +280,4 @@ def audit_outputs(
         rows[column] = rows[column].astype(str)
     per_image = pd.concat([rows, pd.concat(parts, ignore_index=True)], axis=1)
     return audit_frame(per_image, attributes=attributes, metadata=metadata, majority=majority, seed=seed,
-                       reference=reference)
+                       reference=reference, primary_metric=primary_metric)

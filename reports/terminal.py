@@ -94,10 +94,12 @@ def _group_table(result: AuditResult) -> Table:
 
 
 def _disparity_table(result: AuditResult) -> Table:
+    from genfair.audit.multiplicity import EXPLORATORY
+
     intervals = result.tables.get("disparity_intervals")
     if intervals is not None:
         intervals = intervals.set_index(["grouping", "metric"])
-    table = _table("Disparities: worst group against best group (95% CI resamples people; p: permutation, Holm)",
+    table = _table("Disparities: worst group against best group (95% CI resamples people; p: permutation)",
                    "grouping", "metric", "worst group", "best group", "ratio", "95% CI", "difference", "p", left=4)
     for row in result.disparities.itertuples(index=False):
         worst, best, ratio, difference = row.worst_group, row.best_group, row.ratio, row.difference
@@ -109,6 +111,8 @@ def _disparity_table(result: AuditResult) -> Table:
                                               found["difference"])
             ci = _interval(found["ratio_ci_low"], found["ratio_ci_high"])
             p_value = f"{found['p_holm']:.3f}" if _finite(found["p_holm"]) else "n/a"
+            if found.get("family") == EXPLORATORY and _finite(found["p_value"]):
+                p_value = f"{found['p_value']:.3f}†"
             if found["evidence"] != "sufficient":
                 ci, p_value = INSUFFICIENT, ""
         if not _finite(ratio):
@@ -120,9 +124,17 @@ def _disparity_table(result: AuditResult) -> Table:
                       ci, difference_text, p_value)
     left_out = {row.grouping: row.left_out for row in result.disparities.itertuples(index=False)
                 if isinstance(getattr(row, "left_out", ""), str) and row.left_out}
+    captions = []
+    if intervals is not None and "family" in intervals.columns:
+        families = [family for family in intervals["family"].unique() if family != EXPLORATORY]
+        if families:
+            captions.append(f"p: Holm over {families[0]}"
+                            + ("; † exploratory, unadjusted" if (intervals["family"] == EXPLORATORY).any() else ""))
     if left_out:
-        table.caption = (f"Left out of worst and best (fewer than {FEW_SUBJECTS} people): "
-                         + "; ".join(f"{grouping}: {groups}" for grouping, groups in left_out.items()))
+        captions.append(f"Left out of worst and best (fewer than {FEW_SUBJECTS} people): "
+                        + "; ".join(f"{grouping}: {groups}" for grouping, groups in left_out.items()))
+    if captions:
+        table.caption = ". ".join(captions)
     return table
 
 
@@ -138,9 +150,11 @@ def _skin_tone_table(intervals: pd.DataFrame, disparities: pd.DataFrame | None) 
         table.add_section()
         for row in disparities.itertuples(index=False):
             if row.evidence == "sufficient":
+                exploratory = getattr(row, "family", None) == "exploratory" and _finite(row.p_value)
+                p_value = f"{row.p_value:.3f}†" if exploratory else f"{row.p_holm:.3f}" if _finite(row.p_holm) else ""
                 table.add_row(f"gap, {row.grouping}: {row.worst_group} − {row.best_group}", "",
                               f"{row.difference:.2f}", _interval(row.difference_ci_low, row.difference_ci_high, ".2f"),
-                              f"{row.p_holm:.3f}" if _finite(row.p_holm) else "")
+                              p_value)
     return table
 
 

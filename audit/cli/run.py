@@ -124,6 +124,11 @@ def run(
     reference: Annotated[
         str, typer.Option(help="Compare every group with: best, largest (most people), or a group, e.g. 'male / lighter'.")
     ] = "best",
+    primary_metric: Annotated[
+        str | None,
+        typer.Option(help="Test this metric's disparities alone (Holm over its groupings); the other rows are "
+                          "exploratory. Default: every disparity row of the run is one family.", show_default=False),
+    ] = None,
     policy: PolicyOption = None,
     baseline: BaselineOption = None,
     junit: JunitOption = None,
@@ -158,6 +163,7 @@ def run(
             sampler=sampler,
             dro_eta=dro_eta,
             reference=reference,
+            primary_metric=primary_metric,
             attributes=split_list(attributes),
             bins=bin_pairs(bins),
             missing=missing,

@@ -95,6 +95,8 @@ class RunConfig:
             out) or ``"group"`` (an explicit ``unknown`` group).
         fit: how images that are not square become square: ``"crop"`` (the centred square),
             ``"pad"`` (black borders) or ``"stretch"``.
+        primary_metric: the one metric whose disparity tests form the run's family of tests
+            (Holm-adjusted; the others are exploratory); None: every disparity row together.
     """
 
     model: str = "vae"
@@ -135,6 +137,7 @@ class RunConfig:
     bins: tuple[tuple[str, str], ...] = ()
     missing: str = "error"
     fit: str = "crop"
+    primary_metric: str | None = None
 
     def __post_init__(self) -> None:
         if self.outputs is not None and self.manifest is None:
@@ -152,6 +155,13 @@ class RunConfig:
                                        ("--fit", self.fit, datasets.FITS)):
             if value not in choices:
                 raise ValueError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
+        if self.primary_metric is not None:
+            from genfair.audit.metrics import names as metric_names
+            from genfair.audit.panel import SKIN_TONE_SHIFT
+
+            tested = (*metric_names(), SKIN_TONE_SHIFT)
+            if self.primary_metric not in tested:
+                raise ValueError(f"--primary-metric must be one of {', '.join(tested)}, got {self.primary_metric!r}")
         if self.dro_eta is not None and not self.dro_eta > 0:
             raise ValueError(f"--dro-eta must be a positive number, got {self.dro_eta!r}")
         for name in ("epochs", "batch_size", "image_size", "num_nodes"):

@@ -316,7 +316,8 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
         uninformative = classify(_outputs_of(runnable, _uninformative_inputs(datamodule, rows, attributes,
                                                                              plan.scale, config.seed)))
     result = audit_frame(per_image, attributes=attributes, metadata=metadata, majority=majority,
-                         uninformative=uninformative, seed=config.seed, reference=config.reference)
+                         uninformative=uninformative, seed=config.seed, reference=config.reference,
+                         primary_metric=config.primary_metric)
     tables = dict(result.tables)
     ordered = [row for row in rows.index[_grid_picks(rows.reset_index(drop=True), attributes)] if row in shard.shown]
     figures = {"picks": [int(np.flatnonzero(scores.index == row)[0]) for row in ordered],

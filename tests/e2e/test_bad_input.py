@@ -259,6 +259,8 @@ CASES = [
          ("data row 7 (line 8), column 'age'", "value to bin is not a number 'unknown'", "--missing drop")),
     Case("missing-rule-unknown", manifest_run(people_rows(), "--missing", "skip"),
          ("--missing must be one of error, drop, group, got 'skip'",)),
+    Case("primary-metric-unknown", manifest_run(people_rows(), "--primary-metric", "lpips"),
+         ("--primary-metric must be one of mse_error, mae_error, psnr_score, ssim_score, ita_shift, got 'lpips'",)),
     Case("fit-unknown", manifest_run(people_rows(), "--fit", "zoom"), ("--fit must be one of crop, pad, stretch",)),
     Case("drop-leaves-nothing", manifest_run(aged(lambda i: ""), "--attributes", "gender,age", "--missing", "drop"),
          ("every row has a blank sensitive value (age)", "fix: fill in the values")),
