@@ -1,8 +1,9 @@
-"""Training that stops early: what went wrong, where its checkpoints are kept, how to resume.
+"""Runs that stop early: what went wrong, at which stage, where the checkpoints are kept, how to resume.
 
 Plain logic with no Lightning or MLflow in it: the exceptions a run raises when its training
-stops early (a non-finite loss, SIGINT or SIGTERM), and the file handling that keeps an
-unfinished run's checkpoints where the user can find them. :mod:`genfair.audit.pipeline` raises
+stops early (a non-finite loss, SIGINT or SIGTERM) or a signal stops it at another stage
+(:class:`RunInterrupted`), and the file handling that keeps an unfinished run's checkpoints
+where the user can find them. :mod:`genfair.audit.pipeline` raises
 these from its Lightning callbacks and fills in the MLflow run; the CLI prints their message as
 one line and exits with their ``exit_code``.
 
@@ -31,7 +32,10 @@ __all__ = [
     "EXIT_NON_FINITE",
     "LAST_CHECKPOINT",
     "RUNS_DIR",
+    "STAGES",
+    "STOPPED_AT_TAG",
     "NonFiniteLoss",
+    "RunInterrupted",
     "TrainingInterrupted",
     "TrainingStopped",
     "keep_checkpoints",
@@ -48,24 +52,30 @@ LAST_CHECKPOINT = "last.ckpt"
 EXIT_NON_FINITE = 2
 """Exit code of a run whose loss became NaN or infinite: a configuration problem (learning rate, loss, data)."""
 
+STAGES = ("data", "training", "prediction", "audit", "logging")
+"""The stages of ``audit run``, in order (the attribute classifier trains after prediction, as "training")."""
+STOPPED_AT_TAG = "genfair.stopped_at"
+"""The MLflow tag naming the stage a KILLED or FAILED run stopped at (a study's parent: "children" or "report")."""
+
 NO_CHECKPOINT_MSG = "no epoch had finished, so there is no checkpoint to keep"
 # ModelCheckpoint.state_dict() entries that hold paths inside its folder.
 _PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
 
 class TrainingStopped(Exception):
-    """Training ended before its last epoch; ``str(err)`` is the one line the CLI prints.
+    """Training (or, for :class:`RunInterrupted`, the run) ended early; ``str(err)`` is the one line the CLI prints.
 
     Attributes:
-        epoch: the epoch that was running, counted from 0 as Lightning's progress bar does.
-        step: optimiser steps taken so far (Lightning's ``global_step``).
+        epoch: the epoch that was running, counted from 0 as Lightning's progress bar does (None: not training).
+        step: optimiser steps taken so far (Lightning's ``global_step``; None: not training).
         checkpoint: the checkpoint to resume from or audit, once the run has kept one; else None.
         exit_code: what ``audit`` exits with.
     """
 
     exit_code: int = 1
 
-    def __init__(self, *, epoch: int, step: int, checkpoint: Path | None = None, run: str | None = None) -> None:
+    def __init__(self, *, epoch: int | None, step: int | None, checkpoint: Path | None = None,
+                 run: str | None = None) -> None:
         self.epoch = epoch
         self.step = step
         self.checkpoint = checkpoint
@@ -145,7 +155,7 @@ class TrainingInterrupted(TrainingStopped):
         signum: the signal's number.
     """
 
-    def __init__(self, *, epoch: int, step: int, signum: int, **kwargs: Any) -> None:
+    def __init__(self, *, epoch: int | None, step: int | None, signum: int, **kwargs: Any) -> None:
         self.signum = signum
         self.exit_code = 128 + int(signum)
         super().__init__(epoch=epoch, step=step, **kwargs)
@@ -158,6 +168,35 @@ class TrainingInterrupted(TrainingStopped):
             f"checkpoint of the last finished epoch: {self.checkpoint}; "
             f"continue with the same options plus --resume {self.checkpoint}"
         )
+
+
+class RunInterrupted(TrainingInterrupted):
+    """SIGINT or SIGTERM stopped the run at once, outside a training loop (exit code 128 + the signal's number).
+
+    Inside a training loop a signal stops at the end of the batch instead (:class:`TrainingInterrupted`).
+    A run stopped after its training keeps the trained model (``best.ckpt``), which ``--checkpoint``
+    audits without training again.
+
+    Attributes:
+        stage: the stage the run was at: one of :data:`STAGES` (a study: "children" or "report").
+    """
+
+    def __init__(self, *, signum: int, stage: str, **kwargs: Any) -> None:
+        self.stage = stage
+        super().__init__(epoch=None, step=None, signum=signum, **kwargs)
+
+    def _what(self) -> str:
+        return f"{signal.Signals(self.signum).name} stopped the run during its {self.stage} stage"
+
+    def _next(self) -> str:
+        return (f"the trained model is kept: {self.checkpoint}; "
+                f"audit it without training again with --checkpoint {self.checkpoint}")
+
+    def _message(self) -> str:
+        parts = [self._what(), self.run or "no MLflow run had been opened yet"]
+        if self.checkpoint is not None:
+            parts.append(self._next())
+        return "; ".join(parts)
 
 
 def keep_checkpoints(files: Iterable[Path], folder: Path) -> dict[str, Path]:

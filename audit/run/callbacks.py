@@ -96,6 +96,11 @@ class StopOnSignal(pl.Callback):
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
+    @staticmethod
+    def handles(signum: int) -> bool:
+        """Whether a StopOnSignal has ``signum`` now: a training loop that stops at the end of its batch."""
+        return isinstance(getattr(signal.getsignal(signum), "__self__", None), StopOnSignal)
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and self.received == signal.SIGINT:
             raise KeyboardInterrupt  # Ctrl+C twice: stop now

@@ -7,12 +7,15 @@ behind. Images stream through the audit batch by batch; only per-image rows are 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,15 +26,25 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.trainer.states import TrainerFn
 
 from genfair import models
-from genfair.audit.faults import TrainingStopped, store_lock
+from genfair.audit.faults import (
+    BEST_CHECKPOINT,
+    RUNS_DIR,
+    STOPPED_AT_TAG,
+    RunInterrupted,
+    TrainingInterrupted,
+    TrainingStopped,
+    store_lock,
+)
 from genfair.audit.panel import audit_frame, majority_groups, score_batch
 from genfair.audit.result import AuditResult
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
 from genfair.reports.tracking import check_tracking_uri, resolve_tracking_uri
 
+from .callbacks import StopOnSignal
 from .config import (
     RunConfig,
     RunOutcome,
@@ -55,7 +68,7 @@ from .training import (
 )
 from .user_models import load_user_model
 
-__all__ = ["RunPlan", "Shard", "audit_plan", "follow_rank_zero", "plan_run", "run_audit"]
+__all__ = ["RunPlan", "RunStages", "Shard", "audit_plan", "follow_rank_zero", "plan_run", "run_audit"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +77,7 @@ UNINFORMATIVE_SIDE = 4  # px: Laszkiewicz et al. (2024) feed upsamplers 4x4 aver
 UNINFORMATIVE_INPUTS = 200
 FACTS_IMAGES = 256  # test inputs timed for the model's images per second
 TRIM_EVERY = 16  # batches between returns of freed heap memory to the system
+STOPPED_TAG_CHARS = 1000  # of an error's text in the ``genfair.stopped`` tag of a FAILED run
 
 
 @dataclass
@@ -169,50 +183,153 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
     """Get ``config``'s outputs (train, run or read them), audit them per group, log the run to MLflow.
 
     Under DDP every rank trains and predicts; only global rank 0 talks to MLflow and returns the
-    outcome (the other ranks return None). Training that stops early keeps its checkpoints in
-    ``genfair-runs/<run id>/`` (and in the run, under ``model/``) and marks the run FAILED or
-    KILLED; see :mod:`genfair.audit.faults`.
+    outcome (the other ranks return None). Every run that opens is closed: FINISHED, KILLED (SIGINT
+    or SIGTERM at any stage, see :class:`RunStages`) or FAILED (any other error), a stopped one
+    tagged ``genfair.stopped_at=<stage>``. A run that trained keeps its checkpoints in
+    ``genfair-runs/<run id>/`` (and in the run, under ``model/``); see :mod:`genfair.audit.faults`.
 
     Raises:
         ValueError: an unreachable tracking store, an invalid option, an unknown model or dataset,
             a bad manifest, or a user's model that fails or returns bad outputs.
         genfair.audit.faults.NonFiniteLoss: the training loss became NaN or infinite.
         genfair.audit.faults.TrainingInterrupted: SIGINT or SIGTERM stopped training.
+        genfair.audit.faults.RunInterrupted: SIGINT or SIGTERM stopped the run at another stage.
     """
-    check_tracking_uri(config.tracking_uri)
-    plan = plan_run(config)
-    metadata = run_metadata(config, plan.dataset_name, plan.manifest, plan.datamodule, plan.model_config,
-                            task=plan.task)
-    if plan.notes:
-        metadata["notes"] = plan.notes
-    with tempfile.TemporaryDirectory(prefix="genfair-run-") as folder:
-        workdir = Path(folder)
-        source = _source(plan, workdir, progress_bar=progress_bar)
-        if not source.is_global_zero:  # DDP rank > 0: train, predict and score alongside rank 0, log nothing
-            if isinstance(source, TrainedSource):
-                follow_rank_zero(plan, source)
-            else:
-                source.prepare()
-            return None
-        if isinstance(source, ModuleSource):  # a user's model that fails says so before a run is opened
-            source.preflight()
-        tracking_uri = resolve_tracking_uri(config.tracking_uri)
-        mlflow.set_tracking_uri(tracking_uri)
-        with store_lock(tracking_uri):  # two runs creating one SQLite store at once would break its schema
-            experiment = mlflow.set_experiment(config.experiment)
-        with mlflow.start_run(run_name=f"{config.model_name}-{plan.dataset_name}-seed{config.seed}") as run:
-            mlflow.set_tags(run_tags(config, plan.dataset_name, metadata))
+    stages = RunStages()
+    with stages.installed():
+        check_tracking_uri(config.tracking_uri)
+        plan = plan_run(config)
+        metadata = run_metadata(config, plan.dataset_name, plan.manifest, plan.datamodule, plan.model_config,
+                                task=plan.task)
+        if plan.notes:
+            metadata["notes"] = plan.notes
+        with tempfile.TemporaryDirectory(prefix="genfair-run-") as folder:
+            workdir = Path(folder)
+            source = _source(plan, workdir, progress_bar=progress_bar)
+            if not source.is_global_zero:  # DDP rank > 0: train, predict and score alongside rank 0, log nothing
+                if isinstance(source, TrainedSource):
+                    follow_rank_zero(plan, source, stages=stages)
+                else:
+                    source.prepare()
+                return None
+            if isinstance(source, ModuleSource):  # a user's model that fails says so before a run is opened
+                source.preflight()
+            tracking_uri = resolve_tracking_uri(config.tracking_uri)
+            mlflow.set_tracking_uri(tracking_uri)
+            with store_lock(tracking_uri):  # two runs creating one SQLite store at once would break its schema
+                experiment = mlflow.set_experiment(config.experiment)
+            stages.hold()  # a signal while the run is being created waits until it can be closed
+            run = mlflow.start_run(run_name=f"{config.model_name}-{plan.dataset_name}-seed{config.seed}")
             try:
-                result, shown = audit_plan(plan, source, metadata, workdir, progress_bar=progress_bar)
+                stages.release()
+                mlflow.set_tags(run_tags(config, plan.dataset_name, metadata))
+                result, shown = audit_plan(plan, source, metadata, workdir, progress_bar=progress_bar, stages=stages)
+                stages.enter("logging")
                 _log_result(result, plan.manifest.attributes, shown)
-            except TrainingStopped as stopped:  # keeps the checkpoints, marks the run, completes the message
-                keep_stopped_run(stopped, run.info.run_id, source.trainer)
-                raise
-            except (KeyboardInterrupt, SystemExit):  # Ctrl+C outside training (or twice): KILLED, not FAILED
-                mlflow.end_run(status="KILLED")
+                mlflow.end_run()
+            except BaseException as err:  # every way out closes the run, then the error goes on
+                stages.hold()  # a second signal must not cut the closing short
+                _close_stopped_run(err, run.info.run_id, stages.current, getattr(source, "trainer", None))
                 raise
     return RunOutcome(result=result, run_id=run.info.run_id, experiment_id=experiment.experiment_id,
                       tracking_uri=tracking_uri)
+
+
+class RunStages:
+    """Where a run is (its stage), and SIGINT and SIGTERM for the whole of it.
+
+    The stages follow one another (:meth:`enter`); the one a run raised in stays current, so the
+    code that closes the run can name it. :meth:`installed` puts one handler on both signals for
+    the run's length and puts the previous ones back after. A signal raises
+    :class:`~genfair.audit.faults.RunInterrupted` naming the current stage, except inside a
+    training loop, where :class:`~genfair.audit.run.callbacks.StopOnSignal` has the signal
+    (Lightning calls this handler after its own) and training stops at the end of the batch as
+    :class:`~genfair.audit.faults.TrainingInterrupted`. Once one signal has come, more are ignored
+    while the run closes, except a second Ctrl+C, which stops at once (``KeyboardInterrupt``).
+    """
+
+    def __init__(self, first: str = "data") -> None:
+        self.name = first
+        self.trainer: pl.Trainer | None = None
+        self.received: int | None = None
+        self._holding = False
+
+    @property
+    def current(self) -> str:
+        """The stage now; a source's trainer that has moved on from training to predicting says "prediction"."""
+        if self.trainer is not None and self.trainer.state.fn == TrainerFn.PREDICTING:
+            return "prediction"
+        return self.name
+
+    def enter(self, name: str, *, trainer: pl.Trainer | None = None) -> None:
+        """Start stage ``name``; ``trainer``: the source's, which trains and then predicts within it."""
+        self.name, self.trainer = name, trainer
+
+    def hold(self) -> None:
+        """Keep a signal that comes from now on for :meth:`release` instead of raising it."""
+        self._holding = True
+
+    def release(self) -> None:
+        """Stop holding; raise the signal that came meanwhile, if one did.
+
+        Raises:
+            RunInterrupted: a signal came while held.
+        """
+        self._holding = False
+        if self.received is not None:
+            raise RunInterrupted(signum=self.received, stage=self.current)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[RunStages]:
+        """This object's handler on SIGINT and SIGTERM (in the main thread only), the previous ones after."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        for signum in previous:
+            signal.signal(signum, self._on_signal)
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if StopOnSignal.handles(signum):  # inside trainer.fit: training stops at the end of the batch
+            return
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl+C twice: stop at once
+        first = self.received is None
+        if first:
+            self.received = signum
+        if first and not self._holding:
+            raise RunInterrupted(signum=signum, stage=self.current)
+
+
+def _close_stopped_run(err: BaseException, run_id: str, stage: str, trainer: pl.Trainer | None) -> None:
+    """Mark the active run KILLED (a signal) or FAILED (any other error), tagged with the stage it stopped at.
+
+    A run that trained keeps its checkpoints (:func:`~genfair.audit.run.training.keep_stopped_run`).
+    A :class:`TrainingStopped` message then names the run; any other error gets a note naming the
+    stage and the run (shown with its traceback).
+    """
+    if mlflow.active_run() is None:  # the signal came inside mlflow.end_run, after it let go of the run
+        mlflow.start_run(run_id=run_id)
+    mlflow.set_tag(STOPPED_AT_TAG, stage)
+    if isinstance(err, TrainingStopped) and trainer is not None:
+        keep_stopped_run(err, run_id, trainer)
+        best = RUNS_DIR / run_id / BEST_CHECKPOINT
+        if isinstance(err, RunInterrupted) and best.is_file():  # stopped after training: the trained model
+            err.checkpoint = best
+        return
+    status = "KILLED" if isinstance(err, TrainingInterrupted | KeyboardInterrupt | SystemExit) else "FAILED"
+    what = str(err) if isinstance(err, TrainingStopped) else f"{type(err).__name__}: {err}"
+    mlflow.set_tag("genfair.stopped", what[:STOPPED_TAG_CHARS])
+    mlflow.end_run(status=status)
+    if isinstance(err, TrainingStopped):
+        err.kept(run=f"MLflow run {run_id} marked {status}", checkpoint=None)
+    else:
+        err.add_note(f"genfair: stopped during the {stage} stage; MLflow run {run_id} marked {status}")
 
 
 def _source(plan: RunPlan, workdir: Path, *, progress_bar: bool) -> Any:
@@ -280,16 +397,18 @@ class Shard:
 
 
 def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Path, *,
-               progress_bar: bool) -> tuple[AuditResult, dict[str, Any]]:
+               progress_bar: bool, stages: RunStages | None = None) -> tuple[AuditResult, dict[str, Any]]:
     """Stream the source's batches through the pure audit; add the tables that need the model or images.
 
     Runs on rank 0 (or the only process); under DDP the other ranks run :func:`follow_rank_zero`.
+    ``stages``: where the run records its stage (training, prediction, audit) as it goes.
 
     Returns:
         The result, and the images the figures show (``picks``: row positions; ``originals``,
         ``outputs``: ``(P, C, H, W)``).
     """
     config, datamodule = plan.config, plan.datamodule
+    stages = stages if stages is not None else RunStages()
     attributes = list(plan.manifest.attributes)
     active = mlflow.active_run()
     start = active.info.start_time / 1000 if active is not None else time.time()
@@ -297,12 +416,14 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
     def classifier() -> Any:  # after the model's training, as ever: it draws from the same global RNG
         if config.classifier_epochs == 0 or not len(datamodule.split_rows("train")):
             return None
+        stages.enter("training")
         trained = train_classifier(config, datamodule, workdir)
         if active is not None:
             mlflow.log_artifact(str(workdir / "classifier.ckpt"), artifact_path="classifier")
         return trained
 
-    shards, classify = _score_on_every_rank(plan, source, classifier, start=start, progress_bar=progress_bar)
+    shards, classify = _score_on_every_rank(plan, source, classifier, start=start, progress_bar=progress_bar,
+                                            stages=stages)
     shard = Shard.merge(shards)
     rows = datamodule.split_frame("test")[["path", "subject", *attributes]]
     scores = shard.scores
@@ -332,13 +453,14 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
     return dataclasses.replace(result, tables=tables), figures
 
 
-def follow_rank_zero(plan: RunPlan, source: Any) -> None:
+def follow_rank_zero(plan: RunPlan, source: Any, *, stages: RunStages | None = None) -> None:
     """A DDP rank other than 0: train and predict alongside rank 0, score this rank's share, hand over the rows."""
-    _score_on_every_rank(plan, source, lambda: None, start=time.time(), progress_bar=False)
+    _score_on_every_rank(plan, source, lambda: None, start=time.time(), progress_bar=False,
+                         stages=stages if stages is not None else RunStages())
 
 
 def _score_on_every_rank(plan: RunPlan, source: Any, train: Any, *, start: float,
-                         progress_bar: bool) -> tuple[list[Shard], Any]:
+                         progress_bar: bool, stages: RunStages) -> tuple[list[Shard], Any]:
     """Prepare the source (train, predict), train and share the classifier, score this rank's batches, gather.
 
     Args:
@@ -347,6 +469,8 @@ def _score_on_every_rank(plan: RunPlan, source: Any, train: Any, *, start: float
     Returns:
         Every rank's shard (on rank 0; an empty list elsewhere) and the classifier's labelling function.
     """
+    trains = isinstance(source, TrainedSource | _TrainThenRun) and plan.max_epochs > 0
+    stages.enter("training" if trains else "prediction", trainer=getattr(source, "trainer", None))
     source.prepare()
     seconds = time.time() - start
     classifier = train()
@@ -354,21 +478,27 @@ def _score_on_every_rank(plan: RunPlan, source: Any, train: Any, *, start: float
     if sharded:
         classifier = share_classifier(classifier)
     classify = None if classifier is None else classifier_labels(classifier, plan.datamodule.attribute_classes)
-    shard = _score(plan, source, classify, seconds=seconds, progress_bar=progress_bar)
+    shard = _score(plan, source, classify, seconds=seconds, progress_bar=progress_bar, stages=stages)
     shards = gather_rows(shard) if sharded else [shard]
     return shards or [], classify
 
 
-def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progress_bar: bool) -> Shard:
-    """Score every batch the source yields here: per-image rows, and the few images and inputs kept."""
+def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progress_bar: bool,
+           stages: RunStages) -> Shard:
+    """Score every batch the source yields here: per-image rows, and the few images and inputs kept.
+
+    Stages: "audit" while scoring; while the source makes its next batch, "prediction" where a
+    model runs batch by batch (a user's model) and "data" where the batch is read from files.
+    """
     datamodule = plan.datamodule
     attributes = list(plan.manifest.attributes)
     rows = datamodule.split_frame("test")[["path", "subject", *attributes]]
     shown_rows = set(rows.index[_grid_picks(rows.reset_index(drop=True), attributes)])
     parts, shown, inputs, latents = [], {}, [], []
     runnable = source.runnable()
-    for batch in _progress(source.batches(), total=math.ceil(len(rows) / datamodule.batch_size),
-                           enabled=progress_bar):
+    making = "prediction" if isinstance(source, ModuleSource | _TrainThenRun) else "data"
+    batches = _in_stages(source.batches(), stages, making=making)
+    for batch in _progress(batches, total=math.ceil(len(rows) / datamodule.batch_size), enabled=progress_bar):
         scores = score_batch(batch["image"], batch["output"], masks=batch.get("mask"),
                              baseline=bicubic_baseline(batch, plan.scale) if plan.baseline else None,
                              classify=classify)
@@ -387,6 +517,18 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
     empty = pd.DataFrame(index=pd.Index([], dtype="int64"))
     return Shard(scores=pd.concat(parts) if parts else empty, shown=shown, inputs=inputs,
                  latents=pd.concat(latents) if latents else None, seconds=seconds)
+
+
+def _in_stages(batches: Iterable[Any], stages: RunStages, *, making: str) -> Iterator[Any]:
+    """The batches, in stage ``making`` while the next one is made and in "audit" while one is scored."""
+    iterator = iter(batches)
+    while True:
+        stages.enter(making)
+        batch = next(iterator, None)
+        stages.enter("audit")
+        if batch is None:
+            return
+        yield batch
 
 
 def _return_freed_memory() -> None:

@@ -6,10 +6,11 @@ a full :func:`~genfair.audit.run.runner.run_audit`, a child of one parent MLflow
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,15 @@ import mlflow
 import pandas as pd
 
 from genfair import models
-from genfair.audit.faults import store_lock
+from genfair.audit.faults import STOPPED_AT_TAG, TrainingInterrupted, TrainingStopped, store_lock
 from genfair.audit.result import AuditResult
 from genfair.reports.tracking import resolve_tracking_uri
 
 from .config import RunConfig, RunOutcome, build_model_config, generates_balanced, has_scale
-from .runner import run_audit
+from .runner import RunStages, run_audit
+
+STOPPED_TAG_CHARS = 1000  # of the error's text in a stopped parent run's ``genfair.stopped`` tag
+
 
 @dataclass(frozen=True)
 class ComparisonOutcome:
@@ -54,7 +58,9 @@ def run_comparison(
     report (``report.html``, ``report.md``, ``figures/``, ``comparison.csv``) is written to
     ``out`` and logged to the parent run under ``report/``. With ``from_experiment`` nothing is
     trained: the latest finished audit of each model in that experiment is read back
-    (``model_names`` empty: every model found) and the report is written, not logged.
+    (``model_names`` empty: every model found) and the report is written, not logged. The parent
+    run ends FINISHED, or KILLED (a signal) or FAILED (any other error) when a child or the report
+    stops, tagged ``genfair.stopped_at`` "children" or "report".
 
     Returns:
         The outcome, or None on DDP ranks other than 0.
@@ -74,56 +80,63 @@ def run_comparison(
     results: dict[str, AuditResult] = {}
     run_ids: dict[str, str] = {}
     parent_id = None
-    if from_experiment is not None:
-        found = finished_audits(from_experiment, tracking_uri=tracking_uri)
-        wanted = list(model_names) or list(found)
-        missing = [name for name in wanted if name not in found]
-        if missing:
-            raise ValueError(f"no finished audit of {missing} in experiment {from_experiment!r} (it has {list(found)}); "
-                             f"drop them from --models or run them first")
-        for name in wanted:
-            run_ids[name] = found[name]
-            results[name] = load_audit(found[name], tracking_uri=tracking_uri)
-    else:
-        children = _run_children(base, configs, kind="compare", model_names=model_names, progress_bar=progress_bar)
-        if children is None:  # a DDP rank other than 0
-            return None
-        client, parent_id, outcomes = children
-        for name, outcome in outcomes.items():
-            results[name], run_ids[name] = outcome.result, outcome.run_id
+    stages = RunStages(first="children" if from_experiment is None else "report")
+    with stages.installed(), contextlib.ExitStack() as closing:
+        if from_experiment is not None:
+            found = finished_audits(from_experiment, tracking_uri=tracking_uri)
+            wanted = list(model_names) or list(found)
+            missing = [name for name in wanted if name not in found]
+            if missing:
+                raise ValueError(f"no finished audit of {missing} in experiment {from_experiment!r} (it has {list(found)}); "
+                                 f"drop them from --models or run them first")
+            for name in wanted:
+                run_ids[name] = found[name]
+                results[name] = load_audit(found[name], tracking_uri=tracking_uri)
+        else:
+            children = _run_children(base, configs, kind="compare", model_names=model_names,
+                                     progress_bar=progress_bar, stages=stages)
+            if children is None:  # a DDP rank other than 0
+                return None
+            client, parent_id, outcomes = children
+            closing.enter_context(_closed_if_stopped(client, parent_id, stages))
+            for name, outcome in outcomes.items():
+                results[name], run_ids[name] = outcome.result, outcome.run_id
 
-    table = comparison_table(results, run_ids=run_ids)
-    ranked = rank_models(table, priority)
-    text = recommendation(ranked, results, priority, seed=base.seed)
-    figures = comparison_figures(results, perplexity=perplexity, early_exaggeration=early_exaggeration,
-                                 seed=base.seed)
-    first = next(iter(results.values()))
-    notes = [
-        f"Dataset {first.metadata.get('dataset')}, seed {first.metadata.get('run', {}).get('seed')}, "
-        f"{len(first.per_image)} test images of {first.per_image['subject'].nunique()} people; every number in "
-        f"a row comes from that model's MLflow run (column 'run'): its group_intervals, disparity_intervals, "
-        f"skin_tone_disparities, representation_tests and model_facts tables.",
-        "Intervals: 95%, resampling people within groups. Ratio and difference compare the worst- and best-served "
-        "group of the finest grouping; p is the permutation test's, Holm-adjusted. Images per second: CPU "
-        "inference over the test split, measured alike for every model.",
-    ]
-    out.mkdir(parents=True, exist_ok=True)
-    ranked.to_csv(out / "comparison.csv", index=False)
-    html, markdown = write_report(out, title=f"Which model suits {first.metadata.get('dataset')}?",
-                                  table=display_table(ranked), recommendation=text, figures=figures, notes=notes)
-    if parent_id is not None:
-        client.log_artifacts(parent_id, str(out), artifact_path="report")
-        client.set_terminated(parent_id, status="FINISHED")
+        stages.enter("report")
+        table = comparison_table(results, run_ids=run_ids)
+        ranked = rank_models(table, priority)
+        text = recommendation(ranked, results, priority, seed=base.seed)
+        figures = comparison_figures(results, perplexity=perplexity, early_exaggeration=early_exaggeration,
+                                     seed=base.seed)
+        first = next(iter(results.values()))
+        notes = [
+            f"Dataset {first.metadata.get('dataset')}, seed {first.metadata.get('run', {}).get('seed')}, "
+            f"{len(first.per_image)} test images of {first.per_image['subject'].nunique()} people; every number in "
+            f"a row comes from that model's MLflow run (column 'run'): its group_intervals, disparity_intervals, "
+            f"skin_tone_disparities, representation_tests and model_facts tables.",
+            "Intervals: 95%, resampling people within groups. Ratio and difference compare the worst- and best-served "
+            "group of the finest grouping; p is the permutation test's, Holm-adjusted. Images per second: CPU "
+            "inference over the test split, measured alike for every model.",
+        ]
+        out.mkdir(parents=True, exist_ok=True)
+        ranked.to_csv(out / "comparison.csv", index=False)
+        html, markdown = write_report(out, title=f"Which model suits {first.metadata.get('dataset')}?",
+                                      table=display_table(ranked), recommendation=text, figures=figures, notes=notes)
+        if parent_id is not None:
+            client.log_artifacts(parent_id, str(out), artifact_path="report")
+            client.set_terminated(parent_id, status="FINISHED")
     return ComparisonOutcome(ranked=ranked, recommendation=text, html=html, markdown=markdown,
                              parent_run_id=parent_id)
 
 
 def _run_children(
-    base: RunConfig, configs: Mapping[Any, RunConfig], *, kind: str, model_names: Sequence[str], progress_bar: bool
+    base: RunConfig, configs: Mapping[Any, RunConfig], *, kind: str, model_names: Sequence[str], progress_bar: bool,
+    stages: RunStages,
 ) -> tuple[Any, str, dict[Any, RunOutcome]] | None:
     """Run every config as a child of one new parent run (tag ``genfair.<kind>``): ``(client, parent id, outcomes)``.
 
-    The parent is marked FAILED if a child fails; the caller finishes it. None on DDP ranks other than 0.
+    The parent is marked KILLED or FAILED if a child stops (:func:`_closed_if_stopped`); the caller
+    finishes it, inside :func:`_closed_if_stopped` too. None on DDP ranks other than 0.
     """
     tracking_uri = resolve_tracking_uri(base.tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
@@ -134,17 +147,37 @@ def _run_children(
                                tags={f"genfair.{kind}": ",".join(model_names), "genfair.seed": str(base.seed)})
     parent_id = parent.info.run_id
     outcomes: dict[Any, RunOutcome] = {}
-    try:
+    with _closed_if_stopped(client, parent_id, stages):
         for key, config in configs.items():
             outcome = run_audit(dataclasses.replace(config, parent_run_id=parent_id), progress_bar=progress_bar)
             if outcome is None:
                 return None
             outcomes[key] = outcome
-    except BaseException:
-        client.set_terminated(parent_id, status="FAILED")
-        raise
     return client, parent_id, outcomes
 
+
+@contextlib.contextmanager
+def _closed_if_stopped(client: Any, parent_id: str, stages: RunStages) -> Iterator[None]:
+    """On any error, the study's parent run marked KILLED (a signal) or FAILED (anything else), then the error goes on.
+
+    The parent is tagged ``genfair.stopped_at`` (the study's stage: "children" or "report") and
+    ``genfair.stopped`` (the error); a stopped run's message names the parent too.
+    """
+    try:
+        yield
+    except BaseException as err:
+        stages.hold()  # a second signal must not cut the closing short
+        status = "KILLED" if isinstance(err, TrainingInterrupted | KeyboardInterrupt | SystemExit) else "FAILED"
+        what = str(err) if isinstance(err, TrainingStopped) else f"{type(err).__name__}: {err}"
+        client.set_tag(parent_id, STOPPED_AT_TAG, stages.current)
+        client.set_tag(parent_id, "genfair.stopped", what[:STOPPED_TAG_CHARS])
+        client.set_terminated(parent_id, status=status)
+        parent = f"parent MLflow run {parent_id} marked {status}"
+        if isinstance(err, TrainingStopped):
+            err.run = f"{err.run}; {parent}" if err.run else parent
+        else:
+            err.add_note(f"genfair: {parent}")
+        raise
 
 
 # --- where does the bias come from? `audit attribute` ----------------------------------------------
@@ -181,7 +214,8 @@ def run_attribution(
     ``base.seed``, so every cell audits the same people. The effects
     (:func:`genfair.audit.attribution.attribution_effects`), the excess cuts against the
     majority (the group with most training images as given) and a summary go to ``out``
-    (``report.html``, ``report.md``, ``effects.csv``, ``cuts.csv``) and to the parent run.
+    (``report.html``, ``report.md``, ``effects.csv``, ``cuts.csv``) and to the parent run, which
+    ends FINISHED, or KILLED or FAILED when a cell or the report stops (as in :func:`run_comparison`).
 
     Returns:
         The outcome, or None on DDP ranks other than 0.
@@ -190,9 +224,6 @@ def run_attribution(
         ValueError: an unknown model or mitigation, ``seeds < 1``, or a bad option (checked
             before anything trains).
     """
-    from genfair.audit.attribution import attribution_effects, attribution_summary, excess_cuts
-    from genfair.reports.comparison import effects_figure, write_report
-
     if mitigation not in ("reweighted", "group-dro"):
         raise ValueError(f"--mitigation must be reweighted or group-dro, got {mitigation!r}")
     if seeds < 1:
@@ -206,10 +237,26 @@ def run_attribution(
                for cell in cells}
     for config in configs.values():
         build_model_config(models.get(config.model), config)
-    children = _run_children(base, configs, kind="attribute", model_names=model_names, progress_bar=progress_bar)
-    if children is None:  # a DDP rank other than 0
-        return None
-    client, parent_id, outcomes = children
+    stages = RunStages(first="children")
+    with stages.installed():
+        children = _run_children(base, configs, kind="attribute", model_names=model_names, progress_bar=progress_bar,
+                                 stages=stages)
+        if children is None:  # a DDP rank other than 0
+            return None
+        client, parent_id, outcomes = children
+        with _closed_if_stopped(client, parent_id, stages):
+            stages.enter("report")
+            return _attribution_report(base, model_names, cells, outcomes, client=client, parent_id=parent_id,
+                                       mitigation=mitigation, seeds=seeds, out=out, start=start)
+
+
+def _attribution_report(base: RunConfig, model_names: Sequence[str], cells: list[tuple[Any, ...]],
+                        outcomes: dict[Any, RunOutcome], *, client: Any, parent_id: str, mitigation: str, seeds: int,
+                        out: Path, start: float) -> AttributionOutcome:
+    """The attribution study's effects, cuts and report from its cells' outcomes; the parent run finished."""
+    from genfair.audit.attribution import attribution_effects, attribution_summary, excess_cuts
+    from genfair.reports.comparison import effects_figure, write_report
+
     frames = [outcome.result.per_image.assign(model=cell[0], composition=cell[1], objective=cell[2], seed=cell[3])
               for cell, outcome in outcomes.items()]
     as_given = next(outcome for cell, outcome in outcomes.items() if cell[1] == "as-given")
