@@ -52,8 +52,9 @@ LAST_CHECKPOINT = "last.ckpt"
 EXIT_NON_FINITE = 2
 """Exit code of a run whose loss became NaN or infinite: a configuration problem (learning rate, loss, data)."""
 
-STAGES = ("data", "training", "prediction", "audit", "logging")
-"""The stages of ``audit run``, in order (the attribute classifier trains after prediction, as "training")."""
+STAGES = ("data", "training", "prediction", "classifier", "audit", "logging")
+"""The stages of ``audit run``, in order ("classifier": the attribute classifier, trained after prediction;
+"audit": scoring the outputs and the statistics)."""
 STOPPED_AT_TAG = "genfair.stopped_at"
 """The MLflow tag naming the stage a KILLED or FAILED run stopped at (a study's parent: "children" or "report")."""
 

@@ -206,6 +206,9 @@ def _print_run_summary(outcome: RunOutcome) -> None:
     print_audit(console, outcome.result)
     for note in outcome.result.metadata.get("notes", []):
         console.print(f"note: {note}", highlight=False)
+    if outcome.seconds:
+        spent = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in outcome.seconds.items())
+        console.print(f"time: {spent} (total {sum(outcome.seconds.values()):.1f} s)", highlight=False)
     console.print(f"MLflow run [bold]{outcome.run_id}[/] in {outcome.tracking_uri}")
     run_path = f"#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}"
     if outcome.tracking_uri.startswith(("http://", "https://")):

@@ -231,6 +231,7 @@ class RunOutcome:
     run_id: str
     experiment_id: str
     tracking_uri: str
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # wall time per stage (time/<stage>)
 
 
 def _user_model_name(spec: str) -> str:

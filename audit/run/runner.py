@@ -7,15 +7,12 @@ behind. Images stream through the audit batch by batch; only per-image rows are 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
-import signal
 import tempfile
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,25 +23,15 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.trainer.states import TrainerFn
 
 from genfair import models
-from genfair.audit.faults import (
-    BEST_CHECKPOINT,
-    RUNS_DIR,
-    STOPPED_AT_TAG,
-    RunInterrupted,
-    TrainingInterrupted,
-    TrainingStopped,
-    store_lock,
-)
+from genfair.audit.faults import store_lock
 from genfair.audit.panel import audit_frame, majority_groups, score_batch
 from genfair.audit.result import AuditResult
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
 from genfair.reports.tracking import check_tracking_uri, resolve_tracking_uri
 
-from .callbacks import StopOnSignal
 from .config import (
     RunConfig,
     RunOutcome,
@@ -56,11 +43,11 @@ from .config import (
     run_tags,
 )
 from .sources import DiskSource, ModuleSource, TrainedSource, bicubic_baseline
+from .stages import EnterPrediction, RunStages, close_stopped_run, in_stages
 from .training import (
     classifier_labels,
     fit,
     gather_rows,
-    keep_stopped_run,
     load_module,
     set_objective,
     share_classifier,
@@ -68,7 +55,7 @@ from .training import (
 )
 from .user_models import load_user_model
 
-__all__ = ["RunPlan", "RunStages", "Shard", "audit_plan", "follow_rank_zero", "plan_run", "run_audit"]
+__all__ = ["RunPlan", "Shard", "audit_plan", "follow_rank_zero", "plan_run", "run_audit"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +64,6 @@ UNINFORMATIVE_SIDE = 4  # px: Laszkiewicz et al. (2024) feed upsamplers 4x4 aver
 UNINFORMATIVE_INPUTS = 200
 FACTS_IMAGES = 256  # test inputs timed for the model's images per second
 TRIM_EVERY = 16  # batches between returns of freed heap memory to the system
-STOPPED_TAG_CHARS = 1000  # of an error's text in the ``genfair.stopped`` tag of a FAILED run
 
 
 @dataclass
@@ -226,110 +212,15 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
                 result, shown = audit_plan(plan, source, metadata, workdir, progress_bar=progress_bar, stages=stages)
                 stages.enter("logging")
                 _log_result(result, plan.manifest.attributes, shown)
+                seconds = stages.seconds()
+                mlflow.log_metrics({f"time/{stage}": value for stage, value in seconds.items()})
                 mlflow.end_run()
             except BaseException as err:  # every way out closes the run, then the error goes on
                 stages.hold()  # a second signal must not cut the closing short
-                _close_stopped_run(err, run.info.run_id, stages.current, getattr(source, "trainer", None))
+                close_stopped_run(err, run.info.run_id, stages.current, getattr(source, "trainer", None))
                 raise
     return RunOutcome(result=result, run_id=run.info.run_id, experiment_id=experiment.experiment_id,
-                      tracking_uri=tracking_uri)
-
-
-class RunStages:
-    """Where a run is (its stage), and SIGINT and SIGTERM for the whole of it.
-
-    The stages follow one another (:meth:`enter`); the one a run raised in stays current, so the
-    code that closes the run can name it. :meth:`installed` puts one handler on both signals for
-    the run's length and puts the previous ones back after. A signal raises
-    :class:`~genfair.audit.faults.RunInterrupted` naming the current stage, except inside a
-    training loop, where :class:`~genfair.audit.run.callbacks.StopOnSignal` has the signal
-    (Lightning calls this handler after its own) and training stops at the end of the batch as
-    :class:`~genfair.audit.faults.TrainingInterrupted`. Once one signal has come, more are ignored
-    while the run closes, except a second Ctrl+C, which stops at once (``KeyboardInterrupt``).
-    """
-
-    def __init__(self, first: str = "data") -> None:
-        self.name = first
-        self.trainer: pl.Trainer | None = None
-        self.received: int | None = None
-        self._holding = False
-
-    @property
-    def current(self) -> str:
-        """The stage now; a source's trainer that has moved on from training to predicting says "prediction"."""
-        if self.trainer is not None and self.trainer.state.fn == TrainerFn.PREDICTING:
-            return "prediction"
-        return self.name
-
-    def enter(self, name: str, *, trainer: pl.Trainer | None = None) -> None:
-        """Start stage ``name``; ``trainer``: the source's, which trains and then predicts within it."""
-        self.name, self.trainer = name, trainer
-
-    def hold(self) -> None:
-        """Keep a signal that comes from now on for :meth:`release` instead of raising it."""
-        self._holding = True
-
-    def release(self) -> None:
-        """Stop holding; raise the signal that came meanwhile, if one did.
-
-        Raises:
-            RunInterrupted: a signal came while held.
-        """
-        self._holding = False
-        if self.received is not None:
-            raise RunInterrupted(signum=self.received, stage=self.current)
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[RunStages]:
-        """This object's handler on SIGINT and SIGTERM (in the main thread only), the previous ones after."""
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-        for signum in previous:
-            signal.signal(signum, self._on_signal)
-        try:
-            yield self
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if StopOnSignal.handles(signum):  # inside trainer.fit: training stops at the end of the batch
-            return
-        if signum == signal.SIGINT and self.received == signal.SIGINT:
-            raise KeyboardInterrupt  # Ctrl+C twice: stop at once
-        first = self.received is None
-        if first:
-            self.received = signum
-        if first and not self._holding:
-            raise RunInterrupted(signum=signum, stage=self.current)
-
-
-def _close_stopped_run(err: BaseException, run_id: str, stage: str, trainer: pl.Trainer | None) -> None:
-    """Mark the active run KILLED (a signal) or FAILED (any other error), tagged with the stage it stopped at.
-
-    A run that trained keeps its checkpoints (:func:`~genfair.audit.run.training.keep_stopped_run`).
-    A :class:`TrainingStopped` message then names the run; any other error gets a note naming the
-    stage and the run (shown with its traceback).
-    """
-    if mlflow.active_run() is None:  # the signal came inside mlflow.end_run, after it let go of the run
-        mlflow.start_run(run_id=run_id)
-    mlflow.set_tag(STOPPED_AT_TAG, stage)
-    if isinstance(err, TrainingStopped) and trainer is not None:
-        keep_stopped_run(err, run_id, trainer)
-        best = RUNS_DIR / run_id / BEST_CHECKPOINT
-        if isinstance(err, RunInterrupted) and best.is_file():  # stopped after training: the trained model
-            err.checkpoint = best
-        return
-    status = "KILLED" if isinstance(err, TrainingInterrupted | KeyboardInterrupt | SystemExit) else "FAILED"
-    what = str(err) if isinstance(err, TrainingStopped) else f"{type(err).__name__}: {err}"
-    mlflow.set_tag("genfair.stopped", what[:STOPPED_TAG_CHARS])
-    mlflow.end_run(status=status)
-    if isinstance(err, TrainingStopped):
-        err.kept(run=f"MLflow run {run_id} marked {status}", checkpoint=None)
-    else:
-        err.add_note(f"genfair: stopped during the {stage} stage; MLflow run {run_id} marked {status}")
+                      tracking_uri=tracking_uri, seconds=seconds)
 
 
 def _source(plan: RunPlan, workdir: Path, *, progress_bar: bool) -> Any:
@@ -416,7 +307,7 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
     def classifier() -> Any:  # after the model's training, as ever: it draws from the same global RNG
         if config.classifier_epochs == 0 or not len(datamodule.split_rows("train")):
             return None
-        stages.enter("training")
+        stages.enter("classifier")
         trained = train_classifier(config, datamodule, workdir)
         if active is not None:
             mlflow.log_artifact(str(workdir / "classifier.ckpt"), artifact_path="classifier")
@@ -470,7 +361,10 @@ def _score_on_every_rank(plan: RunPlan, source: Any, train: Any, *, start: float
         Every rank's shard (on rank 0; an empty list elsewhere) and the classifier's labelling function.
     """
     trains = isinstance(source, TrainedSource | _TrainThenRun) and plan.max_epochs > 0
-    stages.enter("training" if trains else "prediction", trainer=getattr(source, "trainer", None))
+    trainer = getattr(source, "trainer", None)
+    if trainer is not None:
+        trainer.callbacks.append(EnterPrediction(stages))
+    stages.enter("training" if trains else "prediction", trainer=trainer)
     source.prepare()
     seconds = time.time() - start
     classifier = train()
@@ -497,7 +391,7 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
     parts, shown, inputs, latents = [], {}, [], []
     runnable = source.runnable()
     making = "prediction" if isinstance(source, ModuleSource | _TrainThenRun) else "data"
-    batches = _in_stages(source.batches(), stages, making=making)
+    batches = in_stages(source.batches(), stages, making=making)
     for batch in _progress(batches, total=math.ceil(len(rows) / datamodule.batch_size), enabled=progress_bar):
         scores = score_batch(batch["image"], batch["output"], masks=batch.get("mask"),
                              baseline=bicubic_baseline(batch, plan.scale) if plan.baseline else None,
@@ -517,18 +411,6 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
     empty = pd.DataFrame(index=pd.Index([], dtype="int64"))
     return Shard(scores=pd.concat(parts) if parts else empty, shown=shown, inputs=inputs,
                  latents=pd.concat(latents) if latents else None, seconds=seconds)
-
-
-def _in_stages(batches: Iterable[Any], stages: RunStages, *, making: str) -> Iterator[Any]:
-    """The batches, in stage ``making`` while the next one is made and in "audit" while one is scored."""
-    iterator = iter(batches)
-    while True:
-        stages.enter(making)
-        batch = next(iterator, None)
-        stages.enter("audit")
-        if batch is None:
-            return
-        yield batch
 
 
 def _return_freed_memory() -> None:

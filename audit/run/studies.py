@@ -24,9 +24,9 @@ from genfair.audit.result import AuditResult
 from genfair.reports.tracking import resolve_tracking_uri
 
 from .config import RunConfig, RunOutcome, build_model_config, generates_balanced, has_scale
-from .runner import RunStages, run_audit
+from .runner import run_audit
+from .stages import STOPPED_TAG_CHARS, RunStages
 
-STOPPED_TAG_CHARS = 1000  # of the error's text in a stopped parent run's ``genfair.stopped`` tag
 
 
 @dataclass(frozen=True)

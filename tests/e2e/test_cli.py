@@ -6,6 +6,7 @@ Each run trains for one epoch on small images, so the whole module takes well un
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import subprocess
 import sys
@@ -52,6 +53,13 @@ def test_run_prints_the_per_group_table_and_the_run(faces_run: tuple[Path, str, 
     assert "ΔITA°" in stdout and "95% CI" in stdout
     assert "Representation" in stdout and "RDP" in stdout and "as majority" in stdout
     assert (folder / "mlflow.db").exists(), "the embedded default store is a SQLite file in the working folder"
+    # one line of time per stage, the same numbers as the run's time/<stage> metrics
+    (line,) = [line for line in stdout.splitlines() if line.startswith("time: ")]
+    printed = dict(re.findall(r"(\w+) ([\d.]+) s", line.removeprefix("time: ").split(" (total")[0]))
+    assert list(printed) == ["data", "training", "prediction", "classifier", "audit", "logging"]
+    logged = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").get_run(run_id).data.metrics
+    for stage, seconds in printed.items():
+        assert logged[f"time/{stage}"] == pytest.approx(float(seconds), abs=0.051)
 
 
 def test_run_is_in_mlflow_with_metrics_params_and_artifacts(faces_run: tuple[Path, str, str]) -> None:
