@@ -36,7 +36,7 @@ REPRESENTATION_COLUMNS = (
 #: The columns of the second table :func:`representation_tables` returns, in order.
 REPRESENTATION_TEST_COLUMNS = (
     "grouping", "metric", "statistic", "dof", "p_value", "divergence", "difference", "difference_ci_low",
-    "difference_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high",
+    "difference_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high", "test", "design_effect", "n_units",
 )
 
 
@@ -103,9 +103,10 @@ def representation_tables(
     Groupings: each attribute, then (with two or more) their intersection, whose predicted label
     joins the per-attribute predictions. For each grouping:
     :func:`~genfair.audit.compare.representation_demographic_parity` (each group's own-group
-    rate, the gap ``max - min`` between groups with its interval, chi-square test),
-    :func:`~genfair.audit.compare.proportional_representation` (outputs' class shares against
-    the people's, Stuart-Maxwell test), :func:`~genfair.audit.compare.majority_rate` (how
+    rate, the gap ``max - min`` between groups with its interval, a test that permutes whole
+    subjects between groups), :func:`~genfair.audit.compare.proportional_representation`
+    (outputs' class shares against the people's, Stuart-Maxwell test corrected for each
+    person's several photos), :func:`~genfair.audit.compare.majority_rate` (how
     often each group's outputs are classified as the majority group) and, when
     ``uninformative`` is given, :func:`~genfair.audit.compare.uninformative_conditional_proportional_representation`
     (outputs for inputs that carry no group information should be classified uniformly over
@@ -128,7 +129,9 @@ def representation_tables(
         per group that is a person's group or an output's class (shares in [0, 1]; rates and
         intervals NaN for a group with no image or too few subjects; ``uninformative_share``
         NaN without ``uninformative``); ``tests`` has columns :data:`REPRESENTATION_TEST_COLUMNS`,
-        one row per grouping and metric (``rdp``, ``pr``, ``ucpr``); gap and ratio are RDP's only.
+        one row per grouping and metric (``rdp``, ``pr``, ``ucpr``); gap and ratio are RDP's only;
+        ``test``, ``design_effect`` and ``n_units`` say which test gave ``p_value`` and on how
+        many independent units (:class:`~genfair.audit.compare.RepresentationResult`).
 
     Raises:
         ValueError: a classified column or a grouping's ``majority`` is missing.
@@ -168,7 +171,7 @@ def representation_tables(
         true_codes, predicted_codes = true.map(code).to_numpy(), predicted.map(code).to_numpy()
         rdp = representation_demographic_parity(true_codes, predicted_codes, subjects=subjects, group_names=names,
                                                 **options)
-        pr = proportional_representation(true_codes, predicted_codes, group_names=names)
+        pr = proportional_representation(true_codes, predicted_codes, subjects=subjects, group_names=names)
         to_majority = majority_rate(true_codes, predicted_codes, majority=code[str(majority[grouping])],
                                     subjects=subjects, group_names=names, **options)
         frame = pr.by_group.rename(columns={"predicted_share": "output_share"})[["group", "true_share", "output_share"]]
@@ -195,8 +198,10 @@ def representation_tables(
         test_rows += [{"grouping": grouping, "metric": r.metric, "statistic": r.statistic, "dof": r.dof,
                        "p_value": r.p_value, "divergence": r.divergence, "difference": r.difference,
                        "difference_ci_low": r.difference_ci_low, "difference_ci_high": r.difference_ci_high,
-                       "ratio": r.ratio, "ratio_ci_low": r.ratio_ci_low, "ratio_ci_high": r.ratio_ci_high}
+                       "ratio": r.ratio, "ratio_ci_low": r.ratio_ci_low, "ratio_ci_high": r.ratio_ci_high,
+                       "test": r.test, "design_effect": r.design_effect, "n_units": r.n_units}
                       for r in results]
     by_group = pd.concat(group_frames, ignore_index=True)[list(REPRESENTATION_COLUMNS)]
-    tests = pd.DataFrame(test_rows, columns=list(REPRESENTATION_TEST_COLUMNS)).astype({"dof": "int64"})
+    tests = pd.DataFrame(test_rows, columns=list(REPRESENTATION_TEST_COLUMNS)).astype(
+        {"dof": "int64", "test": "str", "n_units": "int64"})
     return by_group, tests

@@ -218,6 +218,12 @@ def _representation_tests_table(tests: pd.DataFrame) -> Table:
                       f"{row.statistic:.2f}" if _finite(row.statistic) else "", str(row.dof),
                       f"{row.p_value:.3g}" if _finite(row.p_value) else "", f"{row.divergence:.3f}"
                       if _finite(row.divergence) else "")
+    if "test" in tests.columns:
+        tested = dict(zip(tests["metric"], tests["test"]))
+        how = {"subject-permutation": "whole people relabelled between groups", "rao-scott-f":
+               "Rao-Scott F (people as clusters)", "chi-square": "χ² (independent outputs)"}
+        table.caption = ("χ² adjusted for each person's several photos; p: " + ", ".join(
+            f"{metric.upper()} {how.get(test, test)}" for metric, test in tested.items() if isinstance(test, str)))
     return table
 
 

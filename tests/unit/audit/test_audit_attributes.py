@@ -49,7 +49,7 @@ def test_planted_drift_toward_the_majority_shows_in_own_and_majority_rates():
     assert _row(by_group, "skin_tone", "lighter")["own_rate"] == 1.0
     assert darker["output_share"] < darker["true_share"] == 0.5
     rdp = tests[(tests["grouping"] == "skin_tone") & (tests["metric"] == "rdp")].iloc[0]
-    assert rdp["difference_ci_low"] > 0.1 and rdp["p_value"] < 1e-6
+    assert rdp["difference_ci_low"] > 0.1 and rdp["p_value"] < 0.002  # 1,000 permutations: at least 1/1001
     assert rdp["difference_ci_low"] <= rdp["difference"] <= rdp["difference_ci_high"]
     assert tests[(tests["grouping"] == "skin_tone") & (tests["metric"] == "pr")].iloc[0]["p_value"] < 1e-4
     # gender is untouched: every output keeps its group, no test rejects

@@ -1,7 +1,13 @@
-"""Paired model comparison and the representation metrics (RDP, PR, UCPR) against hand-computed values."""
+"""Paired model comparison and the representation metrics (RDP, PR, UCPR) against hand-computed values.
+
+The representation tests count people, not photos: RDP's permutation test is checked against an
+enumeration of every way to deal the people to the groups and against scipy's permutation test,
+PR's Rao-Scott correction against hand-worked tables and a loop over people.
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -169,12 +175,17 @@ def test_rdp_by_hand():
     # expected [[7.5, 2.5], [7.5, 2.5]] -> 2 * 2.5^2/7.5 + 2 * 2.5^2/2.5 = 6.667 (1 dof).
     true = [0] * 10 + [1] * 10
     predicted = [0] * 10 + [1] * 5 + [0] * 5
-    result = c.representation_demographic_parity(true, predicted, group_names=["a", "b"], n_resamples=300)
-    assert result.metric == "rdp"
+    result = c.representation_demographic_parity(true, predicted, group_names=["a", "b"], n_resamples=300,
+                                                 n_permutations=4000)
+    assert (result.metric, result.test, result.n_units) == ("rdp", "subject-permutation", 20)
     assert result.by_group["group"].tolist() == ["a", "b"]
     assert result.by_group["rate"].tolist() == [1.0, 0.5]
-    assert (result.statistic, result.dof) == (pytest.approx(20 / 3), 1)
-    assert result.p_value == pytest.approx(scipy_stats.chi2.sf(20 / 3, 1))
+    assert result.dof == 1 and result.statistic * result.design_effect == pytest.approx(20 / 3)
+    # 15 kept outputs dealt to two groups of 10: the chi-square reaches 6.667 when a gets 10 or 5 of them.
+    exact = 2 * math.comb(15, 10) * math.comb(5, 0) / math.comb(20, 10)
+    assert result.p_value == pytest.approx(exact, abs=4 * math.sqrt(exact * (1 - exact) / 4000))
+    # A 2x2 table's chi-square is N r^2, and E[r^2] = 1 / (N - 1) over permutations: its mean is N / (N - 1).
+    assert result.design_effect == pytest.approx(20 / 19, abs=0.1)
     assert (result.difference, result.ratio) == (0.5, 0.5)
     assert result.difference_ci_low <= 0.5 <= result.difference_ci_high
     assert result.ratio_ci_low <= 0.5 <= result.ratio_ci_high
@@ -182,6 +193,90 @@ def test_rdp_by_hand():
     assert result.divergence == pytest.approx(1 / 9)
     b = result.by_group.set_index("group").loc["b"]
     assert b["ci_low"] <= 0.5 <= b["ci_high"]
+
+
+def _image_chi2(kept: np.ndarray, group: np.ndarray) -> float:
+    """scipy's Pearson chi-square of the (group x kept/changed) image table."""
+    table = [[int(kept[group == g].sum()), int((~kept[group == g]).sum())] for g in np.unique(group)]
+    return float(scipy_stats.chi2_contingency(table, correction=False).statistic)
+
+
+def test_rdp_deals_whole_subjects_to_the_groups_like_an_enumeration():
+    # Ten people, 20 photos each; a person's outputs all keep their group or all change it.
+    # Group a: 4 of 5 people keep theirs, group b: 2 of 5.
+    keeps_person = np.array([True, True, True, True, False, True, True, False, False, False])
+    subjects = np.repeat(np.arange(10), 20)
+    true = np.repeat([0] * 5 + [1] * 5, 20)
+    kept = keeps_person[subjects]
+    result = c.representation_demographic_parity(true, np.where(kept, true, 1 - true), subjects=subjects,
+                                                 n_resamples=50, n_permutations=5000)
+    observed = _image_chi2(kept, true)
+    null = []
+    for chosen in itertools.combinations(range(10), 5):  # every way to deal the people, 5 to group a
+        group = np.where(np.isin(np.arange(10), chosen), 0, 1)
+        null.append(_image_chi2(kept, group[subjects]))
+    exact = float(np.mean(np.array(null) >= observed - 1e-9))
+    assert result.n_units == 10
+    assert result.p_value == pytest.approx(exact, abs=4 * math.sqrt(exact * (1 - exact) / 5000) + 1 / 5001)
+    assert result.design_effect == pytest.approx(float(np.mean(null)), rel=0.1)  # 20 copies of a person: ~22
+    assert result.statistic == pytest.approx(observed / result.design_effect)
+    # The image-level test it replaces counts 200 photos as 200 people.
+    assert scipy_stats.chi2.sf(observed, 1) < 1e-4 and exact > 0.1
+
+
+def test_rdp_with_one_image_a_subject_matches_scipys_permutation_test():
+    rng = np.random.default_rng(3)
+    true = np.repeat([0, 1, 2], [8, 7, 9])
+    kept = rng.random(true.size) < np.array([0.8, 0.4, 0.6])[true]
+    result = c.representation_demographic_parity(true, np.where(kept, true, (true + 1) % 3), n_resamples=50,
+                                                 n_permutations=5000, min_subjects=2)
+    samples = [kept[true == g].astype(float) for g in range(3)]
+
+    def chi2(*groups: np.ndarray, axis: int) -> np.ndarray:  # Pearson's, from the groups' kept counts
+        kept = np.stack([group.sum(axis=axis) for group in groups], axis=-1)
+        sizes = np.array([group.shape[axis] for group in groups])
+        expected = sizes * kept.sum(axis=-1, keepdims=True) / sizes.sum()
+        return ((kept - expected) ** 2 / (expected * (1 - expected / sizes))).sum(axis=-1)
+
+    reference = scipy_stats.permutation_test(samples, chi2, permutation_type="independent", alternative="greater",
+                                             vectorized=True, n_resamples=4999, rng=np.random.default_rng(0))
+    table = [[int(group.sum()), int(group.size - group.sum())] for group in samples]
+    assert reference.statistic == pytest.approx(scipy_stats.chi2_contingency(table, correction=False).statistic)
+    assert result.statistic * result.design_effect == pytest.approx(reference.statistic)
+    spread = math.sqrt(reference.pvalue * (1 - reference.pvalue) * (1 / 5000 + 1 / 4999))
+    assert result.p_value == pytest.approx(reference.pvalue, abs=4 * spread + 1e-3)
+
+
+def test_rdp_with_many_independent_images_approaches_the_chi_square_test():
+    rng = np.random.default_rng(5)
+    true = np.repeat([0, 1], 400)
+    kept = rng.random(true.size) < np.where(true == 0, 0.5, 0.57)
+    result = c.representation_demographic_parity(true, np.where(kept, true, 1 - true), n_resamples=20,
+                                                 n_permutations=2000)
+    table = [[kept[true == g].sum(), (~kept[true == g]).sum()] for g in (0, 1)]
+    asymptotic = scipy_stats.chi2_contingency(table, correction=False).pvalue
+    assert 0.005 < asymptotic < 0.2  # a p-value in the middle of the range, where the two can disagree
+    assert result.p_value == pytest.approx(asymptotic, abs=0.025)  # Monte Carlo sd at most 0.006
+    assert result.design_effect == pytest.approx(1.0, abs=0.1)
+
+
+def test_rdp_permutations_are_seeded_and_can_be_skipped():
+    true = np.repeat([0, 1], 12)
+    predicted = np.where(np.arange(24) % 3 == 0, 1 - true, true)
+    subjects = np.arange(24) // 2
+    first = c.representation_demographic_parity(true, predicted, subjects=subjects, seed=7, n_permutations=300)
+    again = c.representation_demographic_parity(true, predicted, subjects=subjects, seed=7, n_permutations=300)
+    assert (first.p_value, first.design_effect) == (again.p_value, again.design_effect)
+    assert (first.p_value * 301) == pytest.approx(round(first.p_value * 301))  # (1 + count) / (1 + B)
+    skipped = c.representation_demographic_parity(true, predicted, subjects=subjects, n_permutations=0)
+    assert all(math.isnan(v) for v in (skipped.statistic, skipped.p_value, skipped.design_effect))
+    assert skipped.difference == first.difference and skipped.dof == 1
+
+
+@pytest.mark.parametrize("n_permutations", [-1, 2.5, True])
+def test_rdp_rejects_a_bad_number_of_permutations(n_permutations):
+    with pytest.raises(ValueError, match="n_permutations " + re.escape(s.BAD_COUNT_MSG)):
+        c.representation_demographic_parity([0, 1], [0, 1], n_permutations=n_permutations)
 
 
 def test_rdp_clusters_by_subject_and_applies_the_evidence_rule():
@@ -194,6 +289,7 @@ def test_rdp_clusters_by_subject_and_applies_the_evidence_rule():
     assert table["n_subjects"].tolist() == [6, 6, 1]
     assert table.loc["2", "evidence"] == s.EVIDENCE_INSUFFICIENT and math.isnan(table.loc["2", "ci_low"])
     assert result.difference == pytest.approx(0.5) and result.dof == 1
+    assert result.n_units == 12  # the insufficient group's subject is not permuted
 
 
 def test_rdp_with_every_output_kept_is_perfectly_fair():
@@ -201,6 +297,7 @@ def test_rdp_with_every_output_kept_is_perfectly_fair():
     result = c.representation_demographic_parity(true, true, n_resamples=50)
     assert (result.statistic, result.p_value, result.dof) == (0.0, 1.0, 2)
     assert (result.difference, result.ratio, result.divergence) == (0.0, 1.0, 0.0)
+    assert math.isnan(result.design_effect)
 
 
 @pytest.mark.parametrize(
@@ -237,32 +334,66 @@ def test_group_names_must_cover_the_codes_and_be_distinct():
 # --- proportional representation -----------------------------------------------------------------------------
 
 
-def test_pr_with_two_groups_is_mcnemars_test():
-    # 20 of group b's outputs are classified a, none the other way: McNemar (20 - 0)^2 / 20 = 20.
+def test_pr_with_two_groups_by_hand():
+    # 20 of group b's 50 outputs are classified a, none the other way. Per image, a's count minus
+    # a's predicted count is -1 for those 20 and 0 otherwise; within group b its variance is
+    # 50/49 * (20 * 0.6^2 + 30 * 0.4^2) = 600/49, so the statistic is (-20)^2 / (600/49).
     true = [0] * 50 + [1] * 50
     predicted = [0] * 50 + [0] * 20 + [1] * 30
     result = c.proportional_representation(true, predicted, group_names=["a", "b"])
-    assert (result.metric, result.dof) == ("pr", 1)
-    assert result.statistic == pytest.approx(20.0)
-    assert result.p_value == pytest.approx(scipy_stats.chi2.sf(20.0, 1))
+    assert (result.metric, result.test, result.dof, result.n_units) == ("pr", "rao-scott-f", 1, 100)
+    assert result.statistic == pytest.approx(400 * 49 / 600)
+    assert result.design_effect == pytest.approx(1.0)  # one image a subject
+    assert result.p_value == pytest.approx(scipy_stats.f.sf(400 * 49 / 600, 1, 98))
     table = result.by_group.set_index("group")
     assert table["predicted_share"].tolist() == [0.7, 0.3] and table["true_share"].tolist() == [0.5, 0.5]
     assert table["difference"].tolist() == pytest.approx([0.2, -0.2])
     assert result.divergence == pytest.approx(2 * 0.2**2 / 0.5)
 
 
-def test_pr_matches_the_reduced_stuart_maxwell_formula():
+def test_pr_counts_people_not_photos():
+    # Ten people, ten photos each; two of group b's five people have all their outputs classified a.
+    true = [0] * 50 + [1] * 50
+    predicted = [0] * 50 + [0] * 20 + [1] * 30
+    people = [i // 10 for i in range(100)]
+    result = c.proportional_representation(true, predicted, subjects=people, group_names=["a", "b"])
+    # Group b's people change 10, 10, 0, 0, 0 photos: variance of the total 5/4 * (2 * 6^2 + 3 * 4^2) = 150.
+    assert result.n_units == 10
+    assert result.statistic == pytest.approx(400 / 150)
+    assert result.design_effect == pytest.approx(150 / (600 / 49))
+    assert result.p_value == pytest.approx(scipy_stats.f.sf(400 / 150, 1, 10 - 2))
+    assert result.p_value > 0.1 and c.proportional_representation(true, predicted).p_value < 1e-4
+
+
+def test_pr_matches_a_loop_over_people_with_three_groups():
     rng = np.random.default_rng(0)
-    true = rng.integers(0, 3, 300)
-    predicted = np.where(rng.random(300) < 0.7, true, rng.integers(0, 3, 300))
-    table = np.zeros((3, 3))
-    np.add.at(table, (true, predicted), 1)
-    d = (table.sum(1) - table.sum(0))[:2]
-    cov = -(table + table.T)[:2, :2]
-    np.fill_diagonal(cov, (table.sum(1) + table.sum(0) - 2 * np.diag(table))[:2])
-    expected = float(d @ np.linalg.solve(cov, d))
-    result = c.proportional_representation(true, predicted)
-    assert (result.statistic, result.dof) == (pytest.approx(expected), 2)
+    people = np.repeat(np.arange(24), rng.integers(1, 7, 24))
+    group_of = np.arange(24) % 3
+    true = group_of[people]
+    keep = rng.beta(2, 2, 24)[people]
+    predicted = np.where(rng.random(people.size) < keep, true, rng.integers(0, 3, people.size))
+    result = c.proportional_representation(true, predicted, subjects=people.astype(str))
+
+    def covariance(rows: list[np.ndarray], strata: list[int]) -> np.ndarray:
+        total = np.zeros((3, 3))
+        for h in set(strata):
+            inside = np.array([row for row, at in zip(rows, strata, strict=True) if at == h])
+            centred = inside - inside.mean(axis=0)
+            total += len(inside) / (len(inside) - 1) * centred.T @ centred
+        return total
+
+    eye = np.eye(3)
+    images = [eye[t] - eye[p] for t, p in zip(true, predicted, strict=True)]
+    totals = [sum(images[i] for i in np.flatnonzero(people == person)) for person in range(24)]
+    srs, design = covariance(images, list(true)), covariance(totals, list(group_of))
+    d = np.bincount(true, minlength=3) - np.bincount(predicted, minlength=3)
+    inverse = np.linalg.pinv(srs)
+    deff = np.trace(inverse @ design) / 2
+    assert (result.dof, result.n_units) == (2, 24)
+    assert result.design_effect == pytest.approx(deff)
+    assert result.statistic == pytest.approx(d @ inverse @ d / deff)
+    nu = 24 - 3  # people minus groups; Hotelling's scaling (nu - 1) / (2 nu) and F(2, nu - 1)
+    assert result.p_value == pytest.approx(scipy_stats.f.sf(result.statistic * (nu - 1) / (2 * nu), 2, nu - 1))
 
 
 def test_pr_with_no_change_is_fair():
@@ -270,12 +401,23 @@ def test_pr_with_no_change_is_fair():
     assert (result.statistic, result.dof, result.p_value, result.divergence) == (0.0, 0, 1.0, 0.0)
 
 
+def test_pr_with_every_output_of_a_group_changed_alike_is_certain():
+    # No variation within the groups: the shift is not sampling noise.
+    result = c.proportional_representation([0] * 6 + [1] * 6, [0] * 12, subjects=np.arange(12) // 2)
+    assert (result.statistic, result.p_value, result.dof) == (math.inf, 0.0, 1)
+
+
+def test_pr_rejects_subjects_of_another_length():
+    with pytest.raises(ValueError, match=re.escape(c.LENGTH_MISMATCH_MSG) + ".*subjects"):
+        c.proportional_representation([0, 1], [0, 1], subjects=["a"])
+
+
 # --- uninformative conditional proportional representation ---------------------------------------------------
 
 
 def test_ucpr_by_hand_against_uniform():
     result = c.uninformative_conditional_proportional_representation([0] * 30 + [1] * 10, group_names=["a", "b"])
-    assert (result.metric, result.dof) == ("ucpr", 1)
+    assert (result.metric, result.dof, result.test, result.n_units) == ("ucpr", 1, "chi-square", 40)
     assert result.statistic == pytest.approx(10.0)  # (30 - 20)^2 / 20 + (10 - 20)^2 / 20
     assert result.p_value == pytest.approx(scipy_stats.chi2.sf(10.0, 1))
     assert result.divergence == pytest.approx(2 * 0.25**2 / 0.5)
