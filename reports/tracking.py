@@ -34,12 +34,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
+    from mlflow.entities import Experiment
 
     from genfair.audit.policy import CheckReport
     from genfair.audit.result import AuditResult
 
 __all__ = [
     "NO_ACTIVE_RUN_MESSAGE",
+    "activate_experiment",
     "audit_metrics",
     "check_tracking_uri",
     "finished_audits",
@@ -178,7 +180,7 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
     run = mlflow.active_run()
     if run is None and experiment is not None:
         mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-        mlflow.set_experiment(experiment)
+        activate_experiment(experiment)
         with mlflow.start_run(run_name=f"{result.metadata.get('model', 'audit')}-{result.metadata.get('dataset', '')}"):
             return log_audit(result, figures=figures)
     if run is None:
@@ -430,6 +432,40 @@ def check_tracking_uri(tracking_uri: str | None, *, timeout: float = TRACKING_TI
                 f"{named}: the folder of the SQLite store, {folder}, does not exist; fix: create it or "
                 f"point the URI at an existing folder"
             )
+
+
+def activate_experiment(name: str) -> Experiment:
+    """``mlflow.set_experiment(name)`` that holds when other processes create the experiment at the same time.
+
+    When MLflow 3.17's ``set_experiment`` finds no experiment, creates it and loses that race to
+    another process (the store answers "already exists"), it returns the experiment without
+    making it the active one, so the next ``mlflow.start_run()`` opens its run in experiment 0
+    ("Default"). With eight ``audit run`` processes starting at once on one tracking server, one
+    run in eight went there. Here the experiment is created first (a lost race is fine: it
+    exists either way), and ``set_experiment`` then finds it and makes it active.
+
+    Args:
+        name: the experiment's name, in the current tracking URI (``mlflow.set_tracking_uri``).
+
+    Returns:
+        The experiment, now the active one.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the store fails, or the experiment is deleted.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    client = mlflow.MlflowClient()
+    if client.get_experiment_by_name(name) is None:
+        try:
+            client.create_experiment(name)
+        except MlflowException as err:
+            if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+            logger.debug("experiment %r was created by another process meanwhile", name)
+    return mlflow.set_experiment(name)
 
 
 def resolve_tracking_uri(tracking_uri: str | None) -> str:

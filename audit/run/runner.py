@@ -30,7 +30,7 @@ from genfair.audit.panel import audit_frame, majority_groups, score_batch
 from genfair.audit.result import AuditResult
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
-from genfair.reports.tracking import check_tracking_uri, resolve_tracking_uri
+from genfair.reports.tracking import activate_experiment, check_tracking_uri, resolve_tracking_uri
 
 from .config import (
     RunConfig,
@@ -203,7 +203,7 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
             tracking_uri = resolve_tracking_uri(config.tracking_uri)
             mlflow.set_tracking_uri(tracking_uri)
             with store_lock(tracking_uri):  # two runs creating one SQLite store at once would break its schema
-                experiment = mlflow.set_experiment(config.experiment)
+                experiment = activate_experiment(config.experiment)
             stages.hold()  # a signal while the run is being created waits until it can be closed
             run = mlflow.start_run(run_name=f"{config.model_name}-{plan.dataset_name}-seed{config.seed}")
             try:

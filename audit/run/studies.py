@@ -21,7 +21,7 @@ import pandas as pd
 from genfair import models
 from genfair.audit.faults import STOPPED_AT_TAG, TrainingInterrupted, TrainingStopped, store_lock
 from genfair.audit.result import AuditResult
-from genfair.reports.tracking import resolve_tracking_uri
+from genfair.reports.tracking import activate_experiment, resolve_tracking_uri
 
 from .config import RunConfig, RunOutcome, build_model_config, generates_balanced, has_scale
 from .runner import run_audit
@@ -142,7 +142,7 @@ def _run_children(
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     with store_lock(tracking_uri):
-        experiment = mlflow.set_experiment(base.experiment)
+        experiment = activate_experiment(base.experiment)
     parent = client.create_run(experiment.experiment_id, run_name=f"{kind}-{base.dataset}-seed{base.seed}",
                                tags={f"genfair.{kind}": ",".join(model_names), "genfair.seed": str(base.seed)})
     parent_id = parent.info.run_id

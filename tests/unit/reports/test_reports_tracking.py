@@ -307,3 +307,30 @@ def test_audit_metrics_logs_extra_tables_keyed_by_group_metric_or_both(result_fa
     assert metrics["intervals/gender/mse_error/p_holm"] == 0.04
     assert not any(key.startswith("long/") for key in metrics), "several rows per group: artifact only"
     assert "disparity/gender_x_skin_tone/mse_error/ratio" in metrics
+
+
+def test_activate_experiment_holds_when_another_process_creates_it_meanwhile(
+    experiment_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lookup finds nothing, another process creates the experiment, our create is refused:
+    the run still opens in that experiment (``mlflow.set_experiment`` alone would open it in "0")."""
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    from genfair.reports.tracking import activate_experiment
+
+    monkeypatch.setattr(fluent, "_active_experiment_id", None)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    real_lookup = TrackingServiceClient.get_experiment_by_name
+    created = []
+
+    def lookup_then_lose_the_race(self, name):
+        monkeypatch.setattr(TrackingServiceClient, "get_experiment_by_name", real_lookup)
+        created.append(self.create_experiment(name))  # the other process, between our lookup and our create
+
+    monkeypatch.setattr(TrackingServiceClient, "get_experiment_by_name", lookup_then_lose_the_race)
+    experiment = activate_experiment("created-meanwhile")
+    with mlflow.start_run() as run:
+        pass
+    assert created and experiment.experiment_id == created[0] != "0"
+    assert run.info.experiment_id == created[0]
