@@ -38,7 +38,15 @@ from .metrics import (
     per_sample_ssim_score,
     register,
 )
-from .panel import BASELINE_PREFIX, SKIN_TONE_SHIFT, audit_frame, audit_outputs, majority_groups, score_batch
+from .panel import (
+    BASELINE_PREFIX,
+    SKIN_TONE_SHIFT,
+    audit_frame,
+    audit_outputs,
+    majority_groups,
+    majority_notes,
+    score_batch,
+)
 from .result import RESULT_FILES, AuditResult, summarize
 from .skin import central_face_mask, individual_typology_angle, per_sample_ita_shift, srgb_to_lab
 from .stats import (
@@ -60,6 +68,7 @@ __all__ = [
     "audit_model",
     "audit_outputs",
     "majority_groups",
+    "majority_notes",
     "score_batch",
     "COMPARISON_DISPARITY_COLUMNS",
     "COMPARISON_GROUP_COLUMNS",

@@ -116,7 +116,7 @@ def representation_tables(
         per_image: one row per image with ``subject``, the ``attributes`` and, per attribute,
             the output's classified label (:func:`classified_column` with ``output=True``).
         attributes: sensitive attribute columns.
-        majority: the majority group of each grouping (e.g. most training images), keyed by
+        majority: the majority group of each grouping (most training people), keyed by
             grouping name (``"gender"``, ``"gender x skin_tone"``) with group labels as in
             :func:`~genfair.audit.grouping.group_table` (``"male / lighter"``).
         uninformative: optional frame of the classified labels (one column per attribute) of
@@ -134,7 +134,9 @@ def representation_tables(
         many independent units (:class:`~genfair.audit.compare.RepresentationResult`).
 
     Raises:
-        ValueError: a classified column or a grouping's ``majority`` is missing.
+        ValueError: a classified column is missing. A grouping missing from ``majority`` has
+            no majority (a balanced or tied composition): its ``majority_group`` is ``""`` and its
+            majority rates NaN.
 
     Example:
         >>> frame = pd.DataFrame({"subject": list("abcd"), "gender": ["f", "f", "m", "m"],
@@ -160,27 +162,29 @@ def representation_tables(
     group_frames, test_rows = [], []
     for columns in sets:
         grouping = GROUPING_SEPARATOR.join(columns)
-        if grouping not in majority:
-            raise ValueError(f"no majority group given for grouping {grouping!r}; pass majority={{{grouping!r}: ...}}")
         true = _labels(per_image, columns)
         predicted = _labels(per_image, [classified_column(c, output=True) for c in columns])
         blank = uninformative is None
         guessed = None if blank else _labels(uninformative, columns)
-        names = sorted({*true, *predicted, str(majority[grouping]), *(() if blank else guessed)})
+        leader = majority.get(grouping)  # None: no majority (balanced or tied), no drift toward one
+        names = sorted({*true, *predicted, *(() if leader is None else (str(leader),)), *(() if blank else guessed)})
         code = {name: i for i, name in enumerate(names)}
         true_codes, predicted_codes = true.map(code).to_numpy(), predicted.map(code).to_numpy()
         rdp = representation_demographic_parity(true_codes, predicted_codes, subjects=subjects, group_names=names,
                                                 **options)
         pr = proportional_representation(true_codes, predicted_codes, subjects=subjects, group_names=names)
-        to_majority = majority_rate(true_codes, predicted_codes, majority=code[str(majority[grouping])],
-                                    subjects=subjects, group_names=names, **options)
         frame = pr.by_group.rename(columns={"predicted_share": "output_share"})[["group", "true_share", "output_share"]]
         frame = frame.merge(rdp.by_group.rename(columns={"rate": "own_rate", "ci_low": "own_ci_low",
                                                          "ci_high": "own_ci_high"}), on="group", how="left")
-        frame = frame.merge(to_majority[["group", "rate", "ci_low", "ci_high"]].rename(
-            columns={"rate": "majority_rate", "ci_low": "majority_ci_low", "ci_high": "majority_ci_high"}),
-            on="group", how="left")
-        frame["majority_group"] = str(majority[grouping])
+        if leader is None:
+            frame = frame.assign(majority_rate=np.nan, majority_ci_low=np.nan, majority_ci_high=np.nan)
+        else:
+            to_majority = majority_rate(true_codes, predicted_codes, majority=code[str(leader)],
+                                        subjects=subjects, group_names=names, **options)
+            frame = frame.merge(to_majority[["group", "rate", "ci_low", "ci_high"]].rename(
+                columns={"rate": "majority_rate", "ci_low": "majority_ci_low", "ci_high": "majority_ci_high"}),
+                on="group", how="left")
+        frame["majority_group"] = "" if leader is None else str(leader)
         frame["uninformative_share"] = np.nan
         results = [rdp, pr]
         if not blank:

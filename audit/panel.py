@@ -33,6 +33,7 @@ __all__ = [
     "audit_frame",
     "audit_outputs",
     "majority_groups",
+    "majority_notes",
     "score_batch",
 ]
 
@@ -124,8 +125,9 @@ def audit_frame(
             :func:`score_batch`.
         attributes: the sensitive attribute columns to group by.
         metadata: plain facts saved with the result (model, dataset, seed, ...).
-        majority: the majority group of each grouping (the representation tables measure drift
-            towards it); None: the group with most images in ``per_image``.
+        majority: the majority group of each grouping (most training people: :func:`majority_groups`;
+            the representation tables measure drift toward it, and groupings without one get
+            none); None: the majority of ``per_image``'s own people.
         uninformative: the classifier's labels of outputs from inputs that carry no group
             information (UCPR, upsamplers only), one column per attribute.
         seed: seeds every resampling.
@@ -187,25 +189,55 @@ def audit_frame(
 
 
 def majority_groups(frame: pd.DataFrame, attributes: Sequence[str]) -> dict[str, str]:
-    """The group with most rows in each grouping (each attribute, then their intersection).
+    """The majority group of each grouping: the one with most people (not images).
 
-    Ties go to the label that sorts first, so the choice is repeatable.
+    A grouping has a majority only when one group has strictly more people than every other:
+    a balanced composition has none, and neither has a tie at the top (:func:`majority_notes`
+    says which and why). The representation tables measure drift toward it only where it exists.
 
     Args:
-        frame: one row per image with the ``attributes`` columns (a training split, say).
+        frame: one row per image with ``subject`` and the ``attributes`` columns (a training split).
         attributes: the sensitive attribute columns.
 
     Returns:
-        Grouping name (``"gender"``, ``"gender x skin_tone"``) -> group label (``"male / lighter"``).
+        Grouping name (``"gender"``, ``"gender x skin_tone"``) -> group label (``"male / lighter"``),
+        for the groupings that have a majority.
+
+    Example:
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"subject": ["a", "a", "a", "b", "c"], "gender": ["f", "f", "f", "m", "m"]})
+        >>> majority_groups(frame, ["gender"])  # f has more images, m more people
+        {'gender': 'm'}
     """
+    return {grouping: tied[0] for grouping, (tied, _, balanced) in _most_people(frame, attributes).items()
+            if len(tied) == 1 and not balanced}
+
+
+def majority_notes(frame: pd.DataFrame, attributes: Sequence[str]) -> list[str]:
+    """One sentence per grouping without a majority group (see :func:`majority_groups`): tied or balanced."""
+    notes = []
+    for grouping, (tied, people, balanced) in _most_people(frame, attributes).items():
+        if balanced:
+            notes.append(f"{grouping} has no majority group: the training split is balanced ({people} people per "
+                         f"group), so no drift toward a majority is measured")
+        elif len(tied) > 1:
+            notes.append(f"{grouping} has no majority group: {', '.join(tied)} tie with {people} training people "
+                         f"each, so no drift toward a majority is measured")
+    return notes
+
+
+def _most_people(frame: pd.DataFrame, attributes: Sequence[str]) -> dict[str, tuple[list[str], int, bool]]:
+    """Per grouping: the groups with most people (sorted), that count, and whether every group has it."""
     attributes = list(attributes)
     sets = [[attribute] for attribute in attributes] + ([attributes] if len(attributes) > 1 else [])
-    majority = {}
+    found = {}
     for columns in sets:
         labels = frame[columns].astype(str).agg(GROUP_SEPARATOR.join, axis=1)
-        counts = labels.value_counts()
-        majority[GROUPING_SEPARATOR.join(columns)] = min(counts.index[counts == counts.max()])
-    return majority
+        people = frame.assign(_label=labels.to_numpy()).groupby("_label")["subject"].nunique()
+        top = int(people.max())
+        found[GROUPING_SEPARATOR.join(columns)] = (sorted(people.index[people == top]), top,
+                                                   bool((people == top).all()) and len(people) > 1)
+    return found
 
 
 def audit_outputs(

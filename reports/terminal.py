@@ -190,7 +190,7 @@ def _representation_table(representation: pd.DataFrame) -> Table:
     majorities = []
     for grouping, rows in _sections(representation):
         table.add_section()
-        majorities.append(f"{grouping}: {rows['majority_group'].iloc[0]}")
+        majorities.append(f"{grouping}: {rows['majority_group'].iloc[0] or 'none (balanced or tied; see the notes)'}")
         for row in rows.itertuples(index=False):
             enough = row.evidence == "sufficient"
             cells = [str(row.group), str(row.n_subjects),
@@ -200,7 +200,7 @@ def _representation_table(representation: pd.DataFrame) -> Table:
             if uninformative:
                 cells.append(f"{row.uninformative_share:.2f}")
             table.add_row(*cells)
-    table.caption = "¹ most training images: " + "; ".join(majorities)
+    table.caption = "¹ most training people: " + "; ".join(majorities)
     if uninformative:
         table.caption += ". ² share of outputs for uninformative 4x4 averaged faces (fair: uniform)"
     return table

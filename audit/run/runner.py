@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from genfair import models
 from genfair.audit.faults import store_lock
-from genfair.audit.panel import audit_frame, majority_groups, score_batch
+from genfair.audit.panel import audit_frame, majority_groups, majority_notes, score_batch
 from genfair.audit.result import AuditResult
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
@@ -322,6 +322,8 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
     per_image = pd.concat([frame, scores.reset_index(drop=True)], axis=1)
     train = datamodule.split_frame("train")
     majority = majority_groups(train, attributes) if len(train) else None
+    if majority is not None and classify is not None:
+        metadata = {**metadata, "notes": [*metadata.get("notes", []), *majority_notes(train, attributes)]}
     runnable = source.runnable()
     uninformative = None
     if classify is not None and plan.task == "upsampling" and runnable is not None:

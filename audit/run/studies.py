@@ -213,7 +213,7 @@ def run_attribution(
     is a full ``run_audit`` (a child of one parent MLflow run) with the data seed fixed at
     ``base.seed``, so every cell audits the same people. The effects
     (:func:`genfair.audit.attribution.attribution_effects`), the excess cuts against the
-    majority (the group with most training images as given) and a summary go to ``out``
+    majority (the group with most training people as given; a tie is stated) and a summary go to ``out``
     (``report.html``, ``report.md``, ``effects.csv``, ``cuts.csv``) and to the parent run, which
     ends FINISHED, or KILLED or FAILED when a cell or the report stops (as in :func:`run_comparison`).
 
@@ -261,7 +261,9 @@ def _attribution_report(base: RunConfig, model_names: Sequence[str], cells: list
               for cell, outcome in outcomes.items()]
     as_given = next(outcome for cell, outcome in outcomes.items() if cell[1] == "as-given")
     composition = as_given.result.metadata["splits"]["train"]["composition"]
-    majority = max(composition, key=lambda group: (composition[group], group))
+    most = max(composition.values())  # the composition counts people: one definition of the majority
+    tied = sorted(group for group, people in composition.items() if people == most)
+    majority = tied[0]
     long = pd.concat(frames, ignore_index=True)
     attributes = list(as_given.result.metadata["attributes"])
     effects = attribution_effects(long, attributes=attributes, mitigation=mitigation, seed=base.seed)
@@ -282,8 +284,11 @@ def _attribution_report(base: RunConfig, model_names: Sequence[str], cells: list
         f"{parent_id}.",
         f"Effects are differences of seed-averaged group errors; intervals resample people (the same people in "
         f"every cell) and add retraining noise (Student t on the per-seed standard error). Excess error is a "
-        f"group's error minus {majority}'s (most training images as given) in the same cell.",
+        f"group's error minus {majority}'s (most training people as given) in the same cell.",
     ]
+    if len(tied) > 1:
+        notes.append(f"{', '.join(tied)} tie with {most} training people each; the excess is measured against "
+                     f"{majority}, the first of them by name.")
     if base.composition == "as-given" and not generates_balanced(base):
         notes.append("This data has no generator of a balanced counterfactual: the balanced cells train on a "
                      "subsample of the training subjects, as many per group as the smallest group has.")

@@ -89,10 +89,15 @@ def test_a_small_group_is_insufficient_evidence_not_a_rate_interval():
     assert darker["evidence"] == "insufficient" and np.isnan(darker["own_ci_low"]) and np.isnan(darker["majority_ci_low"])
 
 
-def test_missing_columns_or_majority_raise_naming_them():
+def test_a_grouping_without_a_majority_has_no_drift_toward_one():
     frame = _panel(0.0)
-    with pytest.raises(ValueError, match="no majority group given for grouping 'gender'"):
-        representation_tables(frame, attributes=["gender"], majority={}, **FAST)
+    by_group, tests = representation_tables(frame, attributes=["gender"], majority={}, **FAST)
+    assert (by_group["majority_group"] == "").all() and by_group["majority_rate"].isna().all()
+    assert by_group["own_rate"].notna().all() and set(tests["metric"]) == {"rdp", "pr"}
+
+
+def test_missing_columns_raise_naming_them():
+    frame = _panel(0.0)
     with pytest.raises(ValueError, match="classified_gender_output"):
         representation_tables(frame.drop(columns=[classified_column("gender", output=True)]), attributes=["gender"],
                               majority=MAJORITY, **FAST)
