@@ -14,11 +14,10 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as scipy_stats
-
 from genfair.audit import disparity_table, group_table
 from genfair.audit import grouping as g
 from genfair.audit import stats as s
+from scipy import stats as scipy_stats
 
 FAST = {"n_resamples": 200, "n_permutations": 200}
 
@@ -179,13 +178,14 @@ def test_intervals_contain_their_estimates(audit_frame):
     assert (disparities["worst_ci_low"] <= disparities["worst"]).all()
 
 
-def test_disparity_intervals_of_tied_groups_keep_their_estimate_and_range():
+def test_disparity_intervals_of_tied_groups_keep_their_estimate_range_and_truth():
     # Four groups with one true mean: max - min over resampled means sits above the estimate, so a
-    # plain percentile interval of it typically excludes the estimate (the demo once printed
-    # 1.049 [1.097, 2.245]); the bias-corrected one keeps it, and never goes below 0 or 1.
-    # The panel's shape: 4 groups x 5 people x 20 photos. The plain one missed 6 of 80 here.
+    # plain percentile interval of it excludes the estimate and the truth 0 (the demo once printed
+    # 1.049 [1.097, 2.245]). Taking the basic interval's lower bound keeps both, never goes below
+    # 0 or 1, and the debiased value sits below the plain one. The panel's shape: 4 groups x 5
+    # people x 20 photos.
     rng = np.random.default_rng(11)
-    misses = 0
+    reaches_truth = 0
     for _ in range(40):
         rows = [(f"g{group}s{person}", f"g{group}", 0.02 + effect + noise)
                 for group in range(4) for person in range(5)
@@ -193,10 +193,23 @@ def test_disparity_intervals_of_tied_groups_keep_their_estimate_and_range():
         frame = pd.DataFrame(rows, columns=["subject", "group", "null_error"])
         row = s.disparity_intervals(frame, attributes=["group"], metrics=["null_error"], n_resamples=200,
                                     n_permutations=0).iloc[0]
-        misses += not row["difference_ci_low"] <= row["difference"] <= row["difference_ci_high"]
-        misses += not row["ratio_ci_low"] <= row["ratio"] <= row["ratio_ci_high"]
-        assert row["difference_ci_low"] >= 0.0 and row["ratio_ci_low"] >= 1.0
-    assert misses <= 1
+        for name, bound in (("difference", 0.0), ("ratio", 1.0)):
+            assert row[f"{name}_ci_low"] <= row[name] <= row[f"{name}_ci_high"]
+            assert bound <= row[f"{name}_debiased"] < row[name]
+            assert row[f"{name}_ci_low"] >= bound
+        reaches_truth += row["difference_ci_low"] == 0.0 and row["ratio_ci_low"] == 1.0
+    assert reaches_truth >= 34  # ~95% of 40; a percentile interval reaches 0 in none
+
+
+def test_disparity_quantiles_take_the_basic_low_and_the_percentile_high_bound():
+    samples = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    low, high = s._disparity_quantiles(samples, 2.0, 0.5)  # quartiles 2 and 4
+    assert (low, high) == (pytest.approx(0.0), pytest.approx(4.0))  # basic (0, 2), percentile (2, 4)
+    low, high = s._disparity_quantiles(samples, 2.0, 0.5, floor=1.0)
+    assert (low, high) == (pytest.approx(1.0), pytest.approx(4.0))
+    assert s._debiased(samples, 2.0) == pytest.approx(1.0)  # 2 * 2 - 3
+    assert s._debiased(samples, 2.0, floor=1.5) == pytest.approx(1.5)
+    assert s._debiased(samples, 0.5, ceiling=1.0) == pytest.approx(-2.0)
 
 
 def test_same_seed_same_tables_other_seed_other_intervals(audit_frame):
@@ -307,14 +320,38 @@ def test_permutation_p_value_matches_the_exact_subject_level_probability():
     assert groups.loc["a", "p_holm"] == pytest.approx(2 * groups.loc["a", "p_value"])
 
 
-def test_a_planted_disparity_is_significant_and_p_values_are_reported_beside_it(audit_frame):
+def test_a_planted_disparity_is_significant_and_the_per_group_test_stays_in_its_table(audit_frame):
     per_group, disparities = s.interval_tables(audit_frame, attributes=["gender"], metrics=["mse_error"],
                                                n_resamples=100, n_permutations=999)
     row = disparities.iloc[0]
     assert row["worst_group"] == "female"
-    assert row["p_value"] == pytest.approx(1 / 1000) and row["p_holm"] == pytest.approx(2 / 1000)
+    # One grouping of this metric: the disparity test's Holm family has one member.
+    assert row["p_value"] == pytest.approx(1 / 1000) and row["p_holm"] == pytest.approx(1 / 1000)
     female = _block(per_group, "gender", "mse_error").loc["female"]
-    assert (female["p_value"], female["p_holm"]) == (row["p_value"], row["p_holm"])
+    # The per-group "worse than the rest" test: raw, and Holm across the two eligible groups.
+    assert female["p_value"] == pytest.approx(1 / 1000) and female["p_holm"] == pytest.approx(2 / 1000)
+
+
+def test_disparity_p_values_are_holm_adjusted_across_the_groupings_of_a_metric(audit_frame):
+    kwargs = {"attributes": ["gender", "skin_tone"], "n_resamples": 20, "n_permutations": 199, "seed": 4}
+    both = s.disparity_intervals(audit_frame, metrics=["mse_error", "ssim_score"], **kwargs)
+    for metric in ("mse_error", "ssim_score"):
+        rows = both[both["metric"] == metric]
+        np.testing.assert_allclose(rows["p_holm"], s.holm(rows["p_value"].to_numpy()))
+    # the family is one metric's groupings: the same table for one metric alone gives the same p_holm
+    alone = s.disparity_intervals(audit_frame, metrics=["mse_error"], **kwargs)
+    np.testing.assert_allclose(alone["p_holm"], both[both["metric"] == "mse_error"]["p_holm"])
+
+
+def test_the_disparity_test_is_the_relabelling_distribution_of_max_minus_min():
+    # Three one-image subjects in each of a, b, c: a = {3, 3, 3}, b = {0, 0, 0}, c = {1, 1, 1}.
+    # Of the 9! / (3! 3! 3!) = 1680 labellings, max - min = 3 only when the three 3s share a
+    # group and the three 0s share another: 3 * 2 = 6 labellings, p = 6 / 1680.
+    frame = pd.concat([_toy([3.0] * 3, [0.0] * 3), _toy([1.0] * 3, []).assign(group="c")], ignore_index=True)
+    frame["subject"] = [f"p{i}" for i in range(len(frame))]
+    row = s.disparity_intervals(frame, attributes=["group"], metrics=["mse_error"], min_subjects=2, n_resamples=10,
+                                n_permutations=20000, studentized=False).iloc[0]
+    assert row["p_value"] == pytest.approx(6 / 1680, abs=4 * math.sqrt(6 / 1680 / 20000))
 
 
 def test_zero_permutations_skip_the_test(audit_frame):
@@ -397,6 +434,7 @@ def test_a_subject_in_two_groups_counts_once_in_each():
         ({"seed": -1}, s.BAD_SEED_MSG),
         ({"seed": 1.5}, s.BAD_SEED_MSG),
         ({"interval": "bca"}, s.BAD_INTERVAL_MSG),
+        ({"studentized": 1}, s.BAD_STUDENTIZED_MSG),
         ({"reference": ""}, s.BAD_REFERENCE_MSG),
         ({"reference": 3}, s.BAD_REFERENCE_MSG),
         ({"reference": {"gender": 1}}, s.BAD_REFERENCE_MSG),
@@ -482,3 +520,100 @@ def test_importing_the_statistics_skips_numpy_pandas_and_scipy():
     code = f"import sys, {modules}; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- the engine against scipy ------------------------------------------------------------------------------
+
+ORACLE_RESAMPLES = 20000
+
+
+def _one_image_frame(samples):
+    """One image per subject; ``samples`` maps group -> values."""
+    rows = [(f"{group}{i}", group, value) for group, values in samples.items() for i, value in enumerate(values)]
+    return pd.DataFrame(rows, columns=["subject", "group", "mse_error"])
+
+
+def _largest_mean(*samples, axis=-1):
+    return np.stack([np.mean(sample, axis=axis) for sample in samples]).max(axis=0)
+
+
+def _smallest_mean(*samples, axis=-1):
+    return np.stack([np.mean(sample, axis=axis) for sample in samples]).min(axis=0)
+
+
+def _spread(*samples, axis=-1):
+    return _largest_mean(*samples, axis=axis) - _smallest_mean(*samples, axis=axis)
+
+
+def _max_over_min(*samples, axis=-1):
+    return _largest_mean(*samples, axis=axis) / _smallest_mean(*samples, axis=axis)
+
+
+@pytest.mark.parametrize(("name", "statistic", "floor"), [("difference", _spread, 0.0), ("ratio", _max_over_min, 1.0)])
+def test_disparity_intervals_and_debiased_estimates_match_scipy_bootstrap(name, statistic, floor):
+    # Three groups, two of which tie for best: the resampled max - min sits well above the
+    # estimate, so the basic and percentile bounds differ and the interval takes the basic lower
+    # bound (clipped to the statistic's range) and the percentile upper one. One image per
+    # subject: the subject bootstrap is scipy's stratified (per-sample) bootstrap;
+    # interval="percentile" turns off the t expansion.
+    rng = np.random.default_rng(3)
+    samples = {group: 0.02 + shift + rng.normal(0.0, 0.004, n)
+               for group, n, shift in (("a", 6, 0.0), ("b", 9, 0.0), ("c", 12, 0.003))}
+    row = s.disparity_intervals(_one_image_frame(samples), attributes=["group"], metrics=["mse_error"],
+                                interval="percentile", n_resamples=ORACLE_RESAMPLES, n_permutations=0, seed=1).iloc[0]
+    data = tuple(samples.values())
+    kwargs = {"n_resamples": ORACLE_RESAMPLES, "vectorized": True, "confidence_level": 0.95, "rng": 2}
+    basic = scipy_stats.bootstrap(data, statistic, method="basic", **kwargs)
+    percentile = scipy_stats.bootstrap(data, statistic, method="percentile", **kwargs)
+    distribution = basic.bootstrap_distribution
+    width = percentile.confidence_interval.high - basic.confidence_interval.low
+    tolerance = 0.03 * width  # a bound's Monte Carlo sd is ~0.5% of the width at 20,000 resamples
+    estimate = float(statistic(*data))
+    assert row[name] == pytest.approx(estimate, rel=1e-12)
+    assert basic.confidence_interval.low < percentile.confidence_interval.low - 5 * tolerance  # they differ here
+    assert row[f"{name}_ci_low"] == pytest.approx(max(basic.confidence_interval.low, floor), abs=tolerance)
+    assert row[f"{name}_ci_high"] == pytest.approx(percentile.confidence_interval.high, abs=tolerance)
+    if name == "difference":  # 2 * estimate - mean over resamples
+        expected = 2 * estimate - distribution.mean()
+    else:  # the ratio of the debiased worst and best means, on the same resamples as above
+        worst, best = (scipy_stats.bootstrap(data, extreme, method="percentile", **kwargs).bootstrap_distribution
+                       for extreme in (_largest_mean, _smallest_mean))
+        expected = (2 * _largest_mean(*data) - worst.mean()) / (2 * _smallest_mean(*data) - best.mean())
+    assert row[f"{name}_debiased"] == pytest.approx(max(expected, floor), rel=0.03)
+    assert floor < row[f"{name}_debiased"] < row[name]
+
+
+def test_basic_quantiles_match_scipy_basic_on_a_mean():
+    rng = np.random.default_rng(8)
+    sample = rng.exponential(1.0, 15)  # skewed: the basic interval is not the percentile one
+    means = sample[rng.integers(0, sample.size, (ORACLE_RESAMPLES, sample.size))].mean(axis=1)
+    low, high = s._basic_quantiles(means, sample.mean(), 0.9)
+    reference = scipy_stats.bootstrap((sample,), np.mean, method="basic", confidence_level=0.9,
+                                      n_resamples=ORACLE_RESAMPLES, rng=9).confidence_interval
+    tolerance = 0.03 * (reference.high - reference.low)
+    assert (low, high) == (pytest.approx(reference.low, abs=tolerance), pytest.approx(reference.high, abs=tolerance))
+
+
+def _welch_log_p(x, y, axis=-1):
+    return -np.log(scipy_stats.ttest_ind(x, y, equal_var=False, axis=axis).pvalue)
+
+
+@pytest.mark.parametrize(
+    ("studentized", "statistic"),
+    [(False, _spread), (True, _welch_log_p)],
+    ids=["difference of means", "studentized"],
+)
+def test_disparity_test_matches_scipy_permutation_test_on_two_groups(studentized, statistic):
+    # Unequal sizes and spreads; one image per subject, so relabelling subjects is scipy's
+    # "independent" permutation. The studentized statistic is Welch's two-sided t-test p.
+    rng = np.random.default_rng(5)
+    samples = {"a": 0.021 + rng.normal(0.0, 0.006, 6), "b": 0.019 + rng.normal(0.0, 0.002, 14)}
+    row = s.disparity_intervals(_one_image_frame(samples), attributes=["group"], metrics=["mse_error"],
+                                n_resamples=10, n_permutations=ORACLE_RESAMPLES, studentized=studentized,
+                                seed=6).iloc[0]
+    reference = scipy_stats.permutation_test(tuple(samples.values()), statistic, permutation_type="independent",
+                                             alternative="greater", n_resamples=ORACLE_RESAMPLES, vectorized=True,
+                                             rng=7).pvalue
+    assert 0.02 < reference < 0.98
+    tolerance = 4 * math.sqrt(2 * reference * (1 - reference) / ORACLE_RESAMPLES)
+    assert row["p_value"] == pytest.approx(reference, abs=tolerance)
