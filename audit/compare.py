@@ -112,6 +112,7 @@ COMPARISON_GROUP_COLUMNS = (
     "ci_high",
     "statistic",
     "p_value",
+    "p_min",
 )
 #: The columns of :attr:`Comparison.disparities`, in order.
 COMPARISON_DISPARITY_COLUMNS = (
@@ -128,6 +129,7 @@ COMPARISON_DISPARITY_COLUMNS = (
     "ci_low",
     "ci_high",
     "p_value",
+    "p_min",
 )
 
 # Messages reused by the tests: each raise appends what it received.
@@ -230,37 +232,42 @@ class Comparison:
         per_group: one row per (grouping, group, metric), columns
             :data:`COMPARISON_GROUP_COLUMNS`: ``difference = mean_b - mean_a`` with its
             paired cluster-bootstrap interval, and the Wilcoxon signed-rank
-            ``statistic`` and two-sided ``p_value``.
+            ``statistic`` and two-sided ``p_value``; ``p_min`` is the smallest p the test can
+            give with this many people (``2 / 2**n``: 0.0625 for 5), so a table can say when
+            significance was out of reach.
         disparities: one row per (grouping, metric), columns
             :data:`COMPARISON_DISPARITY_COLUMNS`: ``difference = disparity_b -
             disparity_a`` (negative: B is fairer) with its interval, and the one-sided
-            ``p_value`` for "B is fairer than A".
+            ``p_value`` for "B is fairer than A"; ``p_min`` its smallest attainable value
+            (``max(1 / (1 + n_permutations), 1 / 2**people)``).
     """
 
     per_group: pd.DataFrame
     disparities: pd.DataFrame
 
 
-def _wilcoxon(differences: np.ndarray) -> tuple[float, float]:
-    """Two-sided Wilcoxon signed-rank test, deterministic and fast.
+def _wilcoxon(differences: np.ndarray) -> tuple[float, float, float]:
+    """Two-sided Wilcoxon signed-rank test, deterministic and fast: ``(statistic, p, smallest p)``.
 
-    Zero differences are dropped (Wilcoxon's convention); (0, 1) when none is left. The
+    Zero differences are dropped (Wilcoxon's convention); (0, 1, 1) when none is left. The
     exact null distribution is used for up to 50 differences without ties, the normal
     approximation (with tie correction) otherwise: scipy's default would switch to a
-    randomised permutation test on ties, which is slow and not reproducible.
+    randomised permutation test on ties, which is slow and not reproducible. The smallest p
+    the test can give with ``n`` nonzero differences is ``2 / 2**n`` (every sign alike): over
+    5 people 0.0625, so no group of 5 can reach 0.05.
     """
     import numpy as np
     from scipy import stats
 
     if differences.size == 0 or not np.all(np.isfinite(differences)):
-        return np.nan, np.nan
+        return np.nan, np.nan, np.nan
     nonzero = differences[differences != 0]
     if nonzero.size == 0:
-        return 0.0, 1.0
+        return 0.0, 1.0, 1.0
     ties = np.unique(np.abs(nonzero)).size < nonzero.size
     method = "exact" if nonzero.size <= 50 and not ties else "asymptotic"
     result = stats.wilcoxon(nonzero, method=method)
-    return float(result.statistic), float(result.pvalue)
+    return float(result.statistic), float(result.pvalue), min(1.0, 2.0 * 0.5 ** nonzero.size)
 
 
 def _sign_flip_pvalue(
@@ -418,7 +425,7 @@ def compare_models(
                 else:
                     member = clusters.group == g
                     diffs = (clusters.sums[member, m + j] - clusters.sums[member, j]) / clusters.counts[member]
-                statistic, p_value = _wilcoxon(diffs) if eligible[g] else (np.nan, np.nan)
+                statistic, p_value, p_min = _wilcoxon(diffs) if eligible[g] else (np.nan, np.nan, np.nan)
                 group_rows.append(
                     {
                         "grouping": grouping,
@@ -435,6 +442,7 @@ def compare_models(
                         "ci_high": high[g, j] if eligible[g] else np.nan,
                         "statistic": statistic,
                         "p_value": p_value,
+                        "p_min": p_min,
                     }
                 )
             if grouping == OVERALL_GROUPING:
@@ -463,6 +471,9 @@ def compare_models(
                     clusters, j, m + j, eligible, higher, disparity_b - disparity_a,
                     config.n_permutations, _rng(config.seed, index, 3, j),
                 )
+                people = int(np.isin(clusters.group, columns).sum())
+                # the sign flips of `people` subjects: 2**people arrangements, or the Monte Carlo floor
+                p_min = max(1.0 / (1 + config.n_permutations), 0.5 ** people) if config.n_permutations else np.nan
                 row.update(
                     worst_group_a=labels[columns[pick(point_a)]],
                     disparity_a=disparity_a,
@@ -472,6 +483,7 @@ def compare_models(
                     ci_low=ci_low,
                     ci_high=ci_high,
                     p_value=p_value,
+                    p_min=p_min,
                 )
             disparity_rows.append(row)
 

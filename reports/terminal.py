@@ -247,7 +247,10 @@ def print_comparison(
             table.add_row(_label(grouping, row.group), str(row.n_subjects), f"{row.mean_a:.4g}", f"{row.mean_b:.4g}",
                           f"{row.difference:+.3g}",
                           _interval(row.ci_low, row.ci_high, "+.2g") if enough else INSUFFICIENT,
-                          f"{row.p_value:.3g}" if _finite(row.p_value) else "")
+                          _p_with_floor(row.p_value, getattr(row, "p_min", float("nan"))))
+    if "p_min" in rows.columns and (rows["p_min"] > SIGNIFICANCE).any():
+        table.caption = (f"(≥ x): the smallest p this many people allow; above {SIGNIFICANCE} no result could be "
+                         f"significant")
     console.print(table)
     fairer = _table(f"Disparity |worst − best| in {header}: {a} → {b} (negative change: {b} is fairer)",
                     "grouping", a, b, "change", "95% CI", f"p ({b} fairer)")
@@ -256,8 +259,21 @@ def print_comparison(
             fairer.add_row(row.grouping, "", "", "", INSUFFICIENT, "")
             continue
         fairer.add_row(row.grouping, f"{row.disparity_a:.4g}", f"{row.disparity_b:.4g}", f"{row.difference:+.3g}",
-                       _interval(row.ci_low, row.ci_high, "+.2g"), f"{row.p_value:.3g}" if _finite(row.p_value) else "")
+                       _interval(row.ci_low, row.ci_high, "+.2g"),
+                       _p_with_floor(row.p_value, getattr(row, "p_min", float("nan"))))
     console.print(fairer)
+
+
+SIGNIFICANCE = 0.05
+
+
+def _p_with_floor(p_value: Any, p_min: Any) -> str:
+    """``"0.0625 (≥ 0.0625)"`` when the test cannot go below ``SIGNIFICANCE``; the bare p otherwise."""
+    if not _finite(p_value):
+        return ""
+    if _finite(p_min) and p_min > SIGNIFICANCE:
+        return f"{p_value:.3g} (≥ {p_min:.3g})"
+    return f"{p_value:.3g}"
 
 
 VERDICT_STYLES = {"pass": "green", "warn": "yellow", "fail": "bold red"}

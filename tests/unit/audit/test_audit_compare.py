@@ -127,8 +127,8 @@ def test_image_unit_runs_wilcoxon_over_images(model_a, model_b):
 def test_wilcoxon_with_ties_uses_the_normal_approximation():
     differences = np.array([-0.1, -0.1, -0.2, 0.3, -0.2, -0.1, 0.0])
     expected = scipy_stats.wilcoxon(differences[differences != 0], method="asymptotic")
-    assert c._wilcoxon(differences) == (pytest.approx(expected.statistic), pytest.approx(expected.pvalue))
-    assert c._wilcoxon(np.array([0.0, 0.0])) == (0.0, 1.0)
+    assert c._wilcoxon(differences) == (pytest.approx(expected.statistic), pytest.approx(expected.pvalue), 2 / 2**6)
+    assert c._wilcoxon(np.array([0.0, 0.0])) == (0.0, 1.0, 1.0)
     assert all(math.isnan(v) for v in c._wilcoxon(np.array([0.1, np.nan])))
 
 
@@ -444,3 +444,26 @@ def test_ucpr_rejects_bad_expected_shares(expected):
 def test_ucpr_needs_the_group_names():
     with pytest.raises(ValueError, match=re.escape(c.BAD_NAMES_MSG) + ".*None"):
         c.uninformative_conditional_proportional_representation([0, 1], group_names=None)
+
+
+@pytest.mark.parametrize("people", [3, 5, 6, 8])
+def test_the_smallest_attainable_wilcoxon_p_is_what_scipy_gives_when_every_sign_agrees(people):
+    every_sign_alike = np.arange(1.0, people + 1)  # distinct, all positive: the most extreme arrangement
+    _, p_value, p_min = c._wilcoxon(every_sign_alike)
+    assert p_min == pytest.approx(scipy_stats.wilcoxon(every_sign_alike, method="exact").pvalue)
+    assert p_value == pytest.approx(p_min)
+    assert (p_min > 0.05) == (people <= 5)  # 5 people: 0.0625, never significant
+
+
+def test_comparison_tables_carry_the_smallest_attainable_p(model_a, model_b):
+    result = c.compare_models(model_a, model_b, attributes=["gender"], metrics=["mse_error"],
+                              n_resamples=100, n_permutations=99)
+    sufficient = result.per_group[result.per_group["evidence"] == "sufficient"]
+    assert (sufficient["p_value"] >= sufficient["p_min"] - 1e-12).all()
+    row = result.disparities.iloc[0]
+    assert row["p_min"] == pytest.approx(max(1 / 100, 0.5 ** row_people(model_a)))
+    assert row["p_value"] >= row["p_min"] - 1e-12
+
+
+def row_people(frame):
+    return frame["subject"].nunique()
