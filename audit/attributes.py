@@ -12,7 +12,7 @@ preservation (on outputs); :func:`representation_tables` gathers the representat
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -23,6 +23,7 @@ from .compare import (
     uninformative_conditional_proportional_representation,
 )
 from .grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR, SUBJECT_COLUMN, group_table
+from .label_noise import corrected_representation
 
 __all__ = ["REPRESENTATION_COLUMNS", "REPRESENTATION_TEST_COLUMNS", "classified_column", "classifier_accuracy",
            "representation_tables"]
@@ -31,7 +32,8 @@ __all__ = ["REPRESENTATION_COLUMNS", "REPRESENTATION_TEST_COLUMNS", "classified_
 REPRESENTATION_COLUMNS = (
     "grouping", "group", "n_images", "n_subjects", "evidence", "true_share", "output_share",
     "own_rate", "own_ci_low", "own_ci_high", "majority_group", "majority_rate", "majority_ci_low",
-    "majority_ci_high", "uninformative_share",
+    "majority_ci_high", "uninformative_share", "output_share_corrected", "own_corrected", "own_corrected_ci_low",
+    "own_corrected_ci_high",
 )
 #: The columns of the second table :func:`representation_tables` returns, in order.
 REPRESENTATION_TEST_COLUMNS = (
@@ -186,6 +188,8 @@ def representation_tables(
                 on="group", how="left")
         frame["majority_group"] = "" if leader is None else str(leader)
         frame["uninformative_share"] = np.nan
+        frame = frame.merge(_corrected(per_image, columns, code, true_codes, predicted_codes, subjects, options),
+                            on="group", how="left")
         results = [rdp, pr]
         if not blank:
             present = set(true)
@@ -209,3 +213,28 @@ def representation_tables(
     tests = pd.DataFrame(test_rows, columns=list(REPRESENTATION_TEST_COLUMNS)).astype(
         {"dof": "int64", "test": "str", "n_units": "int64"})
     return by_group, tests
+
+
+def _corrected(per_image: pd.DataFrame, columns: list[str], code: Mapping[str, int], true_codes: Any,
+               output_codes: Any, subjects: Any, options: Mapping[str, Any]) -> pd.DataFrame:
+    """The representation columns corrected for the classifier's errors (one row per group name);
+    NaN when the originals were not classified."""
+    import numpy as np
+
+    names = list(code)
+    originals = [classified_column(c) for c in columns]
+    if not all(column in per_image for column in originals):
+        return pd.DataFrame({"group": names, **dict.fromkeys(REPRESENTATION_COLUMNS[-4:], np.nan)})
+    original_codes = _labels(per_image, originals).map(code)
+    known = original_codes.notna().to_numpy()  # a label of an original that no output or person has: a new class
+    if not known.all():
+        extra = sorted(set(_labels(per_image, originals)[~known]))
+        code = {**code, **{name: len(code) + i for i, name in enumerate(extra)}}
+        original_codes = _labels(per_image, originals).map(code)
+    found = corrected_representation(true_codes, original_codes.to_numpy(dtype=np.int64), output_codes, subjects,
+                                     len(code), n_resamples=min(int(options["n_resamples"]), 200),
+                                     level=options["level"], seed=options["seed"])
+    size = len(names)
+    return pd.DataFrame({"group": names, "output_share_corrected": found["share"][:size],
+                         "own_corrected": found["own"][:size], "own_corrected_ci_low": found["own_low"][:size],
+                         "own_corrected_ci_high": found["own_high"][:size]})

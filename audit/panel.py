@@ -149,6 +149,7 @@ def audit_frame(
     from .attributes import classified_column, classifier_accuracy, representation_tables
     from .compare import compare_models
     from .grouping import group_table
+    from .label_noise import label_flips
     from .metrics import names as metric_names
     from .multiplicity import adjust_disparity_family
     from .result import summarize
@@ -161,7 +162,9 @@ def audit_frame(
     tables: dict[str, pd.DataFrame] = {}
     if all(classified_column(attribute) in own.columns for attribute in attributes) and attributes:
         tables["classifier_accuracy"] = classifier_accuracy(own, attributes=attributes)
-        tables["attribute_preservation"] = classifier_accuracy(own, attributes=attributes, output=True)
+        tables["attribute_preservation"] = label_flips(
+            own, attributes=attributes, original=[classified_column(a) for a in attributes],
+            output=[classified_column(a, output=True) for a in attributes])
         tables["representation"], tables["representation_tests"] = representation_tables(
             own, attributes=attributes, majority=majority if majority is not None else majority_groups(own, attributes),
             uninformative=uninformative, seed=seed,

@@ -17,11 +17,11 @@ attribute, and their intersection when there are two or more; ``groupings`` rest
 - ``skin_tone.max_abs_shift``: every group's mean ΔITA (degrees, output minus original,
   the ``ita_shift`` column), the overall mean included, must lie within ``±limit``;
   ``skin_tone.max_difference``: the gap between the most and the least lightened group.
-- ``attribute_preservation.max_gap``: per attribute ``a``, the groups of ``a`` have each an
-  own-group rate (the share of their outputs that the attribute classifier labels as the
-  person's own group, ``classified_<a>_output == a``); the gap ``max - min`` of those rates
-  (representation demographic parity's gap, :func:`genfair.audit.representation_demographic_parity`)
-  must not exceed the limit. It is judged on the grouping by ``a`` alone, whatever
+- ``attribute_preservation.max_gap``: per attribute ``a``, the groups of ``a`` have each a
+  kept rate (the share of their outputs that the attribute classifier labels as it labels the
+  output's own original, ``classified_<a>_output == classified_<a>``: one minus the flip rate
+  of :func:`genfair.audit.label_noise.label_flips`, so the classifier's own mistakes are not
+  the model's); the gap ``max - min`` of those rates must not exceed the limit. It is judged on the grouping by ``a`` alone, whatever
   ``groupings`` says.
 
 **Judging a limit** (``judge``). With ``"interval"`` (the default) a rule *fails* when the
@@ -662,7 +662,15 @@ def _measured(
                     f"{output!r} column; audit with the attribute classifier (--classifier-epochs > 0)"
                 )
             column = f"genfair_preserved_{index}_score"
-            frame[column] = (per_image[output].astype(str) == per_image[attribute].astype(str)).astype("float64")
+            original = classified_column(attribute)
+            if original not in columns:
+                raise PolicyError(
+                    f"{MISSING_QUANTITY_MSG} '{PRESERVATION}.attributes': the {label}'s per-image frame has no "
+                    f"{original!r} column (the classifier's label of the original); audit with the attribute "
+                    f"classifier (--classifier-epochs > 0)"
+                )
+            # kept: the output is labelled as its own original is (the classifier's own errors cancel)
+            frame[column] = (per_image[output].astype(str) == per_image[original].astype(str)).astype("float64")
             quantities.append(_Quantity(column, PRESERVATION, PRESERVATION, (attribute,)))
     return frame, quantities
 

@@ -158,20 +158,23 @@ def _skin_tone_table(intervals: pd.DataFrame, disparities: pd.DataFrame | None) 
     return table
 
 
-def _classifier_table(originals: pd.DataFrame, outputs: pd.DataFrame | None) -> Table:
+def _classifier_table(originals: pd.DataFrame, flips: pd.DataFrame | None) -> Table:
+    """The classifier's accuracy on originals; with ``flips``, how often an output's label differs from its original's."""
     columns = [column for column in originals.columns if column.endswith("_accuracy")]
-    table = _table("Attribute classifier: share labelled as own group (originals → outputs)",
-                   "group", *(column.removesuffix("_accuracy") for column in columns))
+    attributes = [column.removesuffix("_accuracy") for column in columns]
+    flipped = flips is not None and all(f"{a}_flip_rate" in flips.columns for a in attributes)
+    title = "Attribute classifier: accuracy on originals" + (" | outputs whose label flips from the original's"
+                                                             if flipped else "")
+    table = _table(title, "group", *attributes)
     for grouping, rows in _sections(originals):
         table.add_section()
         for position, row in rows.iterrows():
-            cells = []
-            for column in columns:
-                cell = f"{row[column]:.2f}"
-                if outputs is not None:
-                    cell += f" → {outputs.loc[position, column]:.2f}"
-                cells.append(cell)
+            cells = [f"{row[column]:.2f}" + (f" | {flips.loc[position, f'{a}_flip_rate']:.2f}" if flipped else "")
+                     for column, a in zip(columns, attributes)]
             table.add_row(_label(grouping, row["group"]), *cells)
+    if flipped:
+        table.caption = ("A flip is the output labelled otherwise than its own original (a model that changes "
+                         "nothing flips none); accuracy is the classifier's own, on people it never trained on")
     return table
 
 
@@ -184,8 +187,10 @@ def _with_interval(value: Any, low: Any, high: Any, enough: bool) -> str:
 
 def _representation_table(representation: pd.DataFrame) -> Table:
     uninformative = representation["uninformative_share"].notna().any()
+    corrected = "own_corrected" in representation.columns and representation["own_corrected"].notna().any()
     table = _table("Representation: outputs classified as the person's own group, and as the majority group¹ (95% CI)",
-                   "group", "people", "own group", "as majority", "share: people → outputs",
+                   "group", "people", "own group", *(["own, corrected³"] if corrected else []), "as majority",
+                   "share: people → outputs" + (" (corrected³)" if corrected else ""),
                    *(["uninformative²"] if uninformative else []))
     majorities = []
     for grouping, rows in _sections(representation):
@@ -194,15 +199,23 @@ def _representation_table(representation: pd.DataFrame) -> Table:
         for row in rows.itertuples(index=False):
             enough = row.evidence == "sufficient"
             cells = [str(row.group), str(row.n_subjects),
-                     _with_interval(row.own_rate, row.own_ci_low, row.own_ci_high, enough),
-                     _with_interval(row.majority_rate, row.majority_ci_low, row.majority_ci_high, enough),
-                     f"{row.true_share:.2f} → {row.output_share:.2f}"]
+                     _with_interval(row.own_rate, row.own_ci_low, row.own_ci_high, enough)]
+            if corrected:
+                cells.append(_with_interval(row.own_corrected, row.own_corrected_ci_low, row.own_corrected_ci_high,
+                                            enough))
+            share = f"{row.true_share:.2f} → {row.output_share:.2f}"
+            if corrected and _finite(row.output_share_corrected):
+                share += f" ({row.output_share_corrected:.2f})"
+            cells += [_with_interval(row.majority_rate, row.majority_ci_low, row.majority_ci_high, enough), share]
             if uninformative:
                 cells.append(f"{row.uninformative_share:.2f}")
             table.add_row(*cells)
     table.caption = "¹ most training people: " + "; ".join(majorities)
     if uninformative:
         table.caption += ". ² share of outputs for uninformative 4x4 averaged faces (fair: uniform)"
+    if corrected:
+        table.caption += (". ³ with the classifier's own errors on the originals taken out (CLEAM, Teo et al. "
+                          "2023); blank where it reads some group's originals right less than half the time")
     return table
 
 

@@ -68,6 +68,8 @@ def make_frame(
                         "psnr_score": -10.0 * math.log10(mse),
                         "ssim_score": 0.8 - 5.0 * (mse - 0.02),
                         "ita_shift": shift + (lighten if harmed else 0.0),
+                        "classified_gender": gender,  # the originals read right: kept == own group here
+                        "classified_skin_tone": tone,
                         "classified_gender_output": gender if draw_g >= 0.03 else "other",
                         "classified_skin_tone_output": output_tone,
                     }
@@ -229,6 +231,18 @@ def test_the_preservation_gap_is_representation_demographic_parity(biased):
     assert row["value"] == pytest.approx(rdp.difference)
     assert (row["rule"], row["grouping"], row["metric"], row["group"], row["verdict"]) == (
         "attribute_preservation.max_gap", "skin_tone", "attribute_preservation", "darker", "fail")
+
+
+def test_an_identity_model_keeps_every_label_even_when_the_classifier_misreads_a_group(fair):
+    frame = fair.per_image.copy()
+    rng = np.random.default_rng(0)
+    misread = (frame["skin_tone"] == "darker") & (rng.random(len(frame)) < 0.4)
+    frame["classified_skin_tone"] = np.where(misread, "lighter", frame["skin_tone"])
+    frame["classified_skin_tone_output"] = frame["classified_skin_tone"]  # the model returns its input
+    policy = make_policy(metrics={}, skin_tone=None, regression={}, attribute_preservation={
+        "max_gap": 0.05, "attributes": ["skin_tone"]})
+    row = p.check(as_result(frame), policy).rules.iloc[0]
+    assert row["value"] == 0.0 and row["verdict"] == "pass"
 
 
 # --- insufficient evidence ----------------------------------------------------------------------------
