@@ -191,6 +191,7 @@ DISPARITY_INTERVAL_COLUMNS = (
     "p_holm",
     "ratio_debiased",
     "difference_debiased",
+    "p_min",
 )
 
 # Messages reused by the tests: each raise appends what it received.
@@ -933,6 +934,7 @@ def _analyse(
                     difference_ci_high=diff_hi1,
                     ratio_debiased=_debiased_ratio(resampled_worst, resampled_best, worst, best, ratio_range),
                     difference_debiased=float(_debiased(resampled_difference, difference, floor=0.0)),
+                    p_min=_smallest_permutation_p(n_subjects[eligible], config.n_permutations),
                 )
             disparity_rows.append(row)
 
@@ -1181,3 +1183,23 @@ def disparity_intervals(
         interval=interval,
         studentized=studentized,
     )[1]
+
+
+def _smallest_permutation_p(people: np.ndarray, n_permutations: int) -> float:
+    """The smallest p a relabelling test of groups of ``people`` subjects can give with ``n_permutations`` draws.
+
+    ``(1 + #{T* >= T}) / (1 + B)`` is at least ``1 / (1 + B)``, and the observed labelling comes
+    back in about ``B / A`` of the draws when there are only ``A`` distinct ways to deal the people
+    to the groups (the multinomial coefficient; swapping two groups of one size gives the same
+    max - min, so those count once): so at least ``1 / A`` too. Two groups of 5 people: ``A = 126``.
+    """
+    import math
+
+    import numpy as np
+
+    if n_permutations == 0:
+        return float("nan")
+    sizes = np.asarray(people, dtype=np.int64)
+    log_ways = math.lgamma(int(sizes.sum()) + 1) - sum(math.lgamma(int(n) + 1) for n in sizes)
+    log_ways -= sum(math.lgamma(int(count) + 1) for count in np.unique(sizes, return_counts=True)[1])
+    return max(1.0 / (1 + n_permutations), math.exp(-log_ways))

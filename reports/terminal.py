@@ -25,6 +25,8 @@ __all__ = ["METRIC_HEADERS", "print_audit", "print_check", "print_comparison", "
 FEW_SUBJECTS = 5  # below this many subjects a group's mean is an anecdote, not evidence
 METRIC_HEADERS = {"mse_error": "MSE ↓", "mae_error": "MAE ↓", "psnr_score": "PSNR dB ↑", "ssim_score": "SSIM ↑"}
 INSUFFICIENT = "too few people"
+SIGNIFICANCE = 0.05  # a p that can never go below this is marked with its floor
+FLOOR_NOTE = f"(≥ x): the smallest p this many people allow; above {SIGNIFICANCE} no result could be significant"
 
 
 def _table(title: str, *headers: str, left: int = 1) -> Table:
@@ -110,7 +112,7 @@ def _disparity_table(result: AuditResult) -> Table:
             worst, best, ratio, difference = (found["worst_group"], found["best_group"], found["ratio"],
                                               found["difference"])
             ci = _interval(found["ratio_ci_low"], found["ratio_ci_high"])
-            p_value = f"{found['p_holm']:.3f}" if _finite(found["p_holm"]) else "n/a"
+            p_value = _p_with_floor(found["p_holm"], found.get("p_min", float("nan")), ".3f") or "n/a"
             if found.get("family") == EXPLORATORY and _finite(found["p_value"]):
                 p_value = f"{found['p_value']:.3f}†"
             if found["evidence"] != "sufficient":
@@ -130,6 +132,8 @@ def _disparity_table(result: AuditResult) -> Table:
         if families:
             captions.append(f"p: Holm over {families[0]}"
                             + ("; † exploratory, unadjusted" if (intervals["family"] == EXPLORATORY).any() else ""))
+    if intervals is not None and "p_min" in intervals.columns and (intervals["p_min"] > SIGNIFICANCE).any():
+        captions.append(FLOOR_NOTE)
     if left_out:
         captions.append(f"Left out of worst and best (fewer than {FEW_SUBJECTS} people): "
                         + "; ".join(f"{grouping}: {groups}" for grouping, groups in left_out.items()))
@@ -262,8 +266,7 @@ def print_comparison(
                           _interval(row.ci_low, row.ci_high, "+.2g") if enough else INSUFFICIENT,
                           _p_with_floor(row.p_value, getattr(row, "p_min", float("nan"))))
     if "p_min" in rows.columns and (rows["p_min"] > SIGNIFICANCE).any():
-        table.caption = (f"(≥ x): the smallest p this many people allow; above {SIGNIFICANCE} no result could be "
-                         f"significant")
+        table.caption = FLOOR_NOTE
     console.print(table)
     fairer = _table(f"Disparity |worst − best| in {header}: {a} → {b} (negative change: {b} is fairer)",
                     "grouping", a, b, "change", "95% CI", f"p ({b} fairer)")
@@ -277,16 +280,13 @@ def print_comparison(
     console.print(fairer)
 
 
-SIGNIFICANCE = 0.05
-
-
-def _p_with_floor(p_value: Any, p_min: Any) -> str:
+def _p_with_floor(p_value: Any, p_min: Any, fmt: str = ".3g") -> str:
     """``"0.0625 (≥ 0.0625)"`` when the test cannot go below ``SIGNIFICANCE``; the bare p otherwise."""
     if not _finite(p_value):
         return ""
     if _finite(p_min) and p_min > SIGNIFICANCE:
-        return f"{p_value:.3g} (≥ {p_min:.3g})"
-    return f"{p_value:.3g}"
+        return f"{p_value:{fmt}} (≥ {p_min:.3g})"
+    return f"{p_value:{fmt}}"
 
 
 VERDICT_STYLES = {"pass": "green", "warn": "yellow", "fail": "bold red"}

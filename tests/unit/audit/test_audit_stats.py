@@ -617,3 +617,17 @@ def test_disparity_test_matches_scipy_permutation_test_on_two_groups(studentized
     assert 0.02 < reference < 0.98
     tolerance = 4 * math.sqrt(2 * reference * (1 - reference) / ORACLE_RESAMPLES)
     assert row["p_value"] == pytest.approx(reference, abs=tolerance)
+
+
+def test_the_smallest_attainable_p_is_reached_by_the_most_extreme_labelling():
+    # 3 + 3 people, one photo each, the two groups as far apart as they can be: of the C(6, 3) = 20
+    # ways to deal the people, this one and its mirror give the largest gap: exact p = 2 / 20
+    frame = pd.DataFrame({"path": [f"{k}.png" for k in range(6)], "subject": [f"s{k}" for k in range(6)],
+                          "group": ["a"] * 3 + ["b"] * 3, "mse_error": [0.10, 0.11, 0.12, 0.50, 0.51, 0.52]})
+    table = s.disparity_intervals(frame, attributes=["group"], metrics=["mse_error"], n_resamples=200,
+                                  n_permutations=4999, min_subjects=3, studentized=False)
+    row = table.iloc[0]
+    assert row["p_min"] == pytest.approx(0.1)
+    assert row["p_value"] == pytest.approx(0.1, abs=3 * np.sqrt(0.1 * 0.9 / 4999))
+    assert s._smallest_permutation_p(np.array([5, 5]), 999) == pytest.approx(1 / 126)
+    assert s._smallest_permutation_p(np.array([20, 20, 20]), 999) == pytest.approx(1 / 1000)
