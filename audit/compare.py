@@ -148,7 +148,8 @@ NO_CODES_MSG = "no group codes given"
 REPRESENTATION_TESTS = {
     "rdp": "subject-permutation",  # Pearson chi-square of (group x kept/changed), subjects' groups permuted
     "pr": "rao-scott-f",  # marginal homogeneity / subjects' design effect, against an F
-    "ucpr": "chi-square",  # Pearson goodness of fit: outputs of independently drawn inputs
+    "ucpr": "chi-square-exact",  # Pearson's statistic, its null simulated from the multinomial: outputs of
+    # independently drawn inputs
 }
 
 
@@ -1060,15 +1061,19 @@ def uninformative_conditional_proportional_representation(
     *,
     group_names: Sequence[str],
     expected: Sequence[float] | None = None,
+    n_simulations: int = 9999,
+    seed: int = 0,
 ) -> RepresentationResult:
     """Uninformative conditional proportional representation (UCPR).
 
     Given inputs that carry no information about the group (e.g. upsampling a 4x4
     average face), a fair model's outputs should be classified like the population:
     ``P(class(output) = a) = expected_a`` (uniform by default). Pearson's chi-square
-    goodness-of-fit test with ``K - 1`` degrees of freedom over the groups with a
-    positive expected share (an output in a group with expected share 0 gives an
-    infinite statistic and p-value 0).
+    statistic over the groups with a positive expected share (``K - 1`` degrees of freedom;
+    an output in a group with expected share 0 gives an infinite statistic and p-value 0),
+    with its p-value from the exact null: ``n_simulations`` multinomial draws of the outputs'
+    counts under ``expected`` (``p = (1 + #{X²* >= X²}) / (1 + n_simulations)``), so the test
+    holds its level at any number of outputs; ``n_simulations=0`` uses the χ² approximation.
 
     Each output counts as one independent unit: the audit's uninformative inputs are drawn
     independently (each the average of one randomly drawn photo from every group), so
@@ -1081,9 +1086,11 @@ def uninformative_conditional_proportional_representation(
         group_names: names of codes 0..K-1 (fixes K).
         expected: K non-negative population shares (normalised to sum to 1); ``None``
             means uniform.
+        n_simulations: multinomial draws of the null (0: the χ² approximation).
+        seed: seeds the draws.
 
     Returns:
-        A :class:`RepresentationResult` with ``metric="ucpr"``, ``test="chi-square"``,
+        A :class:`RepresentationResult` with ``metric="ucpr"``, ``test="chi-square-exact"``,
         ``n_units`` the number of outputs and ``by_group`` columns ``group, n_predicted,
         predicted_share, expected_share, difference``.
 
@@ -1094,7 +1101,7 @@ def uninformative_conditional_proportional_representation(
     Example:
         >>> result = uninformative_conditional_proportional_representation([0] * 30 + [1] * 10, group_names=["a", "b"])
         >>> result.by_group["predicted_share"].tolist(), round(result.statistic, 2), round(result.p_value, 4)
-        ([0.75, 0.25], 10.0, 0.0016)
+        ([0.75, 0.25], 10.0, 0.0026)
     """
     import numpy as np
     import pandas as pd
@@ -1132,6 +1139,11 @@ def uninformative_conditional_proportional_representation(
     else:
         test = stats.chisquare(counts[support], n * shares[support])
         statistic, p_value = float(test.statistic), float(test.pvalue)
+        if n_simulations:
+            expected_counts = n * shares[support]
+            draws = np.random.default_rng(seed).multinomial(int(n), shares[support], size=n_simulations)
+            null = ((draws - expected_counts) ** 2 / expected_counts).sum(axis=1)
+            p_value = float((1 + np.count_nonzero(null >= statistic * (1 - 1e-12))) / (1 + n_simulations))
     return RepresentationResult(
         metric="ucpr",
         by_group=by_group,

@@ -191,7 +191,7 @@ def main() -> None:
               f"| {_cell(rates['rdp_images'], audits)} | {_yes(scenario.pr_holds)} | {_cell(rates['pr'], audits)} "
               f"| {_cell(rates['pr_images'], audits)} |", flush=True)
     print(f"\nUCPR, {UCPR_OUTPUTS} independent outputs classified uniformly (the criterion holds):\n")
-    print("| groups | UCPR: Pearson χ² goodness of fit |")
+    print("| groups | UCPR: Pearson χ², its null drawn from the multinomial |")
     print("|---:|---:|")
     for n_groups, rate in ucpr_rows(audits, args.seed):
         print(f"| {n_groups} | {_cell(rate, audits)} |")

@@ -417,9 +417,14 @@ def test_pr_rejects_subjects_of_another_length():
 
 def test_ucpr_by_hand_against_uniform():
     result = c.uninformative_conditional_proportional_representation([0] * 30 + [1] * 10, group_names=["a", "b"])
-    assert (result.metric, result.dof, result.test, result.n_units) == ("ucpr", 1, "chi-square", 40)
+    assert (result.metric, result.dof, result.test, result.n_units) == ("ucpr", 1, "chi-square-exact", 40)
     assert result.statistic == pytest.approx(10.0)  # (30 - 20)^2 / 20 + (10 - 20)^2 / 20
-    assert result.p_value == pytest.approx(scipy_stats.chi2.sf(10.0, 1))
+    # the exact null: X² >= 10 exactly when the count of a is at most 10 or at least 30 of Binomial(40, 1/2)
+    exact = 2 * scipy_stats.binom.cdf(10, 40, 0.5)
+    assert result.p_value == pytest.approx(exact, abs=3 * np.sqrt(exact * (1 - exact) / 9999) + 1 / 10000)
+    asymptotic = c.uninformative_conditional_proportional_representation([0] * 30 + [1] * 10, group_names=["a", "b"],
+                                                                         n_simulations=0)
+    assert asymptotic.p_value == pytest.approx(scipy_stats.chi2.sf(10.0, 1))
     assert result.divergence == pytest.approx(2 * 0.25**2 / 0.5)
     assert result.by_group["expected_share"].tolist() == [0.5, 0.5]
 
