@@ -25,7 +25,7 @@ retrainings say little about the next). An effect within twice its seed noise is
 ``within_seed_noise``: not told apart from retraining.
 
 **Excess error** of a group is its error minus the reference group's (by default the group
-with the most training images, the majority) in the same cell; :func:`excess_cuts` reports how
+with the most training people, the majority) in the same cell; :func:`excess_cuts` reports how
 much of the as-given, ERM excess each alternative cell removes (``1 - excess(cell) /
 excess(as-given, erm)``), with a paired interval.
 

@@ -27,7 +27,8 @@ outputs; these functions take its codes:
   correction estimated from each subject's counts.
 - :func:`uninformative_conditional_proportional_representation` (UCPR): for
   uninformative inputs (e.g. a 4x4 average face) the outputs' predicted classes should
-  follow the population (uniform by default). Pearson chi-square goodness-of-fit test.
+  follow the population (uniform by default). Pearson's chi-square statistic, its p from
+  the exact multinomial null.
 
 **People, not images, are the independent units.** A person's photos share the person: if
 one of them keeps its group under the model, the others are likely to as well. Image-level
@@ -805,7 +806,7 @@ def majority_rate(
     Args:
         true_groups, predicted_groups, subjects, group_names, n_resamples, level, seed,
             min_subjects, interval: as in :func:`representation_demographic_parity`.
-        majority: the majority group's code (e.g. the group with most training images).
+        majority: the majority group's code (the group with most training people).
 
     Returns:
         DataFrame with columns ``group, n_images, n_subjects, evidence, rate, ci_low, ci_high``,

@@ -65,7 +65,8 @@ def print_audit(console: Console, result: AuditResult) -> None:
     console.print(_disparity_table(result))
     tables = result.tables
     if "disparity_intervals" in tables:
-        console.print("Intervals are bias-corrected; a ratio interval starting at 1.000 admits no disparity. "
+        console.print("Intervals resample people (basic bootstrap below, percentile above); a ratio interval "
+                      "starting at 1.000 admits no disparity. "
                       "Whether there is one is p's question.")
     if "skin_tone_intervals" in tables:
         console.print(_skin_tone_table(tables["skin_tone_intervals"], tables.get("skin_tone_disparities")))
