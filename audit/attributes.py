@@ -38,7 +38,7 @@ REPRESENTATION_COLUMNS = (
 #: The columns of the second table :func:`representation_tables` returns, in order.
 REPRESENTATION_TEST_COLUMNS = (
     "grouping", "metric", "statistic", "dof", "p_value", "divergence", "difference", "difference_ci_low",
-    "difference_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high", "test", "design_effect", "n_units",
+    "difference_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high", "test", "design_effect", "n_units", "p_min",
 )
 
 
@@ -207,7 +207,7 @@ def representation_tables(
                        "p_value": r.p_value, "divergence": r.divergence, "difference": r.difference,
                        "difference_ci_low": r.difference_ci_low, "difference_ci_high": r.difference_ci_high,
                        "ratio": r.ratio, "ratio_ci_low": r.ratio_ci_low, "ratio_ci_high": r.ratio_ci_high,
-                       "test": r.test, "design_effect": r.design_effect, "n_units": r.n_units}
+                       "test": r.test, "design_effect": r.design_effect, "n_units": r.n_units, "p_min": r.p_min}
                       for r in results]
     by_group = pd.concat(group_frames, ignore_index=True)[list(REPRESENTATION_COLUMNS)]
     tests = pd.DataFrame(test_rows, columns=list(REPRESENTATION_TEST_COLUMNS)).astype(

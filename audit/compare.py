@@ -60,10 +60,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from .grouping import OVERALL_GROUPING, SUBJECT_COLUMN, _check_columns, _check_frame, _higher_is_better
 from .stats import (
     _BLOCK,
+    _disparity_quantiles,
+    _smallest_permutation_p,
     EVIDENCE_INSUFFICIENT,
     EVIDENCE_SUFFICIENT,
     StatsConfig,
-    _bias_corrected_quantiles,
     _bootstrap_means,
     _clusters,
     _exact_means,
@@ -548,6 +549,9 @@ class RepresentationResult:
             degenerate table, no permutations).
         n_units: the independent units the test counts: subjects (RDP: those of the
             tested groups), outputs for UCPR.
+        p_min: the smallest p the test can give here: RDP ``max(1 / (1 + permutations),
+            1 / ways to deal the people to the groups)``; UCPR ``1 / (1 + simulations)``;
+            NaN where there is no floor (PR's F).
     """
 
     metric: str
@@ -565,6 +569,7 @@ class RepresentationResult:
     test: str = ""
     design_effect: float = float("nan")
     n_units: int = 0
+    p_min: float = float("nan")
 
 
 def _codes(values: Any, label: str) -> np.ndarray:
@@ -911,10 +916,11 @@ def representation_demographic_parity(
         worst, best = point.min(), point.max()
         resampled_worst, resampled_best = _extremes(boot[:, columns, 0], True)
         ratio = float(_ratio(np.float64(worst), np.float64(best)))
-        diff_low, diff_high = _bias_corrected_quantiles(resampled_best - resampled_worst, best - worst, config.level,
-                                                        floor=0.0, ceiling=1.0)
-        ratio_low, ratio_high = _bias_corrected_quantiles(_ratio(resampled_worst, resampled_best), ratio,
-                                                          config.level, ceiling=1.0)
+        # the disparity intervals' construction (basic below, percentile above), which holds at ties too
+        diff_low, diff_high = _disparity_quantiles(resampled_best - resampled_worst, best - worst, config.level,
+                                                   floor=0.0, ceiling=1.0)
+        ratio_low, ratio_high = _disparity_quantiles(_ratio(resampled_worst, resampled_best), ratio, config.level,
+                                                     ceiling=1.0)
         tested = sufficient[clusters.group]
         labels = (np.cumsum(sufficient) - 1)[clusters.group[tested]]
         kept_counts, image_counts = clusters.sums[tested, 0], clusters.counts[tested]
@@ -941,6 +947,7 @@ def representation_demographic_parity(
             "ratio_ci_high": float(ratio_high),
             "design_effect": float(design_effect),
             "n_units": int(labels.size),
+            "p_min": _smallest_permutation_p(clusters.n_subjects()[columns], config.n_permutations),
         }
     return RepresentationResult(metric="rdp", by_group=by_group, test=REPRESENTATION_TESTS["rdp"], **result)
 
@@ -1146,6 +1153,7 @@ def uninformative_conditional_proportional_representation(
             null = ((draws - expected_counts) ** 2 / expected_counts).sum(axis=1)
             p_value = float((1 + np.count_nonzero(null >= statistic * (1 - 1e-12))) / (1 + n_simulations))
     return RepresentationResult(
+        p_min=1.0 / (1 + n_simulations) if n_simulations and dof > 0 else float("nan"),
         metric="ucpr",
         by_group=by_group,
         statistic=statistic,

@@ -164,7 +164,7 @@ _TOP_KEYS = (
     PRESERVATION,
     "regression",
 )
-_STATISTICS_KEYS = ("n_resamples", "n_permutations", "level", "seed", "interval")
+_STATISTICS_KEYS = ("n_resamples", "n_permutations", "level", "seed", "interval", "studentized")
 _SKIN_KEYS = ("max_abs_shift", "max_difference")
 _PRESERVATION_KEYS = ("max_gap", "attributes")
 _REGRESSION_KEYS = ("tolerance",)
@@ -828,7 +828,8 @@ def absolute_rules(
     groupings = _checked_groupings(policy, attrs)
     frame, quantities = _measured(result.per_image, policy, attrs, "run")
     per_group, disparities = interval_tables(
-        frame, attributes=attrs, metrics=[q.column for q in quantities], **_stats_options(policy)
+        frame, attributes=attrs, metrics=[q.column for q in quantities], **_stats_options(policy),
+        studentized=policy.stats.studentized,
     )
     by_disparity = {(row["grouping"], row["metric"]): row for row in disparities.to_dict("records")}
     min_subjects = policy.min_subjects
@@ -985,8 +986,9 @@ def regression_rules(
         table = compare_models(run_frame, base_frame, attributes=attrs, metrics=columns, **options).disparities
         found = {(row["grouping"], row["metric"]): row for row in table.to_dict("records")}
     else:
-        run_table = interval_tables(run_frame, attributes=attrs, metrics=columns, **options)[1]
-        base_table = interval_tables(base_frame, attributes=attrs, metrics=columns, **options)[1]
+        studentized = {"studentized": policy.stats.studentized}
+        run_table = interval_tables(run_frame, attributes=attrs, metrics=columns, **options, **studentized)[1]
+        base_table = interval_tables(base_frame, attributes=attrs, metrics=columns, **options, **studentized)[1]
         base_rows = {(row["grouping"], row["metric"]): row for row in base_table.to_dict("records")}
         found = {
             (row["grouping"], row["metric"]): (row, base_rows[(row["grouping"], row["metric"])])

@@ -234,7 +234,7 @@ def _representation_tests_table(tests: pd.DataFrame) -> Table:
         table.add_row(row.grouping, names.get(row.metric, row.metric), gap,
                       _interval(row.difference_ci_low, row.difference_ci_high, ".2f"),
                       f"{row.statistic:.2f}" if _finite(row.statistic) else "", str(row.dof),
-                      f"{row.p_value:.3g}" if _finite(row.p_value) else "", f"{row.divergence:.3f}"
+                      _p_with_floor(row.p_value, getattr(row, "p_min", float("nan"))), f"{row.divergence:.3f}"
                       if _finite(row.divergence) else "")
     if "test" in tests.columns:
         tested = dict(zip(tests["metric"], tests["test"]))

@@ -472,3 +472,13 @@ def test_comparison_tables_carry_the_smallest_attainable_p(model_a, model_b):
 
 def row_people(frame):
     return frame["subject"].nunique()
+
+
+def test_rdp_says_how_small_its_p_can_get_with_these_people():
+    subjects = np.repeat(np.arange(10), 4)  # two groups of 5 people, 4 photos each
+    true = (subjects >= 5).astype(int)
+    predicted = np.where(true == 1, 1, np.where(subjects % 2 == 0, 0, 1))  # group 0 loses some outputs
+    result = c.representation_demographic_parity(true, predicted, subjects=subjects, group_names=["a", "b"],
+                                                 n_resamples=50, n_permutations=999, min_subjects=5)
+    assert result.p_min == pytest.approx(1 / 126)  # C(10, 5) / 2 ways to deal 10 people into two groups of 5
+    assert result.p_value >= result.p_min - 1e-12

@@ -598,3 +598,24 @@ def test_same_names_from_another_manifest_are_not_paired(fair, policy):
     assert set(rows["method"]) == {"unpaired"}
     same = rows_of(p.check(recorded, policy, baseline=recorded), check="regression")
     assert set(same["method"]) == {"paired"}
+
+
+def test_the_policy_chooses_the_disparity_test(tmp_path, fair, monkeypatch):
+    text = "[statistics]\nn_resamples = 100\nn_permutations = 99\nstudentized = false\n[metrics.mse_error]\nmax_ratio = 9.0\n"
+    (tmp_path / "p.toml").write_text(text)
+    policy = p.load_policy(tmp_path / "p.toml")
+    assert policy.stats.studentized is False
+    (tmp_path / "bad.toml").write_text(text.replace("studentized = false", "studentized = 'yes'"))
+    with pytest.raises(p.PolicyError, match="statistics.studentized"):
+        p.load_policy(tmp_path / "bad.toml")
+    import genfair.audit.stats as stats_module
+
+    seen, original = [], stats_module.interval_tables
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("studentized"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(stats_module, "interval_tables", spy)
+    p.check(fair, policy)
+    assert seen and set(seen) == {False}  # the option reaches the disparity test
