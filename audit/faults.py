@@ -19,11 +19,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .result import write_atomic
 
@@ -32,12 +35,14 @@ __all__ = [
     "EXIT_NON_FINITE",
     "LAST_CHECKPOINT",
     "RUNS_DIR",
+    "RUN_ID_KEY",
     "STAGES",
     "STOPPED_AT_TAG",
     "NonFiniteLoss",
     "RunInterrupted",
     "TrainingInterrupted",
     "TrainingStopped",
+    "checkpoint_run_id",
     "keep_checkpoints",
     "relocate_checkpoint_state",
     "store_lock",
@@ -57,6 +62,10 @@ STAGES = ("data", "training", "prediction", "classifier", "audit", "logging")
 "audit": scoring the outputs and the statistics)."""
 STOPPED_AT_TAG = "genfair.stopped_at"
 """The MLflow tag naming the stage a KILLED or FAILED run stopped at (a study's parent: "children" or "report")."""
+
+RUN_ID_KEY = "genfair_run_id"
+"""The checkpoint entry naming the MLflow run that wrote it, which ``--resume`` continues."""
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 NO_CHECKPOINT_MSG = "no epoch had finished, so there is no checkpoint to keep"
 # ModelCheckpoint.state_dict() entries that hold paths inside its folder.
@@ -219,6 +228,30 @@ def keep_checkpoints(files: Iterable[Path], folder: Path) -> dict[str, Path]:
         write_atomic(target, lambda temp, source=source: shutil.copyfile(source, temp))
         kept[source.name] = target
     return kept
+
+
+def checkpoint_run_id(checkpoint: str | Path) -> str | None:
+    """The MLflow run that wrote ``checkpoint``: its :data:`RUN_ID_KEY` entry, else its folder's name.
+
+    Checkpoints written before the entry existed still name their run by where they are kept
+    (``genfair-runs/<run id>/last.ckpt``).
+
+    Args:
+        checkpoint: a Lightning checkpoint file.
+
+    Returns:
+        The run id, or None when neither the checkpoint nor its folder names one.
+    """
+    path = Path(checkpoint)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)  # Lightning loads it the same way
+    except (OSError, RuntimeError, ValueError, EOFError) as err:
+        logger.warning("could not read the MLflow run id from %s (%s)", path, err)
+        saved = None
+    run_id = saved.get(RUN_ID_KEY) if isinstance(saved, Mapping) else None
+    if isinstance(run_id, str) and _RUN_ID.fullmatch(run_id):
+        return run_id
+    return path.parent.name if _RUN_ID.fullmatch(path.parent.name) else None
 
 
 def relocate_checkpoint_state(state: Mapping[str, Any], *, folder: str, source: Path) -> dict[str, Any]:

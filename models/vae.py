@@ -30,6 +30,7 @@ from .objectives import ObjectiveMixin
 from .registry import register
 
 __all__ = [
+    "NOISE_CHECKPOINT_KEY",
     "RECONSTRUCTION_LOSSES",
     "VAE",
     "VAEConfig",
@@ -45,6 +46,8 @@ RECONSTRUCTION_LOSSES: tuple[str, ...] = typing.get_args(ReconstructionLoss)
 """Allowed values of ``VAEConfig.reconstruction_loss``."""
 
 _MAX_SEED = 2**32 - 1
+NOISE_CHECKPOINT_KEY = "genfair_vae_noise"
+"""The checkpoint entry holding the reparameterisation generator's state, so a resumed fit continues its stream."""
 _LEAKY_SLOPE = 0.2
 
 
@@ -301,6 +304,7 @@ class VAE(ObjectiveMixin, pl.LightningModule):
             self.from_latent = nn.Linear(config.latent_dim, flat)
             self.decoder = _build_decoder(config)
         self._noise_generator: torch.Generator | None = None
+        self._restored_noise: dict[str, Any] | None = None
 
     @classmethod
     def from_config(cls, config: VAEConfig) -> VAE:
@@ -387,6 +391,9 @@ class VAE(ObjectiveMixin, pl.LightningModule):
             # One stream per rank, so DDP ranks draw different noise; re-seeded on each fit.
             generator = torch.Generator(device=mu.device)
             generator.manual_seed(self.config.seed + (self.global_rank << 32))
+            restored, self._restored_noise = self._restored_noise, None
+            if restored is not None and self._restorable(restored, generator):
+                generator.set_state(restored["state"])
             self._noise_generator = generator
         return torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
 
@@ -498,8 +505,37 @@ class VAE(ObjectiveMixin, pl.LightningModule):
             raise ValueError(f"batch 'index' must have shape ({images.shape[0]},) to match 'image', got {tuple(index.shape)}")
         return {"index": index, "output": self(images)}
 
+    def _restorable(self, saved: Mapping[str, Any], generator: torch.Generator) -> bool:
+        """Whether a checkpoint's noise state fits this rank's ``generator`` (same device type, same rank)."""
+        if saved.get("device") == generator.device.type and saved.get("rank") == self.global_rank:
+            return True
+        logger.warning(
+            "the checkpoint's reparameterisation noise is of rank %s on %s, this is rank %s on %s: the noise "
+            "restarts from the seed, so the resumed run is not exactly the uninterrupted one",
+            saved.get("rank"), saved.get("device"), self.global_rank, generator.device.type,
+        )
+        return False
+
     def on_fit_start(self) -> None:
-        self._noise_generator = None  # each fit replays the noise stream from config.seed
+        # Each fit replays the noise stream from config.seed, except one that resumes a checkpoint
+        # (``trainer.fit(ckpt_path=...)``, restored before this hook), which continues the saved stream.
+        self._noise_generator = None
+        if self.trainer.ckpt_path is None:
+            self._restored_noise = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the objective (see the mixin) and the training noise generator's state."""
+        super().on_save_checkpoint(checkpoint)
+        generator = self._noise_generator
+        if generator is not None:
+            checkpoint[NOISE_CHECKPOINT_KEY] = {"state": generator.get_state(), "device": generator.device.type,
+                                                "rank": self.global_rank}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the objective (see the mixin) and keep the noise state for the next training batch."""
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get(NOISE_CHECKPOINT_KEY)
+        self._restored_noise = dict(saved) if isinstance(saved, Mapping) else None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(

@@ -14,14 +14,24 @@ import mlflow
 import pytorch_lightning as pl
 import torch
 
-from genfair.audit.faults import NonFiniteLoss, relocate_checkpoint_state
+from genfair.audit.faults import RUN_ID_KEY, NonFiniteLoss, relocate_checkpoint_state
 from genfair.datasets import FacesDataModule
 
 logger = logging.getLogger(__name__)
 
 
 class EpochMetricsToMlflow(pl.Callback):
-    """Logs the epoch-level training and validation metrics to the active MLflow run, one batch per epoch."""
+    """Logs the epoch-level training and validation metrics to the active MLflow run, one batch per epoch.
+
+    Every checkpoint names that run (:data:`~genfair.audit.faults.RUN_ID_KEY`), so ``--resume``
+    continues its history.
+    """
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        run = mlflow.active_run() if trainer.is_global_zero else None
+        if run is not None:
+            checkpoint[RUN_ID_KEY] = run.info.run_id
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking and trainer.is_global_zero:

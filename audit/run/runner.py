@@ -49,6 +49,7 @@ from .training import (
     fit,
     gather_rows,
     load_module,
+    run_to_resume,
     set_objective,
     share_classifier,
     train_classifier,
@@ -205,7 +206,7 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
             with store_lock(tracking_uri):  # two runs creating one SQLite store at once would break its schema
                 experiment = activate_experiment(config.experiment)
             stages.hold()  # a signal while the run is being created waits until it can be closed
-            run = mlflow.start_run(run_name=f"{config.model_name}-{plan.dataset_name}-seed{config.seed}")
+            run = _start_run(config, plan, experiment.experiment_id, metadata)
             try:
                 stages.release()
                 mlflow.set_tags(run_tags(config, plan.dataset_name, metadata))
@@ -221,6 +222,21 @@ def run_audit(config: RunConfig, *, progress_bar: bool = True) -> RunOutcome | N
                 raise
     return RunOutcome(result=result, run_id=run.info.run_id, experiment_id=experiment.experiment_id,
                       tracking_uri=tracking_uri, seconds=seconds)
+
+
+def _start_run(config: RunConfig, plan: RunPlan, experiment_id: str, metadata: dict[str, Any]) -> Any:
+    """A new MLflow run, or, with ``--resume``, the stopped run whose checkpoint it continues.
+
+    A resume that cannot continue its run (see :func:`run_to_resume`) starts a new one and adds a
+    note saying why to ``metadata``.
+    """
+    run_id, note = run_to_resume(config.resume, experiment_id) if config.resume is not None else (None, None)
+    if note is not None:
+        logger.warning("%s", note)
+        metadata["notes"] = [*metadata.get("notes", []), note]
+    if run_id is not None:
+        return mlflow.start_run(run_id=run_id)
+    return mlflow.start_run(run_name=f"{config.model_name}-{plan.dataset_name}-seed{config.seed}")
 
 
 def _source(plan: RunPlan, workdir: Path, *, progress_bar: bool) -> Any:

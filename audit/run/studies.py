@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from genfair.reports.tracking import activate_experiment, resolve_tracking_uri
 from .config import RunConfig, RunOutcome, build_model_config, generates_balanced, has_scale
 from .runner import run_audit
 from .stages import STOPPED_TAG_CHARS, RunStages
+from .training import is_global_zero
 
 
 
@@ -136,8 +137,12 @@ def _run_children(
     """Run every config as a child of one new parent run (tag ``genfair.<kind>``): ``(client, parent id, outcomes)``.
 
     The parent is marked KILLED or FAILED if a child stops (:func:`_closed_if_stopped`); the caller
-    finishes it, inside :func:`_closed_if_stopped` too. None on DDP ranks other than 0.
+    finishes it, inside :func:`_closed_if_stopped` too. None on DDP ranks other than 0: they open
+    no run, and train every child alongside rank 0 (each child's trainer needs every rank).
     """
+    if not is_global_zero():
+        _follow_rank_zero(configs.values())
+        return None
     tracking_uri = resolve_tracking_uri(base.tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
@@ -148,12 +153,21 @@ def _run_children(
     parent_id = parent.info.run_id
     outcomes: dict[Any, RunOutcome] = {}
     with _closed_if_stopped(client, parent_id, stages):
-        for key, config in configs.items():
+        for position, (key, config) in enumerate(configs.items()):
             outcome = run_audit(dataclasses.replace(config, parent_run_id=parent_id), progress_bar=progress_bar)
-            if outcome is None:
+            if outcome is None:  # a rank > 0 that its environment did not name (the trainer knew): keep no run
+                client.set_terminated(parent_id, status="KILLED")
+                client.delete_run(parent_id)
+                _follow_rank_zero(list(configs.values())[position + 1:])
                 return None
             outcomes[key] = outcome
     return client, parent_id, outcomes
+
+
+def _follow_rank_zero(configs: Iterable[RunConfig]) -> None:
+    """A DDP rank other than 0: train every child alongside rank 0 (each child's trainer needs every rank)."""
+    for config in configs:
+        run_audit(config, progress_bar=False)
 
 
 @contextlib.contextmanager

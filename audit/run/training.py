@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from mlflow.exceptions import MlflowException
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from genfair import models
@@ -23,8 +25,10 @@ from genfair.audit.faults import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
     RUNS_DIR,
+    STOPPED_AT_TAG,
     TrainingInterrupted,
     TrainingStopped,
+    checkpoint_run_id,
     keep_checkpoints,
 )
 from genfair.datasets import FacesDataModule
@@ -154,6 +158,41 @@ def keep_stopped_run(stopped: TrainingStopped, run_id: str, trainer: pl.Trainer)
     stopped.kept(run=f"MLflow run {run_id} marked {status}", checkpoint=kept.get(LAST_CHECKPOINT))
 
 
+RESUMABLE_STATUSES = ("KILLED", "FAILED")
+"""The runs ``--resume`` continues: stopped ones. A finished or running run is never written into again."""
+
+
+def run_to_resume(checkpoint: str, experiment_id: str) -> tuple[str | None, str | None]:
+    """The stopped MLflow run that ``--resume checkpoint`` continues, in the active tracking store.
+
+    The run is the one the checkpoint names (:func:`~genfair.audit.faults.checkpoint_run_id`). It
+    is continued when it is in ``experiment_id`` of this store and stopped (KILLED or FAILED); its
+    ``genfair.stopped*`` tags are then removed, and the epochs it logged stay. Otherwise the
+    resumed training goes into a new run, and the note says why.
+
+    Returns:
+        ``(run id, None)`` to continue that run, or ``(None, note)`` to start a new one.
+    """
+    run_id = checkpoint_run_id(checkpoint)
+    new = "the resumed training is logged to a new MLflow run"
+    if run_id is None:
+        return None, f"--resume {checkpoint}: the checkpoint names no MLflow run; {new}"
+    client = mlflow.MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return None, f"--resume {checkpoint}: its MLflow run {run_id} is not in this tracking store; {new}"
+    if run.info.lifecycle_stage != "active" or run.info.experiment_id != experiment_id:
+        where = "deleted" if run.info.lifecycle_stage != "active" else f"in experiment {run.info.experiment_id}"
+        return None, f"--resume {checkpoint}: its MLflow run {run_id} is {where}, not in this run's; {new}"
+    if run.info.status not in RESUMABLE_STATUSES:
+        return None, f"--resume {checkpoint}: its MLflow run {run_id} is {run.info.status}, not stopped; {new}"
+    for tag in (STOPPED_AT_TAG, "genfair.stopped"):
+        if tag in run.data.tags:
+            client.delete_tag(run_id, tag)
+    return run_id, None
+
+
 def local_predictions(batches: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's predictions, each of its test images once, ordered by manifest row.
 
@@ -172,6 +211,21 @@ def distributed() -> bool:
     """Whether this process is one rank of several (DDP), with the process group up."""
     return torch.distributed.is_available() and torch.distributed.is_initialized() and (
         torch.distributed.get_world_size() > 1)
+
+
+def is_global_zero() -> bool:
+    """Whether this process is global rank 0, or the only one, also before a trainer has started DDP.
+
+    With the process group up, its rank. Before, the rank the launcher gave this process: ``RANK``
+    (torchrun and the like), else ``NODE_RANK`` and ``LOCAL_RANK``, which Lightning's own launcher
+    sets for the processes it starts from the first DDP trainer (they run the same command again).
+    """
+    if distributed():
+        return torch.distributed.get_rank() == 0
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"]) == 0
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0")))
+    return node == 0 and int(os.environ.get("LOCAL_RANK", "0")) == 0
 
 
 def share_classifier(classifier: AttributeClassifier | None) -> AttributeClassifier | None:

@@ -4,7 +4,8 @@
   last finite checkpoint and marks the MLflow run FAILED.
 - SIGINT and SIGTERM stop training at the end of a batch, keep the last finished epoch's
   checkpoint in ``genfair-runs/<run id>/``, mark the run KILLED and exit 128 + the signal; a run
-  resumed from that checkpoint ends with exactly the metrics of an uninterrupted one.
+  resumed from that checkpoint continues that MLflow run (its epochs kept, the rest appended) and
+  ends with exactly the metrics of an uninterrupted one.
 - Two ``audit run`` processes on one fresh SQLite store both finish.
 - A result folder is never left half-old, half-new.
 
@@ -34,7 +35,8 @@ from mlflow.tracking import MlflowClient
 
 from cli_runner import invoke
 from genfair import models
-from genfair.audit.faults import NO_CHECKPOINT_MSG, RUNS_DIR
+from genfair.audit.faults import NO_CHECKPOINT_MSG, RUN_ID_KEY, RUNS_DIR, checkpoint_run_id
+from genfair.audit.run.training import run_to_resume
 from genfair.audit.result import METADATA_FILE, PER_IMAGE_FILE, RESULT_FILES, AuditResult
 from genfair.datasets.synthetic import SyntheticFacesConfig, ensure_synthetic_faces
 from genfair.models.ae import AE, AEConfig
@@ -256,14 +258,55 @@ def test_sigterm_then_resume_gives_the_uninterrupted_metrics(
 
     monkeypatch.chdir(folder)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert torch.load(folder / resume, map_location="cpu", weights_only=False)[RUN_ID_KEY] == killed_id
+    before = {m.step: m.value for m in client.get_metric_history(killed_id, "val/loss")}
+    assert 0 in before and 2 not in before, "the killed run logged the epochs it finished"
     code, stdout, stderr = invoke(*RESUMABLE, *faces, "--resume", resume)
     assert code == 0, stderr
     resumed, reference = run_id_from(stdout), run_id_from(uninterrupted.stdout)
+    assert resumed == killed_id, "the resume continues the interrupted MLflow run"
+    run = client.get_run(resumed)
+    assert run.info.status == "FINISHED"
+    assert not {"genfair.stopped", "genfair.stopped_at"} & set(run.data.tags), "no longer a stopped run"
     pd.testing.assert_series_equal(mse_of(folder, resumed, tmp_path / "resumed"),
                                    mse_of(folder, reference, tmp_path / "reference"), check_exact=True)
-    val_loss = lambda run_id: {m.step: m.value for m in client.get_metric_history(run_id, "val/loss")}  # noqa: E731
-    assert 2 in val_loss(resumed) and 0 not in val_loss(resumed), "the resumed run trains only the epochs left"
-    assert val_loss(resumed).items() <= val_loss(reference).items(), "and they end with the same losses"
+    for key in ("val/loss", "train/loss"):
+        history = client.get_metric_history(resumed, key)
+        assert sorted(m.step for m in history) == [0, 1, 2], f"{key}: every epoch once, the ones before the stop kept"
+        assert {m.step: m.value for m in history} == {m.step: m.value for m in client.get_metric_history(
+            reference, key)}, f"{key}: the uninterrupted run's values"
+    assert {m.step: m.value for m in client.get_metric_history(resumed, "val/loss")}.items() >= before.items()
+
+
+def test_a_resume_continues_only_a_stopped_run_of_this_store(workdir: Path) -> None:
+    """Which run ``--resume`` continues: never a missing, finished or foreign one (those get a new run and a note)."""
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    client = store(workdir)
+    experiment = mlflow.set_experiment("resume-choice").experiment_id
+    stopped = client.create_run(experiment, tags={"genfair.stopped": "SIGTERM", "genfair.stopped_at": "training"})
+    client.set_terminated(stopped.info.run_id, status="KILLED")
+    finished = client.create_run(experiment)
+    client.set_terminated(finished.info.run_id, status="FINISHED")
+
+    def checkpoint(name: str, run_id: str | None, folder: str = "any") -> str:
+        path = workdir / "resume-choice" / folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({} if run_id is None else {RUN_ID_KEY: run_id}, path)
+        return str(path)
+
+    assert run_to_resume(checkpoint("stopped.ckpt", stopped.info.run_id), experiment) == (stopped.info.run_id, None)
+    assert not {"genfair.stopped", "genfair.stopped_at"} & set(client.get_run(stopped.info.run_id).data.tags)
+    by_folder = checkpoint("last.ckpt", None, folder=stopped.info.run_id)  # written before checkpoints named their run
+    assert checkpoint_run_id(by_folder) == stopped.info.run_id
+    elsewhere = "0123456789abcdef0123456789abcdef"
+    for path, why in [(checkpoint("finished.ckpt", finished.info.run_id), "is FINISHED, not stopped"),
+                      (checkpoint("elsewhere.ckpt", elsewhere), "is not in this tracking store"),
+                      (checkpoint("nameless.ckpt", None), "the checkpoint names no MLflow run")]:
+        run_id, note = run_to_resume(path, experiment)
+        assert run_id is None and why in note and "logged to a new MLflow run" in note
+    other = mlflow.set_experiment("resume-choice-other").experiment_id
+    run_id, note = run_to_resume(checkpoint("stopped.ckpt", stopped.info.run_id), other)
+    assert run_id is None and f"in experiment {experiment}" in note
 
 
 # -- concurrency -------------------------------------------------------------------------------------
@@ -281,7 +324,7 @@ def test_two_runs_at_once_on_a_fresh_store_both_finish(runs_at_once: tuple[Path,
         assert run.info.status == "FINISHED"
         assert "test/mse_error" in run.data.metrics and "val/loss" in run.data.metrics
         assert f"audit/{PER_IMAGE_FILE}" in {f.path for f in client.list_artifacts(run_id, "audit")}
-    assert client.get_run(stopped_run(error_line(killed.stderr), "KILLED")).info.status == "KILLED"
+    assert killed.returncode == 128 + signal.SIGTERM, "the third was stopped (its run: the resume test)"
 
 
 # -- atomic writes -----------------------------------------------------------------------------------

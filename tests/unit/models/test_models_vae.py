@@ -19,6 +19,7 @@ from genfair.models import (
     per_sample_reconstruction_loss,
     vae_loss_terms,
 )
+from genfair.models.vae import NOISE_CHECKPOINT_KEY
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:.*does not have many workers:UserWarning",
@@ -422,3 +423,39 @@ def test_checkpoint_round_trip_rebuilds_config_and_weights(tmp_path: Path) -> No
 
     overridden = VAE.load_from_checkpoint(path, beta=2.0)
     assert overridden.config == replace(config, beta=2.0)
+
+
+def test_a_fit_resumed_from_a_checkpoint_continues_the_noise_and_ends_where_an_uninterrupted_one_does(
+    tmp_path: Path,
+) -> None:
+    """Two epochs at once against one epoch, a checkpoint, and a resumed second epoch: the same weights."""
+    uninterrupted = VAE(SMALL)
+    _trainer(max_epochs=2).fit(uninterrupted, train_dataloaders=_loader(), val_dataloaders=_loader())
+
+    first = VAE(SMALL)
+    stopped = _trainer(max_epochs=1)
+    stopped.fit(first, train_dataloaders=_loader(), val_dataloaders=_loader())
+    path = tmp_path / "epoch-0.ckpt"
+    stopped.save_checkpoint(path)
+    saved = torch.load(path, weights_only=True)[NOISE_CHECKPOINT_KEY]
+    assert (saved["device"], saved["rank"]) == ("cpu", 0)
+    replayed = torch.Generator().manual_seed(SMALL.seed)
+    assert not torch.equal(saved["state"], replayed.get_state()), "the state after an epoch of draws, not the seed's"
+
+    resumed = VAE(SMALL)
+    _trainer(max_epochs=2).fit(resumed, train_dataloaders=_loader(), val_dataloaders=_loader(), ckpt_path=path)
+    for name, value in uninterrupted.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=1e-6, msg=name)
+
+
+def test_a_fresh_fit_of_a_loaded_model_replays_the_noise_from_the_seed(tmp_path: Path) -> None:
+    model = VAE(SMALL)
+    trainer = _trainer(max_epochs=1)
+    trainer.fit(model, train_dataloaders=_loader(), val_dataloaders=_loader())
+    path = tmp_path / "vae.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = VAE.load_from_checkpoint(path)
+    _trainer(fast_dev_run=True).fit(loaded, train_dataloaders=_loader(), val_dataloaders=_loader())
+    replayed = torch.Generator().manual_seed(SMALL.seed)
+    torch.randn((B, SMALL.latent_dim), generator=replayed)  # fast_dev_run: one training batch
+    assert torch.equal(loaded._noise_generator.get_state(), replayed.get_state())
