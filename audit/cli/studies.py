@@ -27,6 +27,8 @@ PriorityOption = Annotated[
     str, typer.Option(help="Rank by fidelity, fairness or speed, or weights like fairness=2,fidelity=1.")
 ]
 OutOption = Annotated[Path, typer.Option(help="Folder for report.html, report.md, figures/ and comparison.csv.")]
+DevicesOption = Annotated[str, typer.Option(help="Devices per node for each training: a count, -1 for all, or auto.")]
+StrategyOption = Annotated[str, typer.Option(help="Lightning strategy of each training: auto, ddp, ...")]
 PerplexityOption = Annotated[float, typer.Option(help="t-SNE perplexity of the latent-space figure.")]
 ExaggerationOption = Annotated[float, typer.Option(help="t-SNE early exaggeration of the latent-space figure.")]
 
@@ -48,6 +50,8 @@ def compare(
     scale: Annotated[int, typer.Option(help="Super-resolution factor of sr and bicubic: 2, 4 or 8.")] = 4,
     classifier_epochs: Annotated[int, typer.Option(help="Epochs of each run's attribute classifier; 0 skips it.")] = 5,
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu or gpu.")] = "auto",
+    devices: DevicesOption = "1",
+    strategy: StrategyOption = "auto",
     priority: PriorityOption = "fidelity",
     out: OutOption = Path("comparison"),
     from_experiment: Annotated[
@@ -72,7 +76,7 @@ def compare(
             dataset=dataset, manifest=str(manifest) if manifest is not None else None,
             attributes=split_list(attributes), epochs=epochs, batch_size=batch_size, seed=seed,
             image_size=image_size, scale=scale, classifier_epochs=classifier_epochs, accelerator=accelerator,
-            experiment=experiment, tracking_uri=tracking_uri, allow_outside_root=allow_outside_root,
+            devices=devices, strategy=strategy, experiment=experiment, tracking_uri=tracking_uri, allow_outside_root=allow_outside_root,
             bins=bin_pairs(bins), missing=missing, fit=fit,
         )
         outcome = run_comparison(base, split_list(models) or (), priority=weights, out=out,
@@ -137,6 +141,8 @@ def attribute(
     ] = 0,
     image_size: Annotated[int, typer.Option(help="Side of the square images, in pixels.")] = 64,
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu or gpu.")] = "auto",
+    devices: DevicesOption = "1",
+    strategy: StrategyOption = "auto",
     allow_outside_root: Annotated[bool, typer.Option(help="Accept manifest paths outside its folder.")] = False,
     out: Annotated[Path, typer.Option(help="Folder for report.html, report.md, effects.csv and cuts.csv.")
     ] = Path("attribution"),
@@ -153,7 +159,8 @@ def attribute(
         base = RunConfig(
             dataset=dataset, manifest=str(manifest) if manifest is not None else None,
             attributes=split_list(attributes), epochs=epochs, batch_size=batch_size, seed=seed,
-            image_size=image_size, accelerator=accelerator, allow_outside_root=allow_outside_root,
+            image_size=image_size, accelerator=accelerator, devices=devices, strategy=strategy,
+            allow_outside_root=allow_outside_root,
             experiment=experiment, tracking_uri=tracking_uri,
             bins=bin_pairs(bins), missing=missing, fit=fit,
         )
