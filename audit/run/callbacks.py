@@ -25,6 +25,14 @@ class EpochMetricsToMlflow(pl.Callback):
 
     Every checkpoint names that run (:data:`~genfair.audit.faults.RUN_ID_KEY`), so ``--resume``
     continues its history.
+
+    Why not Lightning's ``MLFlowLogger``: the run is genfair's, opened before training and closed
+    after the audit (KILLED or FAILED with the stage it stopped at, see
+    :mod:`genfair.audit.run.stages`); the logger's ``finalize`` ends the run itself when
+    training ends, as FINISHED or FAILED, which would close it before the audit is logged and
+    overwrite a KILLED status. It also logs per step (against ``global_step``) and its own
+    hyperparameters beside the run's parameters, where the UI's training curves here are one
+    point per epoch.
     """
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
