@@ -4,14 +4,21 @@ What lands in the run:
 
 - **params**: ``result.metadata`` flattened (nested dicts joined with dots, e.g.
   ``model_config.latent_dim``), values stringified and cut to MLflow's length limit.
-- **metrics** (one batched call): ``test/<metric>`` (the overall row, plus ``test/n_images``
-  and ``test/n_subjects``), ``group/<grouping>/<group>/<metric>`` with ``.../n_images`` and
-  ``.../n_subjects`` for every group, and ``disparity/<grouping>/<metric>/ratio`` and
-  ``.../difference``. Every key goes through :func:`metric_key`. Non-finite values (an ``inf``
-  PSNR) are skipped with one warning.
+- **metrics** (one batched call): the numbers charted and compared across runs, not every
+  cell of every table (:data:`TABLE_METRICS` lists them): ``test/<metric>`` with
+  ``test/n_images`` and ``test/n_subjects``; ``group/<grouping>/<group>/<metric>`` (the group
+  means); ``disparity/<grouping>/<metric>/<statistic>`` (:data:`DISPARITY_STATISTICS`: the
+  worst-to-best ratio with its interval, the difference and the Holm-adjusted p); and a few
+  columns of the known extra tables, keyed ``<table>/<column>`` for the overall row and
+  ``<table>/<grouping>/<group or metric>/<column>`` otherwise. Every key goes through
+  :func:`metric_key`. Non-finite values (an ``inf`` PSNR) are skipped with one INFO line.
+- **tables**: ``per_group``, ``disparities`` and every entry of ``result.tables`` in full, each
+  with ``mlflow.log_table`` as ``tables/<name>.json``: the UI shows them on the run's artifacts
+  and ``mlflow.load_table("tables/<name>.json", run_ids=[...])`` reads them back across runs.
 - **tags**: ``genfair.model`` and ``genfair.dataset`` from the metadata keys ``model`` and
   ``dataset`` when present.
-- **artifacts**: the saved result under ``audit/`` (Parquet + JSON, loadable without MLflow),
+- **artifacts**: the saved result under ``audit/`` (Parquet + JSON, loadable without MLflow, read by
+  :func:`load_audit`),
   ``audit/per_group.csv`` for reading in the MLflow UI, and each figure as
   ``figures/<name>.png``.
 
@@ -67,12 +74,32 @@ TRUNCATION_MARK = "..."
 
 OVERALL_GROUPING = "overall"
 GROUP_ID_COLUMNS = ("grouping", "group")
-#: Key columns of the extra tables that are logged as metrics, tried in this order: the first
-#: that identifies every row gives ``<table>/<grouping>/<group>/<metric>/<column>`` and so on.
+#: Key columns of the extra tables, tried in this order: the first that identifies every row
+#: gives ``<table>/<grouping>/<group>/<metric>/<column>`` and so on.
 TABLE_KEYS = (("grouping", "group"), ("grouping", "group", "metric"), ("grouping", "metric"))
 COUNT_COLUMNS = ("n_images", "n_subjects")
 DISPARITY_COLUMNS = ("grouping", "metric", "ratio", "difference")
-DISPARITY_STATISTICS = ("ratio", "difference")
+#: The table whose rows give the disparities' intervals and p-values, and the statistics logged
+#: as ``disparity/<grouping>/<metric>/<statistic>`` (from it when present; ratio and difference
+#: otherwise from ``disparities``).
+DISPARITY_INTERVALS_TABLE = "disparity_intervals"
+DISPARITY_STATISTICS = ("ratio", "ratio_ci_low", "ratio_ci_high", "difference", "p_holm")
+ALL_VALUES = "*"
+#: Extra tables with columns kept as metrics: ``{table: (rows, columns)}``, rows ``"overall"``
+#: (the overall row only) or ``"all"``, columns a tuple or :data:`ALL_VALUES` (every numeric
+#: column other than keys and counts). Every other table, and every other column, is in its
+#: ``tables/<name>.json`` and the Parquet files only.
+TABLE_METRICS: dict[str, tuple[str, tuple[str, ...] | str]] = {
+    "classifier_accuracy": ("overall", ALL_VALUES),  # <attribute>_accuracy
+    "attribute_preservation": ("overall", ALL_VALUES),  # <attribute>_flip_rate
+    "skin_tone_shift": ("all", ALL_VALUES),  # ita_shift, overall and per group
+    "skin_tone_disparities": ("all", ("difference", "difference_ci_low", "difference_ci_high", "p_holm")),
+    "representation_tests": ("all", ("p_value", "difference", "difference_ci_low", "difference_ci_high")),
+    "model_facts": ("overall", ALL_VALUES),
+    "vs_bicubic_groups": ("all", ("difference", "p_value")),
+    "vs_bicubic_disparities": ("all", ("difference", "p_value")),
+}
+TABLES_FOLDER = "tables"
 TAGGED_METADATA = {"model": "genfair.model", "dataset": "genfair.dataset"}
 
 # Characters kept inside one part of a key. MLflow also allows "/", which separates the parts
@@ -150,10 +177,13 @@ def flatten_params(metadata: Mapping[str, Any]) -> dict[str, str]:
 
 def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = None,
               experiment: str | None = None, tracking_uri: str | None = None) -> str:
-    """Log an audit result (params, metrics, tags, artifacts) and figures into an MLflow run.
+    """Log an audit result (params, metrics, tags, tables, artifacts) and figures into an MLflow run.
 
     Into the active run; or, with ``experiment`` and no active run, into a new finished run of
     that experiment (the notebook case: ``log_audit(audit_model(...), experiment="mine")``).
+    Each table goes in with ``MlflowClient.log_table``, which would append to a table the run
+    already has: a table the run holds (a resumed run that was stopped while logging) is kept,
+    not appended to, so each table holds one audit.
 
     Args:
         result: the audit to log: ``per_group`` (columns ``grouping, group, n_images,
@@ -192,6 +222,7 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
     metrics = audit_metrics(result.per_group, result.disparities, tables=result.tables)
     tags = _tags(result.metadata)
     figure_files = _figure_files(figures or {})
+    table_files = _table_files(result)
 
     timestamp = int(time.time() * 1000)
     client = MlflowClient()
@@ -208,11 +239,15 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
         local = saved if saved.is_dir() else folder
         result.per_group.to_csv(local / "per_group.csv", index=False)
         client.log_artifacts(run_id, str(local), artifact_path="audit")
+    logged = {entry.path for entry in client.list_artifacts(run_id, "tables")}
+    for artifact_file, frame in table_files.items():
+        if artifact_file not in logged:
+            client.log_table(run_id, data=frame, artifact_file=artifact_file)
     for artifact_file, figure in figure_files.items():
         client.log_figure(run_id, figure, artifact_file, save_kwargs={"dpi": 120})
     logger.info(
-        "logged audit to MLflow run %s: %d params, %d metrics, %d figures",
-        run_id, len(params), len(metrics), len(figure_files),
+        "logged audit to MLflow run %s: %d params, %d metrics, %d tables, %d figures",
+        run_id, len(params), len(metrics), len(table_files), len(figure_files),
     )
     return run_id
 
@@ -224,16 +259,19 @@ def audit_metrics(
 
     Args:
         per_group: columns ``grouping, group, n_images, n_subjects, <metric means>``; the row
-            with ``grouping == "overall"`` gives ``test/<column>``, every other row gives
-            ``group/<grouping>/<group>/<column>``. Every numeric column other than
-            ``grouping`` and ``group`` is logged.
+            with ``grouping == "overall"`` gives ``test/<column>`` for every numeric column,
+            every other row ``group/<grouping>/<group>/<column>`` for every numeric column
+            but the counts.
         disparities: columns ``grouping, metric, ratio, difference`` (others ignored): one
             ``disparity/<grouping>/<metric>/{ratio,difference}`` pair per row.
-        tables: further tables by name, keyed by ``grouping, group``, ``grouping, group,
-            metric`` or ``grouping, metric`` (:data:`TABLE_KEYS`), logged as ``<name>/<column>`` (overall
-            row; ``<name>/<metric>/<column>`` with a metric key) and ``<name>/<grouping>/<key...>/<column>``;
-            image and subject counts repeat ``per_group``'s and are left out. A table with
-            several rows per key is saved as an artifact only.
+        tables: further tables by name. ``disparity_intervals`` (columns ``grouping, metric``
+            and :data:`DISPARITY_STATISTICS`) gives ``disparity/<grouping>/<metric>/<statistic>``,
+            its finite ratio and difference replacing ``disparities``' for the same row, so that
+            each estimate and its interval come from one table. The tables of :data:`TABLE_METRICS`
+            give their chosen columns, keyed by ``grouping, group``, ``grouping, group, metric``
+            or ``grouping, metric`` (:data:`TABLE_KEYS`): ``<name>/<column>`` (overall row;
+            ``<name>/<metric>/<column>`` with a metric key) and ``<name>/<grouping>/<key...>/<column>``.
+            Any other table, and one with several rows per key, gives no metric.
 
     Returns:
         ``{metric key: float value}``, in the frames' row order.
@@ -260,31 +298,16 @@ def audit_metrics(
     grouping_at, group_at = columns.index("grouping"), columns.index("group")
     value_at = [(column, columns.index(column)) for column in value_columns]
     for row in per_group.itertuples(index=False, name=None):
-        prefix = ("test",) if row[grouping_at] == OVERALL_GROUPING else ("group", row[grouping_at], row[group_at])
-        entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
+        if row[grouping_at] == OVERALL_GROUPING:
+            entries.extend((metric_key("test", column), row[at]) for column, at in value_at)
+        else:
+            prefix = ("group", row[grouping_at], row[group_at])
+            entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at
+                           if column not in COUNT_COLUMNS)
+    entries.extend(_disparity_entries(disparities, (tables or {}).get(DISPARITY_INTERVALS_TABLE)))
     for name, table in (tables or {}).items():
-        keys = next((k for k in TABLE_KEYS if set(k) <= set(table.columns) and not table.duplicated(list(k)).any()), None)
-        if keys is None:
-            continue  # not one row per group, per grouping and metric, or per both: an artifact only
-        names = list(table.columns)
-        value_at = [
-            (column, names.index(column))
-            for column in names
-            if column not in (*keys, *COUNT_COLUMNS) and _is_numeric_column(table[column])
-        ]
-        key_at = [names.index(key) for key in keys]
-        overall_drops = [at for key, at in zip(keys, key_at, strict=True) if key in GROUP_ID_COLUMNS]
-        grouping_at = names.index("grouping")
-        for row in table.itertuples(index=False, name=None):
-            drop = overall_drops if row[grouping_at] == OVERALL_GROUPING else []
-            prefix = (name, *(row[at] for at in key_at if at not in drop))
-            entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
-    for row in disparities[list(DISPARITY_COLUMNS)].itertuples(index=False, name=None):
-        grouping, metric, *statistics = row
-        entries.extend(
-            (metric_key("disparity", grouping, metric, name), value)
-            for name, value in zip(DISPARITY_STATISTICS, statistics, strict=True)
-        )
+        if name in TABLE_METRICS:
+            entries.extend(_table_entries(name, table, *TABLE_METRICS[name]))
 
     metrics: dict[str, float] = {}
     skipped: list[str] = []
@@ -301,12 +324,92 @@ def audit_metrics(
             skipped.append(key)
             continue
         metrics[key] = number
-    if skipped:  # expected: no interval for a small group, no ratio of angles; the Parquet tables keep them
+    if skipped:  # expected: no interval for a small group, no ratio of angles; the tables keep them
         logger.info(
             "not logging %d non-finite or missing metric value(s) to MLflow (e.g. %s)", len(skipped),
             ", ".join(skipped[:3]),
         )
     return metrics
+
+
+def _disparity_entries(disparities: pd.DataFrame, intervals: pd.DataFrame | None) -> list[tuple[str, object]]:
+    """``disparity/<grouping>/<metric>/<statistic>``: ratio and difference, with the intervals' row where there is one.
+
+    The intervals' finite values win, so an estimate comes with the interval built around it; where
+    the intervals have none (too few people in a group to compare), the summary's estimate stays.
+    """
+    rows: dict[tuple[object, object], dict[str, object]] = {}
+    for grouping, metric, ratio, difference in disparities[list(DISPARITY_COLUMNS)].itertuples(index=False, name=None):
+        rows[(grouping, metric)] = {"ratio": ratio, "difference": difference}
+    if intervals is not None and {"grouping", "metric"} <= set(intervals.columns):
+        present = [column for column in DISPARITY_STATISTICS if column in intervals.columns]
+        for grouping, metric, *values in intervals[["grouping", "metric", *present]].itertuples(index=False, name=None):
+            finite = {k: v for k, v in zip(present, values, strict=True) if _is_finite(v)}
+            rows.setdefault((grouping, metric), {}).update(finite)
+    return [
+        (metric_key("disparity", grouping, metric, statistic), statistics[statistic])
+        for (grouping, metric), statistics in rows.items()
+        for statistic in DISPARITY_STATISTICS
+        if statistic in statistics
+    ]
+
+
+def _table_entries(name: str, table: pd.DataFrame, rows: str, chosen: tuple[str, ...] | str) -> list[tuple[str, object]]:
+    """The chosen columns of one extra table as metric entries; none when no key identifies its rows."""
+    keys = next((k for k in TABLE_KEYS if set(k) <= set(table.columns) and not table.duplicated(list(k)).any()), None)
+    if keys is None:
+        return []  # not one row per group, per grouping and metric, or per both: a table only
+    names = list(table.columns)
+    value_at = [
+        (column, names.index(column))
+        for column in names
+        if column not in (*keys, *COUNT_COLUMNS) and _is_numeric_column(table[column])
+        and (chosen == ALL_VALUES or column in chosen)
+    ]
+    key_at = [names.index(key) for key in keys]
+    overall_drops = [at for key, at in zip(keys, key_at, strict=True) if key in GROUP_ID_COLUMNS]
+    grouping_at = names.index("grouping")
+    entries: list[tuple[str, object]] = []
+    for row in table.itertuples(index=False, name=None):
+        overall = row[grouping_at] == OVERALL_GROUPING
+        if rows == "overall" and not overall:
+            continue
+        drop = overall_drops if overall else []
+        prefix = (name, *(row[at] for at in key_at if at not in drop))
+        entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
+    return entries
+
+
+def _table_files(result: AuditResult) -> dict[str, pd.DataFrame]:
+    """``{tables/<name>.json: frame}`` for ``mlflow.log_table``: per_group, disparities and every extra table.
+
+    A column of PNG bytes (``samples``) becomes images, which the UI shows in the table; other
+    bytes become base64 text, since JSON holds no bytes.
+    """
+    frames = {"per_group": result.per_group, "disparities": result.disparities, **result.tables}
+    files: dict[str, pd.DataFrame] = {}
+    for name, frame in frames.items():
+        # AuditResult keeps table names lowercase identifiers other than the core files: each its own file.
+        files[f"{TABLES_FOLDER}/{name}.json"] = _json_ready(frame)
+    return files
+
+
+def _json_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    import base64
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    frame = frame.copy()
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object or len(values) == 0 or not values.map(lambda v: isinstance(v, bytes)).all():
+            continue
+        try:
+            frame[column] = values.map(lambda v: Image.open(io.BytesIO(v)))
+        except UnidentifiedImageError:
+            frame[column] = values.map(lambda v: base64.b64encode(v).decode("ascii"))
+    return frame
 
 
 def _sanitise_part(part: object, context: tuple[object, ...]) -> str:
@@ -372,6 +475,11 @@ def _is_numeric_column(series: pd.Series) -> bool:
     import pandas as pd
 
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _is_finite(value: object) -> bool:
+    number = _as_float(value)
+    return number is not None and math.isfinite(number)
 
 
 def _as_float(value: object) -> float | None:

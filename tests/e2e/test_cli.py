@@ -71,16 +71,29 @@ def test_run_is_in_mlflow_with_metrics_params_and_artifacts(faces_run: tuple[Pat
     assert run.data.params["dataset"] == "faces"
     assert len(run.data.params["manifest_sha256"]) == 64
     assert run.data.params["splits.train.composition.male_lighter"] == "43"
-    assert "group/gender_x_skin_tone/female_darker/mse_error" in run.data.metrics
-    assert "train/loss" in run.data.metrics and "val/loss" in run.data.metrics
-    assert 0 <= run.data.metrics["classifier_accuracy/gender_x_skin_tone/female_darker/gender_accuracy"] <= 1
-    assert "attribute_preservation/skin_tone_flip_rate" in run.data.metrics  # overall: no grouping in the key
-    assert "skin_tone_shift/gender_x_skin_tone/female_darker/ita_shift" in run.data.metrics
-    assert 0 < run.data.metrics["disparity_intervals/gender_x_skin_tone/mse_error/p_holm"] <= 1
-    assert "group_intervals/gender/female/mse_error/ci_low" in run.data.metrics
-    assert "skin_tone_intervals/skin_tone/darker/ci_high" in run.data.metrics
-    assert 0 <= run.data.metrics["representation/gender_x_skin_tone/female_darker/majority_rate"] <= 1
-    assert 0 <= run.data.metrics["representation_tests/skin_tone/rdp/p_value"] <= 1
+    metrics = run.data.metrics
+    assert "group/gender_x_skin_tone/female_darker/mse_error" in metrics
+    assert "train/loss" in metrics and "val/loss" in metrics
+    assert 0 <= metrics["classifier_accuracy/gender_accuracy"] <= 1  # overall: no grouping in the key
+    assert "attribute_preservation/skin_tone_flip_rate" in metrics
+    assert "skin_tone_shift/gender_x_skin_tone/female_darker/ita_shift" in metrics
+    assert 0 <= metrics["skin_tone_disparities/skin_tone/ita_shift/p_holm"] <= 1
+    disparity = "disparity/gender_x_skin_tone/mse_error"
+    assert 0 < metrics[f"{disparity}/p_holm"] <= 1
+    assert metrics[f"{disparity}/ratio_ci_low"] <= metrics[f"{disparity}/ratio"] <= metrics[f"{disparity}/ratio_ci_high"]
+    assert 0 <= metrics["representation_tests/skin_tone/rdp/p_value"] <= 1
+    # the full tables are tables, not hundreds of metrics
+    assert not any(key.startswith(("group_intervals/", "disparity_intervals/", "representation/")) for key in metrics)
+    assert len(metrics) < 200
+    tables = {f.path for f in client.list_artifacts(run_id, "tables")}
+    for name in ("per_group", "disparities", "group_intervals", "disparity_intervals", "classifier_accuracy",
+                 "representation", "skin_tone_intervals", "samples"):
+        assert f"tables/{name}.json" in tables, name
+    loaded = client.load_table(run.info.experiment_id, "tables/group_intervals.json", run_ids=[run_id])
+    saved = pd.read_parquet(client.download_artifacts(run_id, "audit/group_intervals.parquet", str(folder)))
+    pd.testing.assert_frame_equal(loaded, saved, check_dtype=False)
+    row = loaded.set_index(["grouping", "group", "metric"]).loc[("gender", "female", "mse_error")]
+    assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
     artifacts = {f.path for top in ("audit", "figures", "model") for f in client.list_artifacts(run_id, top)}
     artifacts |= {f.path for f in client.list_artifacts(run_id, "classifier")}
     for expected in ("audit/per_image.parquet", "audit/per_group.parquet", "audit/classifier_accuracy.parquet",

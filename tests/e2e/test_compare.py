@@ -60,7 +60,7 @@ def test_every_number_traces_to_a_child_of_one_parent_run(compared: tuple[Path, 
         row = table.loc[model]
         assert row["run_id"] == run.info.run_id
         assert row["error"] == pytest.approx(run.data.metrics["test/mse_error"], rel=1e-6)
-        key = "disparity_intervals/gender_x_skin_tone/mse_error/ratio"
+        key = "disparity/gender_x_skin_tone/mse_error/ratio"
         assert row["ratio"] == pytest.approx(run.data.metrics[key], rel=1e-6)
         assert row["images_per_second"] == pytest.approx(run.data.metrics["model_facts/images_per_second"], rel=1e-6)
         assert "genfair.composition" in run.data.tags and run.data.tags["genfair.image_size"] == "16"

@@ -127,6 +127,11 @@ class Logged:
     files: frozenset[str]
 
 
+def named(files: frozenset[str]) -> frozenset[str]:
+    """The files but the images of logged tables, which MLflow names with a fresh UUID in every run."""
+    return frozenset(path for path in files if not path.startswith("table_images/"))
+
+
 def logged(client: MlflowClient, run_id: str) -> Logged:
     run = client.get_run(run_id)
     return Logged(metrics=dict(run.data.metrics), params=frozenset(run.data.params),
@@ -154,18 +159,17 @@ def test_a_run_lands_in_postgres_and_reads_back(team_server: TrackingServer, pos
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["genfair.model"] == "pca"
-    for key in ("test/mse_error", "group/gender_x_skin_tone/female_darker/mse_error",
-                "group_intervals/gender_x_skin_tone/female_darker/mse_error/estimate", "val/loss"):
+    for key in ("test/mse_error", "group/gender_x_skin_tone/female_darker/mse_error", "val/loss"):
         assert key in alone.metrics, key
     assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
     assert {"audit/per_image.parquet", "audit/per_group.csv", "figures/error_by_group.png",
-            "model/model.ckpt"} <= alone.files
+            "model/model.ckpt", "tables/group_intervals.json"} <= alone.files
     assert list(team_server.artifacts.rglob("per_image.parquet")), "stored under --artifacts-destination"
 
     # The run is in PostgreSQL itself: its status and every metric, read past MLflow.
     assert postgres_rows(postgres, "SELECT status FROM runs WHERE run_uuid = %s", run_id) == [("FINISHED",)]
     stored = dict(postgres_rows(postgres, "SELECT key, value FROM latest_metrics WHERE run_uuid = %s", run_id))
-    assert stored.keys() == run.data.metrics.keys() and len(stored) > 100
+    assert stored.keys() == run.data.metrics.keys() and len(stored) > 50
     # An independent number: the mean of the per-image errors it uploaded.
     per_image = pd.read_parquet(client.download_artifacts(run_id, "audit/per_image.parquet", str(tmp_path)))
     assert per_image["subject"].nunique() == 8, "2 test people in each of 4 groups"
@@ -235,7 +239,7 @@ def test_eight_audits_at_once_all_finish_with_everything_logged(
     store: str, alone: Logged, faces: list[str], audit_env: dict[str, str], tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    assert len(alone.metrics) > 100 and "audit/per_image.parquet" in alone.files, "a complete audit to compare with"
+    assert len(alone.metrics) > 50 and "audit/per_image.parquet" in alone.files, "a complete audit to compare with"
     if store == "sqlite":
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # new: the eight also race to create it
     else:
@@ -275,6 +279,6 @@ def test_eight_audits_at_once_all_finish_with_everything_logged(
         got = logged(client, run_id)
         assert len(got.metrics) == len(alone.metrics) and got.metrics.keys() == alone.metrics.keys(), run_id
         assert got.params == alone.params, run_id
-        assert len(got.files) == len(alone.files) and got.files == alone.files, run_id
+        assert len(got.files) == len(alone.files) and named(got.files) == named(alone.files), run_id
         # the same data, seed and model: the same numbers, whoever else was logging at the time
         assert got.metrics["test/mse_error"] == pytest.approx(alone.metrics["test/mse_error"], rel=1e-6)

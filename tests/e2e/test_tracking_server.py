@@ -68,7 +68,7 @@ def test_run_is_logged_to_the_server_and_reads_back(tracking_server: TrackingSer
     metrics = run.data.metrics
     assert "test/mse_error" in metrics
     assert "group/gender_x_skin_tone/female_darker/mse_error" in metrics
-    assert 0 < metrics["disparity_intervals/gender_x_skin_tone/mse_error/p_holm"] <= 1
+    assert 0 < metrics["disparity/gender_x_skin_tone/mse_error/p_holm"] <= 1
     assert "train/loss" in metrics and "val/loss" in metrics
 
     # Artifacts went through the server's proxy into its own destination folder.

@@ -108,13 +108,13 @@ def test_audit_metrics_keys_and_values(result_factory) -> None:
     assert metrics["group/gender_x_skin_tone/female_darker/psnr_score"] == pytest.approx(
         per_group.loc[("gender x skin_tone", "female / darker"), "psnr_score"]
     )
-    assert metrics["group/gender_x_skin_tone/female_darker/n_subjects"] == 2
-    assert metrics["group/skin_tone/lighter/n_images"] == 4
+    assert metrics["test/n_subjects"] == 6
+    assert "group/skin_tone/lighter/n_images" not in metrics, "group counts are in the tables only"
     disparity = result.disparities.set_index(["grouping", "metric"]).loc[("gender x skin_tone", "mse_error")]
     assert metrics["disparity/gender_x_skin_tone/mse_error/ratio"] == pytest.approx(disparity["ratio"])
     assert metrics["disparity/gender_x_skin_tone/mse_error/difference"] == pytest.approx(disparity["difference"])
-    # 4 columns for the overall row and each of the 8 groups, 2 statistics per disparity row.
-    assert len(metrics) == 4 * len(result.per_group) + 2 * len(result.disparities)
+    # 4 columns for the overall row, the 2 means for each of the 8 groups, 2 statistics per disparity row.
+    assert len(metrics) == 4 + 2 * (len(result.per_group) - 1) + 2 * len(result.disparities)
     assert not any(key.startswith("group/overall") for key in metrics)
 
 
@@ -141,7 +141,7 @@ def test_audit_metrics_skips_non_finite_values_and_says_so(result_factory, caplo
         (lambda g, d: (g[g["grouping"] != "overall"], d), "per_group has no overall row"),
         (
             lambda g, d: (pd.concat([g, g.iloc[[1]].assign(group="female ")]), d),
-            "two audit rows give the MLflow metric 'group/gender/female/n_images'",
+            "two audit rows give the MLflow metric 'group/gender/female/mse_error'",
         ),
     ],
 )
@@ -227,7 +227,9 @@ def test_log_audit_logs_params_metrics_tags_and_artifacts(run_in, result_factory
     )
 
     artifacts = {info.path for info in client.list_artifacts(run.info.run_id)}
-    assert artifacts == {"audit", "figures"}
+    assert artifacts == {"audit", "figures", "tables"}
+    table_files = {info.path for info in client.list_artifacts(run.info.run_id, "tables")}
+    assert table_files == {"tables/per_group.json", "tables/disparities.json"}
     audit_files = {Path(info.path).name for info in client.list_artifacts(run.info.run_id, "audit")}
     assert audit_files >= {"per_image.parquet", "per_group.parquet", "disparities.parquet", "metadata.json"}
     assert "per_group.csv" in audit_files
@@ -283,30 +285,116 @@ def test_log_audit_logs_a_summarized_result(run_in, per_image) -> None:
         log_audit(result)
     logged = MlflowClient().get_run(run.info.run_id).data
     assert logged.metrics == pytest.approx(audit_metrics(result.per_group, result.disparities))
-    assert logged.metrics["group/gender_x_skin_tone/male_lighter/n_images"] == 2
+    assert logged.metrics["test/n_images"] == 8
+    assert logged.metrics["group/gender_x_skin_tone/male_lighter/mse_error"] == pytest.approx(
+        per_image.loc[(per_image["gender"] == "male") & (per_image["skin_tone"] == "lighter"), "mse_error"].mean()
+    )
     assert logged.tags["genfair.model"] == "vae"
 
 
-def test_audit_metrics_logs_extra_tables_keyed_by_group_metric_or_both(result_factory) -> None:
-    import pandas as pd
+def _extra_tables() -> dict[str, pd.DataFrame]:
+    """One table of each kind :func:`audit_metrics` reads, with values to find again by key."""
+    return {
+        # by group, every value column, every row
+        "skin_tone_shift": pd.DataFrame({"grouping": ["overall", "gender"], "group": ["all", "female"],
+                                         "n_images": [8, 4], "ita_shift": [1.5, 2.5]}),
+        # by group, overall row only
+        "classifier_accuracy": pd.DataFrame({"grouping": ["overall", "gender"], "group": ["all", "female"],
+                                             "gender_accuracy": [0.9, 0.8]}),
+        # by grouping and metric, chosen columns only
+        "representation_tests": pd.DataFrame({"grouping": ["gender"], "metric": ["rdp"], "statistic": [13.2],
+                                              "p_value": [0.01], "difference": [0.3]}),
+        # by group and metric
+        "vs_bicubic_groups": pd.DataFrame({"grouping": ["overall", "gender", "gender"],
+                                           "group": ["all", "female", "female"],
+                                           "metric": ["mse_error", "mse_error", "psnr_score"],
+                                           "difference": [-0.1, -0.2, 1.0], "p_value": [0.2, 0.03, 0.5],
+                                           "mean_a": [0.01, 0.02, 20.0]}),
+        # the disparities' intervals: merged into disparity/...
+        "disparity_intervals": pd.DataFrame({"grouping": ["gender", "skin_tone"], "metric": ["mse_error"] * 2,
+                                             "ratio": [1.25, np.nan], "ratio_ci_low": [1.0, np.nan],
+                                             "ratio_ci_high": [1.6, np.nan], "p_holm": [0.04, np.nan],
+                                             "worst_ci_low": [0.01, 0.02]}),
+        # not chosen: a table only, however it is keyed
+        "group_intervals": pd.DataFrame({"grouping": ["gender"], "group": ["female"], "metric": ["mse_error"],
+                                         "ci_low": [0.1]}),
+        "notes": pd.DataFrame({"grouping": ["gender"], "group": ["female"], "score": [1.0]}),
+    }
 
+
+def test_audit_metrics_keeps_the_chosen_columns_of_the_extra_tables(result_factory) -> None:
     result = result_factory()
-    by_group = pd.DataFrame({"grouping": ["overall", "gender"], "group": ["all", "female"],
-                             "n_images": [8, 4], "ita_shift": [1.5, 2.5]})
-    by_metric = pd.DataFrame({"grouping": ["gender"], "metric": ["mse_error"], "p_holm": [0.04]})
-    long = pd.DataFrame({"grouping": ["gender", "gender"], "group": ["female", "female"], "estimate": [1.0, 2.0]})
-    by_both = pd.DataFrame({"grouping": ["overall", "gender", "gender"], "group": ["all", "female", "female"],
-                            "metric": ["mse_error", "mse_error", "ssim_score"], "ci_low": [0.1, 0.2, 0.7]})
-    metrics = audit_metrics(result.per_group, result.disparities,
-                            tables={"shift": by_group, "intervals": by_metric, "long": long, "both": by_both})
-    assert metrics["both/mse_error/ci_low"] == 0.1
-    assert metrics["both/gender/female/ssim_score/ci_low"] == 0.7
-    assert metrics["shift/ita_shift"] == 1.5
-    assert metrics["shift/gender/female/ita_shift"] == 2.5
-    assert "shift/gender/female/n_images" not in metrics, "counts repeat per_group's"
-    assert metrics["intervals/gender/mse_error/p_holm"] == 0.04
-    assert not any(key.startswith("long/") for key in metrics), "several rows per group: artifact only"
-    assert "disparity/gender_x_skin_tone/mse_error/ratio" in metrics
+    metrics = audit_metrics(result.per_group, result.disparities, tables=_extra_tables())
+    assert metrics["skin_tone_shift/ita_shift"] == 1.5
+    assert metrics["skin_tone_shift/gender/female/ita_shift"] == 2.5
+    assert "skin_tone_shift/gender/female/n_images" not in metrics, "counts repeat per_group's"
+    assert metrics["classifier_accuracy/gender_accuracy"] == 0.9
+    assert not any(key.startswith("classifier_accuracy/gender/") for key in metrics), "overall only"
+    assert metrics["representation_tests/gender/rdp/p_value"] == 0.01
+    assert metrics["representation_tests/gender/rdp/difference"] == 0.3
+    assert "representation_tests/gender/rdp/statistic" not in metrics
+    assert metrics["vs_bicubic_groups/mse_error/p_value"] == 0.2
+    assert metrics["vs_bicubic_groups/gender/female/mse_error/difference"] == -0.2
+    assert "vs_bicubic_groups/gender/female/mse_error/mean_a" not in metrics
+    # the intervals' row replaces the summary's ratio and brings its interval and p
+    assert metrics["disparity/gender/mse_error/ratio"] == 1.25
+    assert metrics["disparity/gender/mse_error/ratio_ci_high"] == 1.6
+    assert metrics["disparity/gender/mse_error/p_holm"] == 0.04
+    summary = result.disparities.set_index(["grouping", "metric"])
+    assert metrics["disparity/gender/mse_error/difference"] == pytest.approx(
+        summary.loc[("gender", "mse_error"), "difference"])
+    assert metrics["disparity/gender/psnr_score/ratio"] == pytest.approx(summary.loc[("gender", "psnr_score"), "ratio"])
+    # no interval (too few people): the summary's ratio stays, alone
+    assert metrics["disparity/skin_tone/mse_error/ratio"] == pytest.approx(
+        summary.loc[("skin_tone", "mse_error"), "ratio"])
+    assert "disparity/skin_tone/mse_error/ratio_ci_low" not in metrics
+    assert not any(key.startswith(("disparity_intervals/", "group_intervals/", "notes/")) for key in metrics)
+    assert "disparity/gender/mse_error/worst_ci_low" not in metrics
+    # nothing else: per_group's, the disparities' and the 14 new values above
+    plain = audit_metrics(result.per_group, result.disparities)
+    assert len(metrics) == len(plain) + 14
+
+
+def test_log_audit_logs_every_table_for_load_table(experiment_id, run_in, result_factory, tmp_path: Path) -> None:
+    import dataclasses
+
+    from PIL import Image
+
+    png = tmp_path / "face.png"
+    Image.new("RGB", (4, 4), (200, 10, 10)).save(png)
+    samples = pd.DataFrame({"path": ["img/0.png"], "output_png": [png.read_bytes()]})
+    result = dataclasses.replace(result_factory(), tables={**_extra_tables(), "samples": samples})
+    with run_in() as run:
+        log_audit(result)
+    run_id = run.info.run_id
+
+    client = MlflowClient()
+    names = ["per_group", "disparities", *result.tables]
+    assert {info.path for info in client.list_artifacts(run_id, "tables")} >= {f"tables/{n}.json" for n in names}
+    assert MlflowClient().get_run(run_id).data.metrics == pytest.approx(
+        audit_metrics(result.per_group, result.disparities, tables=result.tables))
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="audit"))
+    for name in ("per_group", "group_intervals", "notes"):  # each table as the Parquet file the run holds
+        parquet = pd.read_parquet(local / f"{name}.parquet")
+        loaded = client.load_table(experiment_id, f"tables/{name}.json", run_ids=[run_id])
+        pd.testing.assert_frame_equal(loaded, parquet, check_dtype=False)
+    # the bytes of a PNG column become an image the UI shows; load_table names its file
+    (cell,) = client.load_table(experiment_id, "tables/samples.json", run_ids=[run_id])["output_png"]
+    assert cell["type"] == "image"
+    image = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=cell["filepath"]))
+    assert Image.open(image).getpixel((0, 0)) == (200, 10, 10)
+    # logged again into the same run (a resumed run stopped while logging): each table holds one audit
+    with mlflow.start_run(run_id=run_id):
+        log_audit(result)
+    again = client.load_table(experiment_id, "tables/per_group.json", run_ids=[run_id])
+    assert len(again) == len(result.per_group)
+    # across runs: one frame with the run id of each row
+    with run_in() as other:
+        log_audit(result_factory())
+    both = client.load_table(experiment_id, "tables/per_group.json", run_ids=[run_id, other.info.run_id],
+                             extra_columns=["run_id"])
+    assert both["run_id"].value_counts().to_dict() == {run_id: len(result.per_group),
+                                                       other.info.run_id: len(result.per_group)}
 
 
 def test_activate_experiment_holds_when_another_process_creates_it_meanwhile(
