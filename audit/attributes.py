@@ -225,12 +225,10 @@ def _corrected(per_image: pd.DataFrame, columns: list[str], code: Mapping[str, i
     originals = [classified_column(c) for c in columns]
     if not all(column in per_image for column in originals):
         return pd.DataFrame({"group": names, **dict.fromkeys(REPRESENTATION_COLUMNS[-4:], np.nan)})
-    original_codes = _labels(per_image, originals).map(code)
-    known = original_codes.notna().to_numpy()  # a label of an original that no output or person has: a new class
-    if not known.all():
-        extra = sorted(set(_labels(per_image, originals)[~known]))
-        code = {**code, **{name: len(code) + i for i, name in enumerate(extra)}}
-        original_codes = _labels(per_image, originals).map(code)
+    original_labels = _labels(per_image, originals)
+    extra = sorted(set(original_labels) - set(code))  # labels of originals that no output or person has
+    code = {**code, **{name: len(code) + i for i, name in enumerate(extra)}}
+    original_codes = original_labels.map(code)
     found = corrected_representation(true_codes, original_codes.to_numpy(dtype=np.int64), output_codes, subjects,
                                      len(code), n_resamples=min(int(options["n_resamples"]), 200),
                                      level=options["level"], seed=options["seed"])
