@@ -14,7 +14,7 @@ import mlflow
 import pytorch_lightning as pl
 import torch
 
-from genfair.audit.faults import RUN_ID_KEY, NonFiniteLoss, relocate_checkpoint_state
+from genfair.audit.faults import LAST_CHECKPOINT, RUN_ID_KEY, NonFiniteLoss, relocate_checkpoint_state
 from genfair.datasets import FacesDataModule
 
 logger = logging.getLogger(__name__)
@@ -136,8 +136,12 @@ class ResumableCheckpoint(pl.callbacks.ModelCheckpoint):
     checkpoint callback's best score when the folder changes. This one copies the files its
     saved state names from beside the ``resume`` checkpoint into the new folder and keeps the
     score (:func:`~genfair.audit.faults.relocate_checkpoint_state`), so a resumed run picks the
-    same best epoch as an uninterrupted one.
+    same best epoch as an uninterrupted one. With ``save_last=True`` it also writes
+    :data:`~genfair.audit.faults.LAST_CHECKPOINT` at every validation's end (Lightning's own
+    ``save_last``: one callback, one saved state for both files).
     """
+
+    CHECKPOINT_NAME_LAST = LAST_CHECKPOINT.removesuffix(".ckpt")
 
     def __init__(self, *, resume: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -68,11 +68,11 @@ def make_trainer(config: RunConfig, workdir: str, *, max_epochs: int, progress_b
     if max_epochs > 0:
         callbacks += [StopOnNonFiniteLoss(), StopOnSignal()]
         # dirpath=None: the folder comes from rank 0's default_root_dir, broadcast to every rank.
-        # best.ckpt (lowest validation loss), then last.ckpt (every epoch's end: what --resume continues from).
+        # best.ckpt (lowest validation loss) and, by save_last, last.ckpt (every validation's end: what
+        # --resume continues from); its saved state names both, so a resume restores the best score too.
         callbacks.append(ResumableCheckpoint(resume=config.resume, monitor="val/loss", mode="min",
-                                             filename=BEST_CHECKPOINT.removesuffix(".ckpt"), save_top_k=1))
-        callbacks.append(ResumableCheckpoint(resume=config.resume, filename=LAST_CHECKPOINT.removesuffix(".ckpt"),
-                                             save_top_k=1))
+                                             filename=BEST_CHECKPOINT.removesuffix(".ckpt"), save_top_k=1,
+                                             save_last=True))
         if config.patience > 0:
             callbacks.append(pl.callbacks.EarlyStopping(monitor="val/loss", mode="min", patience=config.patience))
     if progress_bar:

@@ -15,7 +15,6 @@ autoencoder) on 464 synthetic 16x16 faces, one MLflow store, one experiment per 
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -23,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from genfair.audit.faults import BEST_CHECKPOINT, NO_CHECKPOINT_MSG, RUNS_DIR, STOPPED_AT_TAG
+from genfair.audit.faults import BEST_CHECKPOINT, LAST_CHECKPOINT, NO_CHECKPOINT_MSG, RUNS_DIR, STOPPED_AT_TAG
 from genfair.datasets.synthetic import SyntheticFacesConfig, ensure_synthetic_faces
 
 SMALL_FACES = SyntheticFacesConfig(image_size=16, images_per_subject=16, train_lighter_male=8, train_lighter_female=3,
@@ -131,7 +131,7 @@ SCENARIOS = {
     "training": Scenario("genfair.models.ae:AE.training_step", "SIGTERM",
                          _run("training", "ae", "--epochs", "1", "--patience", "0")),
     "prediction": Scenario("genfair.models._common:ConfiguredModule.predict_step", "SIGTERM",
-                           _run("prediction", "ae", "--epochs", "1", "--patience", "0")),  # PCA keeps no checkpoint
+                           _run("prediction", "ae", "--epochs", "1", "--patience", "0")),  # PCA keeps no best.ckpt
     "audit": Scenario(f"{RUNNER}:audit_frame", "SIGTERM", _run("audit")),
     "audit-sigint": Scenario(f"{RUNNER}:score_batch", "SIGINT", _run("audit-sigint")),
     "logging": Scenario(f"{RUNNER}:log_audit", "SIGTERM", _run("logging")),
@@ -291,7 +291,9 @@ def test_a_signal_during_the_report_kills_the_comparison_parent(outcomes: dict[s
                     f"parent MLflow run {parent.info.run_id} marked KILLED")
 
 
-def test_a_killed_cell_kills_the_attribution_parent(outcomes: dict[str, Outcome], client: MlflowClient) -> None:
+def test_a_killed_cell_kills_the_attribution_parent(outcomes: dict[str, Outcome], client: MlflowClient,
+                                                    setting: tuple[Path, list[str]]) -> None:
+    """The cell's PCA has no optimiser step, so no best.ckpt: Lightning's save_last keeps its fitted model."""
     outcome = outcomes["attribute-child"]
     line = error_line(outcome.stderr)
     assert outcome.code == 143, outcome.stderr[-3000:]
@@ -299,5 +301,9 @@ def test_a_killed_cell_kills_the_attribution_parent(outcomes: dict[str, Outcome]
     (child,) = children
     assert (child.info.status, child.data.tags[STOPPED_AT_TAG]) == ("KILLED", "audit")
     assert (parent.info.status, parent.data.tags[STOPPED_AT_TAG]) == ("KILLED", "children")
-    assert re.fullmatch(rf"error: SIGTERM stopped the run during its audit stage; MLflow run {child.info.run_id} "
-                        rf"marked KILLED; parent MLflow run {parent.info.run_id} marked KILLED", line), line
+    kept = RUNS_DIR / child.info.run_id / LAST_CHECKPOINT
+    assert line == (f"error: SIGTERM stopped the run during its audit stage; MLflow run {child.info.run_id} "
+                    f"marked KILLED; parent MLflow run {parent.info.run_id} marked KILLED; the trained model is "
+                    f"kept: {kept}; audit it without training again with --checkpoint {kept}")
+    weights = torch.load(setting[0] / kept, map_location="cpu", weights_only=False)["state_dict"]
+    assert int(weights["n_samples"]) > 0 and weights["components"].abs().sum() > 0  # the fit, not the initial zeros
