@@ -14,17 +14,22 @@ this is the clustering that image-level tests ignore.
 
 For every audit the script runs genfair's tests, RDP's subject permutation test
 (:func:`genfair.audit.representation_demographic_parity`) and PR's Rao-Scott corrected
-Stuart-Maxwell test (:func:`genfair.audit.proportional_representation` with ``subjects``),
-and, for contrast, the image-level tests they replace: scipy's chi-square test of the
-(group x kept/changed) image table and the Stuart-Maxwell test with every photo an
-independent pair. It reports how often each rejects at the 5% level: the type I error where the
-criterion holds, the power where it does not, each with its Monte Carlo standard error.
+Stuart-Maxwell statistic with its p from a bootstrap of people within their groups, the null
+imposed (:func:`genfair.audit.proportional_representation` with ``subjects``), and, for
+contrast, the tests they replace: scipy's chi-square test of the (group x kept/changed) image
+table, the Stuart-Maxwell test with every photo an independent pair, and PR's earlier p, the
+same Rao-Scott statistic against F(dof, nu - dof + 1) with ``nu = people - groups``
+(recomputed here from the result's ``statistic``, ``dof`` and ``n_units``). It reports how
+often each rejects at the 5% level: the type I error where the criterion holds, the power where
+it does not, each with its Monte Carlo standard error. A second table repeats PR alone on more
+audits of the scenarios where PR holds (``--pr-audits``), to measure its level more finely.
 
 UCPR's outputs come from independently drawn uninformative inputs, so its goodness-of-fit
 test is checked on independent outputs (200 a run, as the audit draws): a last, small table.
 
-    .venv/bin/python benchmarks/simulation_representation.py [--audits 1000] [--permutations 999] [--seed 0] [--jobs 2]
-    .venv/bin/python benchmarks/simulation_representation.py --quick   # 200 audits, a smoke test
+    .venv/bin/python benchmarks/simulation_representation.py [--audits 1000] [--pr-audits 5000] [--permutations 999]
+        [--seed 0] [--jobs 2]
+    .venv/bin/python benchmarks/simulation_representation.py --quick   # 200 (PR: 500) audits, a smoke test
 
 Prints Markdown for docs/benchmarks.md.
 """
@@ -82,8 +87,12 @@ SCENARIOS = (
     Scenario("2 × 10 people, one group Beta(8, 2)", ((10, *NULL), (10, 8.0, 2.0)), False, False),
     Scenario("3 × 10 people, one group Beta(4, 2)", ((10, *NULL), (10, *NULL), (10, 4.0, 2.0)), False, False),
     Scenario("5 × 10 people, one group Beta(4, 2)", ((10, *NULL),) * 4 + ((10, 4.0, 2.0),), False, False),
+    # One group of very few people whose keep rate balances a large group's (added with the bootstrap p).
+    Scenario("12 + 3 people, keep 0.85 / 0.4 (PR holds)", ((12, *_beta(0.85)), (3, *_beta(0.4))), False, True),
+    Scenario("30 + 5 people, keep 0.9 / 0.4 (PR holds)", ((30, *_beta(0.9)), (5, *_beta(0.4))), False, True),
 )
 UCPR_OUTPUTS = 200
+UCPR_STREAM = 12  # the stream after the first twelve scenarios', fixed so that adding scenarios keeps UCPR's audits
 
 
 def simulate(rng: np.random.Generator, scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,19 +135,42 @@ def _stuart_maxwell_pvalue(true: np.ndarray, predicted: np.ndarray, n_groups: in
     return float(stats.chi2.sf(difference @ np.linalg.pinv(covariance, hermitian=True) @ difference, dof))
 
 
+def _rao_scott_f_pvalue(statistic: float, dof: int, n_units: int, n_groups: int) -> float:
+    """PR's earlier p: the Rao-Scott statistic against F(dof, nu - dof + 1), nu = people - groups."""
+    if statistic == 0.0 or dof == 0:
+        return 1.0
+    if np.isinf(statistic):
+        return 0.0
+    nu = n_units - n_groups
+    return float(stats.f.sf(statistic * (nu - dof + 1) / (nu * dof), dof, nu - dof + 1)) if nu >= dof else 1.0
+
+
 def run(scenario: Scenario, audits: int, permutations: int, seed: int, stream: int) -> dict[str, float]:
-    """Rejection rates at ALPHA of the four tests over ``audits`` simulated audits."""
+    """Rejection rates at ALPHA of the five tests over ``audits`` simulated audits."""
     rng = np.random.default_rng([seed, stream])
     n_groups = len(scenario.groups)
-    rejected = np.zeros(4)
+    rejected = np.zeros(5)
     for index in range(audits):
         true, predicted, subject = simulate(rng, scenario)
         rdp = representation_demographic_parity(true, predicted, subjects=subject, n_resamples=1,
                                                 n_permutations=permutations, seed=index, min_subjects=2)
-        pr = proportional_representation(true, predicted, subjects=subject)
+        pr = proportional_representation(true, predicted, subjects=subject, seed=index)
         rejected += np.array([rdp.p_value, _image_chi2_pvalue(true, predicted, n_groups), pr.p_value,
+                              _rao_scott_f_pvalue(pr.statistic, pr.dof, pr.n_units, n_groups),
                               _stuart_maxwell_pvalue(true, predicted, n_groups)]) < ALPHA
-    return dict(zip(("rdp", "rdp_images", "pr", "pr_images"), rejected / audits, strict=True))
+    return dict(zip(("rdp", "rdp_images", "pr", "pr_f", "pr_images"), rejected / audits, strict=True))
+
+
+def run_pr(scenario: Scenario, audits: int, seed: int, stream: int) -> dict[str, float]:
+    """PR's rejection rates at ALPHA, bootstrap and F, over ``audits`` audits of their own."""
+    rng = np.random.default_rng([seed, stream, 1])
+    rejected = np.zeros(2)
+    for index in range(audits):
+        true, predicted, subject = simulate(rng, scenario)
+        pr = proportional_representation(true, predicted, subjects=subject, seed=index)
+        rejected += np.array([pr.p_value, _rao_scott_f_pvalue(pr.statistic, pr.dof, pr.n_units,
+                                                              len(scenario.groups))]) < ALPHA
+    return {"pr": rejected[0] / audits, "pr_f": rejected[1] / audits}
 
 
 def _yes(flag: bool) -> str:
@@ -152,7 +184,7 @@ def _cell(rate: float, audits: int) -> str:
 
 def ucpr_rows(audits: int, seed: int) -> list[tuple[int, float]]:
     """UCPR's rejection rate with uniform, independent outputs, per number of groups."""
-    rng = np.random.default_rng([seed, len(SCENARIOS)])
+    rng = np.random.default_rng([seed, UCPR_STREAM])
     rows = []
     for n_groups in (2, 3, 5):
         names = [str(g) for g in range(n_groups)]
@@ -171,25 +203,36 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (scenarios run in parallel)")
     parser.add_argument("--permutations", type=int, default=999, help="RDP's permutations an audit")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="200 audits a scenario (a smoke test)")
+    parser.add_argument("--pr-audits", type=int, default=5000,
+                        help="simulated audits a scenario where PR holds, PR's test alone")
+    parser.add_argument("--quick", action="store_true", help="200 audits a scenario, 500 for PR alone (a smoke test)")
     args = parser.parse_args()
     audits = 200 if args.quick else args.audits
+    pr_audits = 500 if args.quick else args.pr_audits
     started = time.perf_counter()
     print(f"- Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}. Date: {date.today().isoformat()}.")
     print(f"- {audits} audits a scenario, {args.permutations} permutations an RDP test, seed {args.seed}; "
           f"rejection rate at the 5% level ± its Monte Carlo standard error.\n")
     print("| scenario | RDP holds | RDP: subject permutation | RDP: image χ² (before) | PR holds "
-          "| PR: Rao–Scott F (subjects) | PR: Stuart–Maxwell on images (before) |")
-    print("|---|:-:|---:|---:|:-:|---:|---:|")
+          "| PR: Rao–Scott, bootstrap of people | PR: Rao–Scott F (before) | PR: Stuart–Maxwell on images (before) |")
+    print("|---|:-:|---:|---:|:-:|---:|---:|---:|")
+    pr_only = [(stream, scenario) for stream, scenario in enumerate(SCENARIOS) if scenario.pr_holds]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run, scenario, audits, args.permutations, args.seed, stream)
                    for stream, scenario in enumerate(SCENARIOS)]
+        pr_futures = [pool.submit(run_pr, scenario, pr_audits, args.seed, stream) for stream, scenario in pr_only]
         results = [future.result() for future in futures]
+        pr_results = [future.result() for future in pr_futures]
     for scenario, rates in zip(SCENARIOS, results, strict=True):
         print(f"| {scenario.name} | {_yes(scenario.rdp_holds)} | {_cell(rates['rdp'], audits)} "
               f"| {_cell(rates['rdp_images'], audits)} | {_yes(scenario.pr_holds)} | {_cell(rates['pr'], audits)} "
-              f"| {_cell(rates['pr_images'], audits)} |", flush=True)
+              f"| {_cell(rates['pr_f'], audits)} | {_cell(rates['pr_images'], audits)} |", flush=True)
+    print(f"\nPR alone where it holds, {pr_audits} other audits a scenario (type I error at the 5% level):\n")
+    print("| scenario | PR: Rao–Scott, bootstrap of people | PR: Rao–Scott F (before) |")
+    print("|---|---:|---:|")
+    for (_, scenario), rates in zip(pr_only, pr_results, strict=True):
+        print(f"| {scenario.name} | {_cell(rates['pr'], pr_audits)} | {_cell(rates['pr_f'], pr_audits)} |")
     print(f"\nUCPR, {UCPR_OUTPUTS} independent outputs classified uniformly (the criterion holds):\n")
     print("| groups | UCPR: Pearson χ², its null drawn from the multinomial |")
     print("|---:|---:|")

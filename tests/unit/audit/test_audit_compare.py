@@ -2,7 +2,8 @@
 
 The representation tests count people, not photos: RDP's permutation test is checked against an
 enumeration of every way to deal the people to the groups and against scipy's permutation test,
-PR's Rao-Scott correction against hand-worked tables and a loop over people.
+PR's Rao-Scott correction against hand-worked tables and a loop over people, and its bootstrap
+p-value against an enumeration of every resample of the people within their groups.
 """
 
 from __future__ import annotations
@@ -341,10 +342,11 @@ def test_pr_with_two_groups_by_hand():
     true = [0] * 50 + [1] * 50
     predicted = [0] * 50 + [0] * 20 + [1] * 30
     result = c.proportional_representation(true, predicted, group_names=["a", "b"])
-    assert (result.metric, result.test, result.dof, result.n_units) == ("pr", "rao-scott-f", 1, 100)
+    assert (result.metric, result.test, result.dof, result.n_units) == ("pr", "rao-scott-bootstrap", 1, 100)
     assert result.statistic == pytest.approx(400 * 49 / 600)
     assert result.design_effect == pytest.approx(1.0)  # one image a subject
-    assert result.p_value == pytest.approx(scipy_stats.f.sf(400 * 49 / 600, 1, 98))
+    # t = 5.7 on 50 draws: no resample of group b's images reaches it, so p is the floor 1 / 2000.
+    assert result.p_value == result.p_min == pytest.approx(1 / 2000)
     table = result.by_group.set_index("group")
     assert table["predicted_share"].tolist() == [0.7, 0.3] and table["true_share"].tolist() == [0.5, 0.5]
     assert table["difference"].tolist() == pytest.approx([0.2, -0.2])
@@ -361,8 +363,17 @@ def test_pr_counts_people_not_photos():
     assert result.n_units == 10
     assert result.statistic == pytest.approx(400 / 150)
     assert result.design_effect == pytest.approx(150 / (600 / 49))
-    assert result.p_value == pytest.approx(scipy_stats.f.sf(400 / 150, 1, 10 - 2))
-    assert result.p_value > 0.1 and c.proportional_representation(true, predicted).p_value < 1e-4
+    # The bootstrap's limit: of the 5^5 equally likely draws of b's five people (deviations from
+    # their mean 4, scaled by sqrt(5/4)), the share whose t^2 reaches 8/3; no spread counts as reaching.
+    deviations = (np.array([10.0, 10, 0, 0, 0]) - 4.0) * math.sqrt(5 / 4)
+    reached = 0
+    for draw in itertools.product(deviations, repeat=5):
+        spread = 5 / 4 * np.sum((np.array(draw) - np.mean(draw)) ** 2)
+        reached += spread < 1e-9 or sum(draw) ** 2 / spread >= 8 / 3 - 1e-9
+    exact = reached / 5**5
+    assert exact == pytest.approx(515 / 3125)
+    assert abs(result.p_value - exact) < 4 * math.sqrt(exact * (1 - exact) / c._PR_RESAMPLES)
+    assert result.p_value > 0.1 and c.proportional_representation(true, predicted).p_value < 1e-3
 
 
 def test_pr_matches_a_loop_over_people_with_three_groups():
@@ -392,8 +403,69 @@ def test_pr_matches_a_loop_over_people_with_three_groups():
     assert (result.dof, result.n_units) == (2, 24)
     assert result.design_effect == pytest.approx(deff)
     assert result.statistic == pytest.approx(d @ inverse @ d / deff)
-    nu = 24 - 3  # people minus groups; Hotelling's scaling (nu - 1) / (2 nu) and F(2, nu - 1)
-    assert result.p_value == pytest.approx(scipy_stats.f.sf(result.statistic * (nu - 1) / (2 * nu), 2, nu - 1))
+    assert result.p_min == pytest.approx(1 / (1 + c._PR_RESAMPLES)) and result.p_min <= result.p_value <= 1
+
+
+def test_pr_bootstrap_matches_an_enumeration_of_every_resample_with_three_groups():
+    # Groups of two, three and four people, four photos each: all 2^2 * 3^3 * 4^4 draws of the people
+    # within their groups (unequal groups, so the sqrt(n / (n - 1)) scaling matters: without it the
+    # enumeration gives 0.353, without recomputing M on each draw 0.176, instead of 0.435).
+    rng = np.random.default_rng(6)
+    sizes = (2, 3, 4)
+    people = np.repeat(np.arange(9), 4)
+    group_of = np.repeat(np.arange(3), sizes)
+    true = group_of[people]
+    keep = np.array([0.9, 0.3, 0.6, 0.2, 0.8, 0.5, 0.7, 0.4, 0.1])[people]
+    predicted = np.where(rng.random(people.size) < keep, true, (true + rng.integers(1, 3, people.size)) % 3)
+    result = c.proportional_representation(true, predicted, subjects=people, seed=5)
+
+    eye = np.eye(3)
+    images = np.array([eye[t] - eye[p] for t, p in zip(true, predicted, strict=True)])
+    srs = sum(len(rows) * np.cov(rows, rowvar=False, ddof=1) for rows in (images[true == h] for h in range(3)))
+    weight = np.linalg.pinv(srs)
+    totals = np.array([images[people == person].sum(axis=0) for person in range(9)])
+    d = totals.sum(axis=0)
+    design = sum(n * np.cov(totals[group_of == h], rowvar=False, ddof=1) for h, n in enumerate(sizes))
+    observed = 2 * (d @ weight @ d) / np.trace(weight @ design)
+    assert result.statistic == pytest.approx(observed)
+    # Per group: each draw's summed deviations and trace(S^+ M_h); a draw of all three adds them up.
+    sums, traces = [], []
+    for h, n in enumerate(sizes):
+        deviations = (totals[group_of == h] - totals[group_of == h].mean(axis=0)) * math.sqrt(n / (n - 1))
+        draws = [deviations[list(index)] for index in itertools.product(range(n), repeat=n)]
+        sums.append(np.array([draw.sum(axis=0) for draw in draws]))
+        traces.append(np.array([np.trace(weight @ (n * np.cov(draw, rowvar=False, ddof=1))) for draw in draws]))
+    total = sums[0][:, None, None] + sums[1][None, :, None] + sums[2][None, None, :]
+    spread = traces[0][:, None, None] + traces[1][None, :, None] + traces[2][None, None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        null = np.where(spread > 1e-9, 2 * np.einsum("abci,ij,abcj->abc", total, weight, total) / spread, np.inf)
+    exact = float(np.mean(null >= observed * (1 - 1e-9)))
+    assert exact == pytest.approx(0.435, abs=5e-4)
+    assert abs(result.p_value - exact) < 4 * math.sqrt(exact * (1 - exact) / c._PR_RESAMPLES)
+
+
+def test_pr_bootstrap_is_reproducible_from_its_seed():
+    rng = np.random.default_rng(1)
+    people = np.repeat(np.arange(12), 5)
+    true = (np.arange(12) % 2)[people]
+    predicted = np.where(rng.random(people.size) < rng.beta(2, 2, 12)[people], true, 1 - true)
+    runs = [c.proportional_representation(true, predicted, subjects=people, seed=seed).p_value for seed in (4, 4, 5)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+def test_pr_rejects_a_bad_seed(seed):
+    with pytest.raises(ValueError, match=re.escape(s.BAD_SEED_MSG)):
+        c.proportional_representation([0, 1], [1, 0], seed=seed)
+
+
+def test_pr_with_fewer_people_than_free_margins_has_no_p():
+    # Three groups, four people: one group of two varies, the others have one person each (nu = 1 < dof = 2).
+    true = [0, 0, 0, 0, 1, 1, 2, 2]
+    predicted = [1, 1, 0, 0, 2, 1, 0, 2]
+    result = c.proportional_representation(true, predicted, subjects=[0, 0, 1, 1, 2, 2, 3, 3])
+    assert result.dof == 2 and math.isfinite(result.statistic) and result.design_effect > 0
+    assert math.isnan(result.p_value) and math.isnan(result.p_min)
 
 
 def test_pr_with_no_change_is_fair():
