@@ -1,8 +1,8 @@
 """genfair.datasets: manifests, the synthetic Faces95-style generator, digits, the Faces95 importer, loaders.
 
 Importing the package registers the datasets (``names()`` lists them: ``digits``, ``faces``). The
-torch/Lightning side (:class:`FacesDataModule`, :class:`ManifestImageDataset`, :func:`load_image`,
-:func:`load_mask`, :func:`load_output`, :data:`LOWRES_SCALES`) is imported on first use, so reading
+torch/Lightning side (:class:`FacesDataModule`, :class:`ManifestImageDataset`, :class:`DecodedImages`,
+:func:`load_image`, :func:`load_mask`, :func:`load_output`, :data:`LOWRES_SCALES`) is imported on first use, so reading
 or importing manifests stays light (``pytorch_lightning`` alone takes seconds to import).
 """
 
@@ -34,6 +34,7 @@ from .utkface import import_utkface
 
 if TYPE_CHECKING:
     from .datamodule import (
+        DEFAULT_CACHE_MB,
         FITS,
         LOWRES_SCALES,
         SAMPLERS,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         load_mask,
         load_output,
     )
+    from .decoded import DecodedImages
 
 __all__ = [
     "Bins",
@@ -74,6 +76,8 @@ __all__ = [
     "import_utkface",
     "import_fairface",
     "import_celeba",
+    "DEFAULT_CACHE_MB",
+    "DecodedImages",
     "FITS",
     "LOWRES_SCALES",
     "SAMPLERS",
@@ -88,6 +92,8 @@ __all__ = [
 _LAZY = {
     name: ".datamodule"
     for name in (
+        "DEFAULT_CACHE_MB",
+        "DecodedImages",
         "FITS",
         "LOWRES_SCALES",
         "SAMPLERS",

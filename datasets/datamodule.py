@@ -24,6 +24,7 @@ of ``manifest.output_rows`` to audit outputs.
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 import os
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from .decoded import MIB, DecodedImages
 from .images import (
     CHANNEL_MODES,
     FITS,
@@ -49,10 +51,12 @@ from .manifest import ASPECT_TOLERANCE, ERR_ASPECT_RATIO, ERR_UNREADABLE_IMAGE, 
 from .splits import ERR_TOO_FEW_SUBJECTS, describe_group, subject_disjoint_split  # noqa: F401 - ERR_* re-exported
 
 __all__ = [
+    "DEFAULT_CACHE_MB",
     "FITS",
     "LOWRES_SCALES",
     "SAMPLERS",
     "UNUSED",
+    "DecodedImages",
     "ManifestImageDataset",
     "FacesDataModule",
     "load_image",
@@ -73,6 +77,9 @@ ERR_EMPTY_SPLIT = "split is empty"
 ERR_GROUP_NOT_IN_TEST = "the test split has no subject of group"
 ERR_LOWRES_SCALE = "lowres_scale must be one of"
 ERR_NOT_DIVISIBLE = "is not divisible by lowres_scale"
+ERR_OTHER_STORE = "the store of decoded images belongs to another dataset"
+DEFAULT_CACHE_MB = 1024
+"""The default memory for decoded images (MiB): 64x64 RGB with masks, about 65,000 rows."""
 
 
 def _check_lowres_scale(lowres_scale: int | None, image_size: int) -> None:
@@ -94,6 +101,10 @@ class ManifestImageDataset(Dataset):
     """Some rows of a manifest, read lazily (one file open per item, plus one for its mask, two for its
     output (whose original's header is read again to compare shapes) and one for its input).
 
+    With ``decoded``, a store shared by the datasets of one DataModule, each image and mask it
+    holds is decoded once and then served from memory (outputs and inputs on disk, read once by
+    the audit, are always read from their files).
+
     Args:
         manifest: the validated manifest.
         rows: positions in ``manifest.frame`` (0-based), in the order to serve them.
@@ -101,6 +112,8 @@ class ManifestImageDataset(Dataset):
         channels: 1 (greyscale) or 3 (RGB).
         lowres_scale: when set (2, 4 or 8, dividing ``image_size``), items also hold ``"lowres"``.
         fit: how images that are not square become square, one of :data:`FITS` (see :func:`load_image`).
+        decoded: a store of decoded images (:class:`DecodedImages`) built for this manifest, side,
+            channels and fit; None reads every item from its files.
 
     Items are dicts (:meth:`load_row`): ``"image"`` ``(C, H, W)`` float32 in [0, 1], ``"index"``
     (int, the row's position in ``manifest.frame``), ``"labels"`` ``(A,)`` int64 (codes of
@@ -113,7 +126,8 @@ class ManifestImageDataset(Dataset):
     have the same keys, so batch ``manifest.output_rows`` to audit outputs.
 
     Raises:
-        ValueError: ``channels`` is not 1 or 3, or a bad ``lowres_scale``.
+        ValueError: ``channels`` is not 1 or 3, a bad ``lowres_scale``, or a ``decoded`` store built
+            for another image size, channel count or manifest.
     """
 
     def __init__(
@@ -125,11 +139,19 @@ class ManifestImageDataset(Dataset):
         channels: int = 3,
         lowres_scale: int | None = None,
         fit: str = "crop",
+        decoded: DecodedImages | None = None,
     ) -> None:
         if channels not in CHANNEL_MODES:
             raise ValueError(f"channels must be one of {sorted(CHANNEL_MODES)}, got {channels!r}")
         _check_lowres_scale(lowres_scale, image_size)
         _check_fit(fit)
+        if decoded is not None:
+            built = (decoded.image_size, decoded.channels, decoded.total_rows, decoded.masks)
+            wanted = (image_size, channels, len(manifest.frame), manifest.has_mask)
+            if built != wanted:
+                raise ValueError(f"{ERR_OTHER_STORE}: built for (image_size, channels, rows, masks) {built}, this "
+                                 f"dataset is {wanted}")
+        self.decoded = decoded
         self.fit = fit
         self.manifest = manifest
         self.rows = np.asarray(rows, dtype=np.int64)
@@ -163,13 +185,13 @@ class ManifestImageDataset(Dataset):
         if not 0 <= row < self._rows_total:
             raise IndexError(f"row must be a position in 0..{self._rows_total - 1} of the manifest, got {row!r}")
         with self._naming_the_row(row, "path"):
-            image = load_image(self._file(row), image_size=self.image_size, channels=self.channels, fit=self.fit)
+            image = self.image(row)
         item: dict[str, torch.Tensor | int] = {"image": image, "index": row, "labels": self._codes[row].clone()}
         if self.lowres_scale is not None:
             item["lowres"] = F.avg_pool2d(image, self.lowres_scale)
         if self.manifest.has_mask:
             with self._naming_the_row(row, "mask_path"):
-                item["mask"] = load_mask(self._file(row, "mask_path"), image_size=self.image_size, fit=self.fit)
+                item["mask"] = self._mask(row)
         outputs, inputs = self.manifest.outputs, self.manifest.inputs
         if outputs is not None and self.manifest.frame[outputs].iat[row]:
             with self._naming_the_row(row, outputs):
@@ -181,6 +203,45 @@ class ManifestImageDataset(Dataset):
                 with self._naming_the_row(row, inputs):
                     item["input"] = _read_as_is(self._file(row, inputs), channels=self.channels, fit=self.fit)
         return item
+
+    def image(self, row: int) -> torch.Tensor:
+        """The image of manifest row ``row`` (position): ``(C, H, W)`` float32 in [0, 1], from the
+        store of decoded images when it holds the row (see :class:`DecodedImages`), else from its file.
+
+        Raises:
+            OSError, ValueError: the file cannot be decoded (:meth:`load_row` names the row).
+        """
+        def decode() -> torch.Tensor:
+            return load_image(self._file(row), image_size=self.image_size, channels=self.channels, fit=self.fit)
+
+        return decode() if self.decoded is None else self.decoded.image(row, decode)
+
+    def _mask(self, row: int) -> torch.Tensor:
+        def decode() -> torch.Tensor:
+            return load_mask(self._file(row, "mask_path"), image_size=self.image_size, fit=self.fit)
+
+        return decode() if self.decoded is None else self.decoded.mask(row, decode)
+
+    def store_decoded(self) -> int:
+        """Decode every row of this dataset that the store of decoded images holds but lacks, in this
+        process (before ``DataLoader`` workers start, which cannot fill it). Nothing without a store.
+
+        Returns:
+            How many rows were decoded.
+
+        Raises:
+            ManifestError: a file of a row cannot be decoded (the message names the row and the column).
+        """
+        if self.decoded is None:
+            return 0
+        missing = self.decoded.missing(self.rows)
+        for row in missing.tolist():
+            with self._naming_the_row(row, "path"):
+                self.image(row)
+            if self.manifest.has_mask:
+                with self._naming_the_row(row, "mask_path"):
+                    self._mask(row)
+        return len(missing)
 
     @contextlib.contextmanager
     def _naming_the_row(self, row: int, column: str) -> Iterator[None]:
@@ -241,6 +302,12 @@ class FacesDataModule(pl.LightningDataModule):
             the training subjects (at least one; seeded, stratified, subject-disjoint) become
             validation, and :attr:`notes` says so.
         fit: how images that are not square become square, one of :data:`FITS` (see :func:`load_image`).
+        cache_mb: memory (MiB) for the decoded images and masks of the rows of every split (8 bits
+            a pixel): when they fit, each file is decoded once and every loader, :meth:`load_item`
+            and :meth:`load_image` serve it from memory afterwards (:attr:`decoded`); when they do
+            not, or with 0, every read decodes its file, and :attr:`notes` says so (not for 0).
+            Loaders with ``num_workers > 0`` decode their split in this process before the
+            workers start (workers cannot fill the store: their copies are thrown away).
 
     Raises:
         ValueError: a bad option; an empty train or test split; a seeded split that cannot place a
@@ -265,6 +332,7 @@ class FacesDataModule(pl.LightningDataModule):
         require_train: bool = True,
         require_val: bool = False,
         fit: str = "crop",
+        cache_mb: int = DEFAULT_CACHE_MB,
     ) -> None:
         super().__init__()
         _check_fit(fit)
@@ -272,7 +340,8 @@ class FacesDataModule(pl.LightningDataModule):
         self.notes: list[str] = []
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
-        options = (("image_size", image_size, 1), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0))
+        options = (("image_size", image_size, 1), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                   ("cache_mb", cache_mb, 0))
         for name, value, low in options:
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -288,7 +357,6 @@ class FacesDataModule(pl.LightningDataModule):
         self.lowres_scale = lowres_scale
         self.sampler = sampler
         self._classes = manifest.attribute_classes
-        self._all_rows = self._dataset(np.arange(len(manifest.frame)))
         if manifest.has_split:
             labels = manifest.frame["split"].astype("str").rename("split")
             if require_val and not (labels == "val").any():
@@ -317,6 +385,26 @@ class FacesDataModule(pl.LightningDataModule):
                 )
                 raise ValueError(f"{manifest.source}: the {split} {ERR_EMPTY_SPLIT}: {how}")
         self._check_every_group_is_tested(labels)
+        self.decoded: DecodedImages | None = self._decoded_store(np.flatnonzero(labels.isin(SPLITS).to_numpy()),
+                                                                 cache_mb)
+        self._all_rows = self._dataset(np.arange(len(manifest.frame)))
+
+    def _decoded_store(self, rows: np.ndarray, cache_mb: int) -> DecodedImages | None:
+        """The store of decoded images for ``rows`` (those of every split), or None: ``cache_mb`` is 0,
+        or they would take more (then a note says so)."""
+        if cache_mb == 0 or not len(rows):
+            return None
+        store = DecodedImages(rows, total_rows=len(self.manifest.frame), image_size=self.image_size,
+                              channels=self.channels, masks=self.manifest.has_mask)
+        if store.nbytes > cache_mb * MIB:
+            needed = math.ceil(store.nbytes / MIB)
+            self.notes.append(
+                f"the decoded images of the {len(rows)} rows to read take {needed} MiB, more than --cache-mb "
+                f"{cache_mb}: every epoch decodes them from their files again; --cache-mb {needed} would decode "
+                f"each file once"
+            )
+            return None
+        return store
 
     def _carve_validation(self, labels: pd.Series, val_fraction: float) -> pd.Series:
         """``labels`` with ``val_fraction`` of the training subjects (at least one) moved to ``val``."""
@@ -426,13 +514,13 @@ class FacesDataModule(pl.LightningDataModule):
     def _dataset(self, rows: np.ndarray) -> ManifestImageDataset:
         return ManifestImageDataset(
             self.manifest, rows, image_size=self.image_size, channels=self.channels, lowres_scale=self.lowres_scale,
-            fit=self.fit,
+            fit=self.fit, decoded=self.decoded,
         )
 
     def load_image(self, row: int) -> torch.Tensor:
-        """The image of manifest row ``row`` (position): ``(C, H, W)`` float32 in [0, 1]."""
-        return load_image(self.manifest.image_path(row), image_size=self.image_size, channels=self.channels,
-                          fit=self.fit)
+        """The image of manifest row ``row`` (position): ``(C, H, W)`` float32 in [0, 1] (from
+        :attr:`decoded` when it holds the row)."""
+        return self._all_rows.image(row)
 
     def load_item(self, row: int) -> dict[str, torch.Tensor | int]:
         """The dataset item of manifest row ``row`` (position, any split): what a batch stacks.
@@ -450,8 +538,9 @@ class FacesDataModule(pl.LightningDataModule):
             weights = 1.0 / np.bincount(groups)[groups]
             draw = WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(groups), replacement=True,
                                          generator=generator)
-            return DataLoader(self.dataset("train"), batch_size=self.batch_size, sampler=draw, generator=generator,
-                              num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+            return DataLoader(self._decoded_first("train"), batch_size=self.batch_size, sampler=draw,
+                              generator=generator, num_workers=self.num_workers,
+                              persistent_workers=self.num_workers > 0)
         return self._loader("train", shuffle=True, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
@@ -465,13 +554,20 @@ class FacesDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, *, shuffle: bool = False, generator: torch.Generator | None = None) -> DataLoader:
         return DataLoader(
-            self.dataset(split),
+            self._decoded_first(split),
             batch_size=self.batch_size,
             shuffle=shuffle,
             generator=generator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _decoded_first(self, split: str) -> ManifestImageDataset:
+        """``split``'s dataset; with worker processes, its rows decoded into :attr:`decoded` first."""
+        dataset = self.dataset(split)
+        if self.num_workers > 0:
+            dataset.store_decoded()
+        return dataset
 
     @staticmethod
     def _check_split(split: str) -> None:
