@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .grouping import GROUPING_SEPARATOR, OVERALL_GROUPING
+from .skin import HUE_SHIFT, ITA_SHIFT, LIGHTNESS_SHIFT
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +37,9 @@ COMPARISON_COLUMNS = (
     "model", "task", "run_id", "metric", "error", "error_ci_low", "error_ci_high", "psnr", "psnr_ci_low",
     "psnr_ci_high", "ssim", "ssim_ci_low", "ssim_ci_high", "grouping", "worst_group", "worst_error", "ratio",
     "ratio_ci_low", "ratio_ci_high", "difference", "difference_ci_low", "difference_ci_high", "p_holm",
-    "evidence", "ita_worst_group", "ita_worst", "ita_worst_ci_low", "ita_worst_ci_high", "preservation_gap",
+    "evidence", "ita_worst_group", "ita_worst", "ita_worst_ci_low", "ita_worst_ci_high", "lightness_worst_group",
+    "lightness_worst", "lightness_worst_ci_low", "lightness_worst_ci_high", "hue_gap", "hue_gap_ci_low",
+    "hue_gap_ci_high", "preservation_gap",
     "preservation_gap_ci_low", "preservation_gap_ci_high", "parameters", "seconds_to_predictions",
     "images_per_second",
 )
@@ -104,7 +107,10 @@ def comparison_table(
     Returns:
         DataFrame with columns :data:`COMPARISON_COLUMNS`, in the order of ``results``. The
         disparity is read in the finest grouping (the intersection of all attributes);
-        ``ita_worst*`` is the most-lightened group's mean ΔITA (degrees) and its interval;
+        ``ita_worst*`` is the most-lightened group's mean ΔITA (degrees) and its interval,
+        ``lightness_worst*`` the same for ΔL* (L* units); ``hue_gap*`` is the gap between the
+        groups' mean hue shifts Δh* (degrees; a hue shift has no harmful sign, so its gap, not
+        a worst group);
         ``preservation_gap*`` is representation demographic parity's gap (rates) in that
         grouping. Values a run did not measure are NaN (or None for labels).
 
@@ -123,7 +129,8 @@ def comparison_table(
         overall = {m: _row(tables.get("group_intervals"), grouping=OVERALL_GROUPING, metric=m)
                    for m in (metric, "psnr_score", "ssim_score")}
         disparity = _row(tables.get("disparity_intervals"), grouping=grouping, metric=metric)
-        shift = _row(tables.get("skin_tone_disparities"), grouping=grouping)
+        shifts = {measure: _row(tables.get("skin_tone_disparities"), grouping=grouping, metric=measure)
+                  for measure in (ITA_SHIFT, LIGHTNESS_SHIFT, HUE_SHIFT)}
         gap = _row(tables.get("representation_tests"), grouping=grouping, metric="rdp")
         facts = _row(tables.get("model_facts"))
         row: dict[str, Any] = {"model": name, "task": _task(result), "run_id": (run_ids or {}).get(name),
@@ -138,9 +145,13 @@ def comparison_table(
                    **{key: disparity.get(key, math.nan) for key in (
                        "ratio", "ratio_ci_low", "ratio_ci_high", "difference", "difference_ci_low",
                        "difference_ci_high", "p_holm")})
-        row.update(ita_worst_group=shift.get("worst_group"), ita_worst=shift.get("worst", math.nan),
-                   ita_worst_ci_low=shift.get("worst_ci_low", math.nan),
-                   ita_worst_ci_high=shift.get("worst_ci_high", math.nan))
+        for prefix, measure in (("ita", ITA_SHIFT), ("lightness", LIGHTNESS_SHIFT)):
+            shift = shifts[measure]
+            row[f"{prefix}_worst_group"] = shift.get("worst_group")
+            row.update({f"{prefix}_worst{suffix}": shift.get(f"worst{suffix}", math.nan)
+                        for suffix in ("", "_ci_low", "_ci_high")})
+        row.update({f"hue_gap{suffix}": shifts[HUE_SHIFT].get(f"difference{suffix}", math.nan)
+                    for suffix in ("", "_ci_low", "_ci_high")})
         row.update(preservation_gap=gap.get("difference", math.nan),
                    preservation_gap_ci_low=gap.get("difference_ci_low", math.nan),
                    preservation_gap_ci_high=gap.get("difference_ci_high", math.nan))

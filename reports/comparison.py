@@ -4,7 +4,8 @@
 re-run); :func:`display_table` formats :func:`genfair.audit.ranking.comparison_table` for
 people; :func:`write_report` writes ``report.html`` (self-contained: figures embedded as
 base64 PNG, inline CSS, no script, no network) and ``report.md`` (figures as PNG files in
-``figures/`` beside it). Figures are built on their own Agg canvas like
+``figures/`` beside it), with each group's worst images linked to their statistics after the figures
+(:mod:`genfair.reports.worst_cases`). Figures are built on their own Agg canvas like
 :mod:`genfair.reports.figures`; no global matplotlib or seaborn state is touched.
 """
 
@@ -37,6 +38,8 @@ FIGURE_TITLES = {
     "error_distribution": "Per-image error distribution per group",
     "samples": "The same people: originals (top) and each model's output",
     "skin_tone_shift": "Skin-tone shift ΔITA per group (positive: output lighter; 95% intervals)",
+    "lightness_shift": "Skin lightness shift ΔL* per group (positive: output lighter; 95% intervals)",
+    "hue_shift": "Skin hue shift Δh* per group (positive: output yellower, negative: redder; 95% intervals)",
     "latent_space": "Latent space of each autoencoder in 2-D (PCA, t-SNE), coloured by group",
     "effects": "Where the excess error comes from: each effect per group (95% intervals; open: within retraining noise)",
 }
@@ -233,9 +236,11 @@ def comparison_figures(
     figures["group_error"] = _interval_figure(rows, value_label=metric) if len(rows) else None
     figures["error_distribution"] = _distribution_figure(results, metric, attributes)
     figures["samples"] = _samples_figure(results, attributes)
-    shifts = _group_rows(results, "skin_tone_intervals", "ita_shift", grouping)
-    figures["skin_tone_shift"] = _interval_figure(shifts, value_label="ΔITA (degrees)", reference=0.0) if len(
-        shifts) else None
+    for name, measure, label in (("skin_tone_shift", "ita_shift", "ΔITA (degrees)"),
+                                 ("lightness_shift", "lightness_shift", "ΔL* (L* units)"),
+                                 ("hue_shift", "hue_shift", "Δh* (degrees)")):
+        shifts = _group_rows(results, "skin_tone_intervals", measure, grouping)
+        figures[name] = _interval_figure(shifts, value_label=label, reference=0.0) if len(shifts) else None
     figures["latent_space"] = _latent_figure(results, attributes, perplexity=perplexity,
                                              early_exaggeration=early_exaggeration, seed=seed)
     return {name: figure for name, figure in figures.items() if figure is not None}
@@ -268,6 +273,10 @@ def display_table(ranked: pd.DataFrame) -> pd.DataFrame:
             "p (Holm)": number(row["p_holm"], ".3g"),
             "ΔITA° most lightened": (f"{row['ita_worst_group']}: " if row["ita_worst_group"] else "")
             + _with_interval(row["ita_worst"], row["ita_worst_ci_low"], row["ita_worst_ci_high"], "+.2f"),
+            "ΔL* most lightened": (f"{row['lightness_worst_group']}: " if row["lightness_worst_group"] else "")
+            + _with_interval(row["lightness_worst"], row["lightness_worst_ci_low"], row["lightness_worst_ci_high"],
+                             "+.2f"),
+            "Δh° gap": _with_interval(row["hue_gap"], row["hue_gap_ci_low"], row["hue_gap_ci_high"], ".2f"),
             "preservation gap": _with_interval(row["preservation_gap"], row["preservation_gap_ci_low"],
                                                row["preservation_gap_ci_high"], ".2f"),
             "parameters": number(row["parameters"], ",.0f"),
@@ -315,6 +324,7 @@ def write_report(
     recommendation: str,
     figures: Mapping[str, Figure],
     notes: Sequence[str] = (),
+    audits: Mapping[str, AuditResult] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into ``folder``.
 
@@ -325,17 +335,28 @@ def write_report(
         recommendation: the paragraph (Markdown ``**bold**`` allowed).
         figures: ``{name: figure}`` (:func:`comparison_figures`).
         notes: further paragraphs (plain text): how the numbers were made, where they come from.
+        audits: ``{model: audit}``; those with a ``worst_cases`` table add the worst-case section
+            after the figures (:func:`genfair.reports.worst_cases.worst_case_section`; its Markdown
+            images go to ``figures/worst_cases/``).
 
     Returns:
         ``(html_path, markdown_path)``.
     """
     from genfair.audit.result import write_atomic
 
+    from .worst_cases import CSS as WORST_CASE_CSS
+    from .worst_cases import IMAGE_FOLDER, worst_case_section
+
     out = Path(folder)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     images = {name: _png(figure) for name, figure in figures.items()}
     for name, data in images.items():
         write_atomic(out / "figures" / f"{name}.png", lambda temp, data=data: Path(temp).write_bytes(data))
+    worst = worst_case_section(audits) if audits else None
+    if worst is not None:
+        (out / IMAGE_FOLDER).mkdir(parents=True, exist_ok=True)
+        for name, data in worst.images.items():
+            write_atomic(out / IMAGE_FOLDER / name, lambda temp, data=data: Path(temp).write_bytes(data))
 
     body = [f"<h1>{html.escape(title)}</h1>", f'<p class="recommendation">{_bold_html(recommendation)}</p>',
             '<div class="table">' + table.to_html(index=False, escape=True, border=0) + "</div>"]
@@ -345,11 +366,14 @@ def write_report(
         caption = html.escape(FIGURE_TITLES.get(name, name))
         body.append(f'<figure><img alt="{caption}" src="data:image/png;base64,{encoded}">'
                     f"<figcaption>{caption}</figcaption></figure>")
+    body += [worst.html] if worst is not None else []
+    css = _CSS + (WORST_CASE_CSS if worst is not None else "")
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+            f"<style>{css}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
     markdown = [f"# {title}", "", recommendation, "", _markdown_table(table), ""]
     markdown += [note + "\n" for note in notes]
     markdown += [f"![{FIGURE_TITLES.get(name, name)}](figures/{name}.png)\n" for name in images]
+    markdown += [worst.markdown] if worst is not None else []
 
     html_path, markdown_path = out / "report.html", out / "report.md"
     write_atomic(html_path, lambda temp: Path(temp).write_text(page, encoding="utf-8"))

@@ -77,13 +77,16 @@ def make_audit():
                                      "mse_error": error, "mae_error": error * 5, "psnr_score": -10 * np.log10(error),
                                      "ssim_score": 1 - error * 10, "ita_shift": rng.normal(0, 1)})
         per_image = pd.DataFrame(rows)
+        skin = np.random.default_rng([seed, 1])  # ΔL* and Δh* from their own stream: the draws above stay put
+        per_image["lightness_shift"] = skin.normal(0, 1, len(per_image))
+        per_image["hue_shift"] = skin.normal(0, 2, len(per_image))
         attributes = ["gender", "skin_tone"]
         metrics = ["mse_error", "mae_error", "psnr_score", "ssim_score"]
         options = {"n_resamples": 200, "n_permutations": 199, "seed": seed}
         tables = dict(zip(("group_intervals", "disparity_intervals"),
                           interval_tables(per_image, attributes=attributes, metrics=metrics, **options)))
         tables["skin_tone_intervals"], tables["skin_tone_disparities"] = interval_tables(
-            per_image, attributes=attributes, metrics=["ita_shift"], **options)
+            per_image, attributes=attributes, metrics=["ita_shift", "lightness_shift", "hue_shift"], **options)
         tables["model_facts"] = pd.DataFrame({"grouping": ["overall"], "group": ["all"], "parameters": [1000.0],
                                               "seconds_to_predictions": [3.0], "images_per_second": [speed]})
         picks = per_image.drop_duplicates(attributes).index

@@ -238,3 +238,160 @@ def test_skin_functions_are_exported():
 
     for name in ("srgb_to_lab", "individual_typology_angle", "central_face_mask", "per_sample_ita_shift"):
         assert getattr(genfair.audit, name) is getattr(skin, name)
+
+
+# --- ΔL*, Δh* and the wrap of angle differences -------------------------------------------------------------
+
+# Published CIELAB (D65) values of the sRGB primaries and secondaries, and their hue angles
+# h* = atan2(b*, a*) in [0, 360) worked from them by hand (LCh). Independent of srgb_to_lab.
+LAB = {
+    "red": ((1.0, 0.0, 0.0), (53.2408, 80.0925, 67.2032), 39.9990),
+    "green": ((0.0, 1.0, 0.0), (87.7347, -86.1827, 83.1793), 136.0160),
+    "blue": ((0.0, 0.0, 1.0), (32.2970, 79.1875, -107.8602), 306.2849),
+    "yellow": ((1.0, 1.0, 0.0), (97.1393, -21.5537, 94.4780), 102.8512),
+    "cyan": ((0.0, 1.0, 1.0), (91.1132, -48.0875, -14.1312), 196.3762),
+    "magenta": ((1.0, 0.0, 1.0), (60.3242, 98.2343, -60.8249), 328.2350),
+}
+
+
+def _colour(name, size=4):
+    return _solid(LAB[name][0], size=size).double()
+
+
+@pytest.mark.parametrize("name", list(LAB))
+def test_the_published_hue_angles_follow_from_the_published_lab(name):
+    _, (_, a, b), hue = LAB[name]
+    assert math.degrees(math.atan2(b, a)) % 360 == pytest.approx(hue, abs=1e-3)
+    lab = skin.srgb_to_lab(_colour(name, size=1))
+    assert skin.hue_angle(lab, torch.ones(1, 1, 1, dtype=torch.float64)).item() % 360 == pytest.approx(hue, abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("output", "original", "lightness", "hue"),
+    [
+        ("magenta", "red", 60.3242 - 53.2408, 328.2350 - 360 - 39.9990),  # -71.764: away from yellow
+        ("yellow", "red", 97.1393 - 53.2408, 102.8512 - 39.9990),  # +62.852: yellower
+        ("cyan", "green", 91.1132 - 87.7347, 196.3762 - 136.0160),  # +60.360, across the ±180 line
+        ("green", "cyan", 87.7347 - 91.1132, 136.0160 - 196.3762),  # -60.360, the other way across it
+        ("blue", "red", 32.2970 - 53.2408, 306.2849 - 360 - 39.9990),  # -93.714, not +266.286
+    ],
+)
+def test_lightness_and_hue_shifts_match_the_published_cielab_values(output, original, lightness, hue):
+    preds, target = _colour(output), _colour(original)
+    assert skin.per_sample_lightness_shift(preds, target).item() == pytest.approx(lightness, abs=2e-3)
+    shift = skin.per_sample_hue_shift(preds, target).item()
+    assert -180 < shift <= 180
+    assert shift == pytest.approx(hue, abs=2e-3)
+
+
+def test_lightness_of_mid_grey_against_white_by_hand():
+    # sRGB 0.5 -> Y = ((0.5 + 0.055) / 1.055) ** 2.4; L* = 116 Y^(1/3) - 16 = 53.389; white is 100.
+    grey = 116.0 * (((0.5 + 0.055) / 1.055) ** 2.4) ** (1.0 / 3.0) - 16.0
+    white, mid = _solid((1.0, 1.0, 1.0)).double(), _solid((0.5, 0.5, 0.5)).double()
+    assert skin.per_sample_lightness_shift(white, mid).item() == pytest.approx(100.0 - grey, abs=1e-9)
+    assert skin.per_sample_lightness_shift(mid, white).item() == pytest.approx(grey - 100.0, abs=1e-9)
+
+
+def test_the_ita_shift_is_wrapped_into_the_half_open_circle():
+    # blue: ITA = atan2(32.297 - 50, -107.8602) = -170.679; magenta: atan2(10.3242, -60.8249) = 170.367.
+    # Their plain difference is 341.046 degrees; the shift is that minus 360.
+    blue_ita = math.degrees(math.atan2(32.2970 - 50, -107.8602))
+    magenta_ita = math.degrees(math.atan2(60.3242 - 50, -60.8249))
+    expected = magenta_ita - blue_ita - 360.0
+    assert expected == pytest.approx(-18.954, abs=1e-3)
+    shift = skin.per_sample_ita_shift(_colour("magenta"), _colour("blue")).item()
+    assert shift == pytest.approx(expected, abs=2e-3)
+    assert skin.per_sample_ita_shift(_colour("blue"), _colour("magenta")).item() == pytest.approx(-expected, abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("angle", "wrapped"),
+    [(0.0, 0.0), (180.0, 180.0), (-180.0, 180.0), (180.5, -179.5), (-180.5, 179.5), (341.0, -19.0),
+     (-341.0, 19.0), (360.0, 0.0), (-359.0, 1.0), (540.0, 180.0), (179.999, 179.999)],
+)
+def test_wrap_degrees_maps_into_minus_180_exclusive_to_180_inclusive(angle, wrapped):
+    assert skin.wrap_degrees(torch.tensor([angle], dtype=torch.float64)).item() == pytest.approx(wrapped, abs=1e-9)
+
+
+def test_wrap_degrees_keeps_nan_shape_and_dtype():
+    angles = torch.tensor([[float("nan"), 200.0]], dtype=torch.float32)
+    wrapped = skin.wrap_degrees(angles)
+    assert wrapped.shape == (1, 2) and wrapped.dtype == torch.float32 and math.isnan(wrapped[0, 0].item())
+
+
+def _halves(left, right):
+    """A 1x3x2x2 image: left column ``left``, right column ``right`` (sRGB names of LAB)."""
+    image = torch.empty(1, 3, 2, 2, dtype=torch.float64)
+    image[..., 0] = torch.tensor(LAB[left][0], dtype=torch.float64).view(3, 1)
+    image[..., 1] = torch.tensor(LAB[right][0], dtype=torch.float64).view(3, 1)
+    return image
+
+
+def test_the_masks_weight_the_pixels_of_lightness_and_hue():
+    # original: red | yellow; output: magenta | yellow. Weights 1 (left) and 3 (right) per pixel.
+    target, preds = _halves("red", "yellow"), _halves("magenta", "yellow")
+    only_left = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64).view(1, 1, 2, 2)
+    lightness_left = skin.per_sample_lightness_shift(preds, target, only_left).item()
+    assert lightness_left == pytest.approx(60.3242 - 53.2408, abs=2e-3)
+    assert skin.per_sample_hue_shift(preds, target, only_left.bool()).item() == pytest.approx(
+        328.2350 - 360 - 39.9990, abs=2e-3)
+    weights = torch.tensor([[0.25, 0.75], [0.25, 0.75]], dtype=torch.float64).view(1, 1, 2, 2)
+
+    def mean(name_left, name_right, channel):
+        return 0.25 * LAB[name_left][1][channel] + 0.75 * LAB[name_right][1][channel]
+
+    lightness = mean("magenta", "yellow", 0) - mean("red", "yellow", 0)
+    hue = math.degrees(math.atan2(mean("magenta", "yellow", 2), mean("magenta", "yellow", 1))) - math.degrees(
+        math.atan2(mean("red", "yellow", 2), mean("red", "yellow", 1)))
+    assert skin.per_sample_lightness_shift(preds, target, weights).item() == pytest.approx(lightness, abs=2e-3)
+    assert skin.per_sample_hue_shift(preds, target, weights).item() == pytest.approx(hue, abs=2e-3)
+    # the hue of the mean a*, b*, not the mean of the pixels' hues
+    pixel_hues = 0.25 * (328.2350 - 360 - 39.9990) + 0.75 * 0.0
+    assert abs(hue - pixel_hues) > 1.0
+
+
+def test_lightness_and_hue_of_lab_by_hand():
+    lab = _lab((60.0, 20.0, 20.0), (20.0, -10.0, 0.0))
+    mask = torch.tensor([[[[3.0, 1.0]]]], dtype=torch.float64)  # means: L 50, a 12.5, b 15
+    assert skin.perceptual_lightness(lab, mask).item() == pytest.approx(50.0)
+    assert skin.hue_angle(lab, mask).item() == pytest.approx(math.degrees(math.atan2(15.0, 12.5)))
+    empty = torch.zeros(1, 1, 1, 2, dtype=torch.float64)
+    assert math.isnan(skin.perceptual_lightness(lab, empty).item()) and math.isnan(skin.hue_angle(lab, empty).item())
+
+
+def test_the_three_shifts_at_once_equal_each_alone():
+    generator = torch.Generator().manual_seed(3)
+    target = torch.rand(4, 3, 6, 6, generator=generator)
+    preds = torch.rand(4, 3, 6, 6, generator=generator)
+    mask = (torch.rand(4, 1, 6, 6, generator=generator) > 0.3).float()
+    shifts = skin.per_sample_skin_shifts(preds, target, mask)
+    assert tuple(shifts) == skin.SKIN_SHIFTS == ("ita_shift", "lightness_shift", "hue_shift")
+    torch.testing.assert_close(shifts["ita_shift"], skin.per_sample_ita_shift(preds, target, mask))
+    torch.testing.assert_close(shifts["lightness_shift"], skin.per_sample_lightness_shift(preds, target, mask))
+    torch.testing.assert_close(shifts["hue_shift"], skin.per_sample_hue_shift(preds, target, mask))
+    assert all(value.shape == (4,) for value in shifts.values())
+
+
+@pytest.mark.parametrize("function", [skin.per_sample_lightness_shift, skin.per_sample_hue_shift,
+                                      skin.per_sample_skin_shifts])
+def test_the_new_shifts_reject_grayscale_with_the_skip_message(function):
+    images = torch.rand(2, 1, 8, 8)
+    with pytest.raises(ValueError, match=re.escape(skin.GRAYSCALE_MSG) + r".*\(2, 1, 8, 8\).*skip"):
+        function(images, images)
+
+
+@pytest.mark.parametrize("function", [skin.perceptual_lightness, skin.hue_angle])
+def test_lightness_and_hue_reject_bad_lab(function):
+    with pytest.raises(ValueError, match=re.escape(skin.NOT_LAB_MSG)):
+        function(torch.rand(2, 3, 4), torch.ones(1, 4, 4))
+    with pytest.raises(ValueError, match=re.escape(skin.BAD_MASK_MSG)):
+        function(torch.rand(2, 3, 4, 4), torch.ones(1, 4, 5))
+
+
+def test_the_colour_functions_are_exported():
+    import genfair.audit
+
+    for name in ("per_sample_lightness_shift", "per_sample_hue_shift", "per_sample_skin_shifts", "perceptual_lightness",
+                 "hue_angle", "wrap_degrees", "LIGHTNESS_SHIFT", "HUE_SHIFT"):
+        assert getattr(genfair.audit, name) is getattr(skin, name)
+    assert genfair.audit.SKIN_MEASURES == skin.SKIN_SHIFTS
