@@ -6,8 +6,8 @@ skin-tone shift's 3: 15 tests on the default run). Adjusting within one grouping
 each were the only question, lets one ``p = 0.048`` among fifteen read as a finding. Here the
 family is declared:
 
-- by default, **every disparity row of the run** (``disparity_intervals`` and
-  ``skin_tone_disparities``) is Holm-adjusted together;
+- by default, **every disparity row of the run** (``disparity_intervals``,
+  ``skin_tone_disparities`` and, with ``--identity``, ``identity_disparities``) is Holm-adjusted together;
 - with a **primary metric** (``audit run --primary-metric mse_error``), only that metric's rows
   (across groupings) form the family and are Holm-adjusted; every other row is *exploratory*:
   its ``p_holm`` is left empty (NaN) and its raw ``p_value`` is shown as such.
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["DISPARITY_TABLES", "EXPLORATORY", "adjust_disparity_family"]
 
 #: The tables whose rows are disparity tests (one row per grouping and metric).
-DISPARITY_TABLES = ("disparity_intervals", "skin_tone_disparities")
+DISPARITY_TABLES = ("disparity_intervals", "skin_tone_disparities", "identity_disparities")
 #: The ``family`` of a row outside the primary metric's family.
 EXPLORATORY = "exploratory"
 
