@@ -10,6 +10,10 @@
   "On Measuring Fairness in Generative Models", NeurIPS 2023: CLEAM). It assumes the classifier
   errs on an output of group ``i`` as it errs on an original of group ``i``.
 
+One threshold, :data:`MIN_ACCURACY`, says when the classifier is good enough to read a group:
+the representation claims of :mod:`genfair.audit.attributes` are withheld below it, and this
+correction needs it of every group (``audit run --classifier-min-accuracy`` sets both).
+
 Pure numpy, pandas and scipy; seeded.
 """
 
@@ -26,9 +30,16 @@ from .grouping import group_table
 __all__ = ["MIN_ACCURACY", "corrected_representation", "flip_column", "label_flips"]
 
 _SIMPLEX_WEIGHT = 10.0  # how hard the least squares holds the corrected shares to summing to 1
-MIN_ACCURACY = 0.5
-"""The correction needs the classifier to read every group's originals right at least this often;
-below it the inversion only amplifies noise, and the corrected values are NaN."""
+MIN_ACCURACY = 0.8
+"""The accuracy on originals the classifier needs for a group before any claim reads its labels.
+
+Below it, a group's representation claims are withheld
+(:func:`genfair.audit.attributes.classifier_validity`), and the correction here, which must read
+every group, is NaN. The correction itself is identified above 0.5, but for two classes read
+right a share ``a`` of the time it divides by ``2a - 1``: it multiplies the labels' sampling
+noise, and any gap between how the classifier errs on outputs and on originals, by 5 at
+``a = 0.6`` and by 1.67 at 0.8, where the raw rates it corrects are off by at most 0.2 to begin
+with. 0.8 is far above chance, ``1 / K <= 0.5``, for any number of classes ``K``."""
 
 
 def flip_column(attribute: str) -> str:
@@ -73,6 +84,7 @@ def corrected_representation(
     n_resamples: int = 200,
     level: float = 0.95,
     seed: int = 0,
+    min_accuracy: float = MIN_ACCURACY,
 ) -> dict[str, np.ndarray]:
     """The outputs' true-group shares and each group's own-group rate, the classifier's errors taken out.
 
@@ -83,7 +95,8 @@ def corrected_representation(
     Intervals are percentile intervals over people resampled with replacement: each resample
     redraws the confusion matrix and the outputs' labels together, as both come from the same
     people. Where the classifier reads some group's originals right less often than
-    :data:`MIN_ACCURACY`, the correction is not identified and every value is NaN.
+    ``min_accuracy``, the correction is not trusted and every value is NaN (in a resample, that
+    resample is left out of the intervals).
 
     Args:
         true_codes, original_codes, output_codes: ``(N,)`` int codes in ``[0, n_classes)``: each
@@ -93,6 +106,7 @@ def corrected_representation(
         n_resamples: bootstrap resamples of people (0: no intervals).
         level: the intervals' confidence level.
         seed: seeds the resampling.
+        min_accuracy: the accuracy every group's originals need, in [0, 1] (see :data:`MIN_ACCURACY`).
 
     Returns:
         ``share``, ``share_low``, ``share_high``: ``(K,)`` the outputs' corrected shares of each
@@ -103,7 +117,7 @@ def corrected_representation(
         >>> # a classifier that calls a quarter of group 0 "1"; every output keeps its person's look
         >>> true = np.array([0, 0, 0, 0, 1, 1, 1, 1])
         >>> seen = np.array([0, 0, 0, 1, 1, 1, 1, 1])
-        >>> out = corrected_representation(true, seen, seen, np.arange(8), 2, n_resamples=0)
+        >>> out = corrected_representation(true, seen, seen, np.arange(8), 2, n_resamples=0, min_accuracy=0.75)
         >>> out["own"].round(3).tolist(), out["share"].round(3).tolist()
         ([1.0, 1.0], [0.5, 0.5])
     """
@@ -119,7 +133,7 @@ def corrected_representation(
                                 n_classes * n_classes).reshape(n_classes, n_classes)
         present = confusion.sum(axis=1) > 0
         rates = confusion[present] / confusion[present].sum(axis=1, keepdims=True)  # (P, K)
-        if rates[np.arange(rates.shape[0]), np.flatnonzero(present)].min() < MIN_ACCURACY:
+        if rates[np.arange(rates.shape[0]), np.flatnonzero(present)].min() < min_accuracy:
             return np.full(n_classes, np.nan), np.full(n_classes, np.nan)
         system = np.vstack([rates.T, np.full((1, rates.shape[0]), _SIMPLEX_WEIGHT)])
 

@@ -47,15 +47,18 @@ from PIL import Image, ImageDraw
 from ._cache import CONFIG_NAME, MANIFEST_NAME, ensure_cached
 
 __all__ = [
-    "GENDERS",
-    "SKIN_TONES",
-    "MONK_TONES_RGB",
-    "SyntheticFacesConfig",
-    "generate_synthetic_faces",
-    "ensure_synthetic_faces",
-    "cache_key",
-    "MANIFEST_NAME",
     "CONFIG_NAME",
+    "GENDERS",
+    "MANIFEST_NAME",
+    "MONK_TONES_RGB",
+    "SKIN_TONES",
+    "SyntheticFacesConfig",
+    "cache_key",
+    "ensure_new_people",
+    "ensure_synthetic_faces",
+    "generate_new_people",
+    "generate_synthetic_faces",
+    "synthetic_config_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -203,11 +206,34 @@ def _subjects(config: SyntheticFacesConfig) -> list[_Subject]:
     subjects: list[_Subject] = []
     for split, gender, tone_group, count in plan:
         for _ in range(count):
-            index = len(subjects)
-            rng = np.random.default_rng([config.seed, index, 0])
-            low = 1 if tone_group == "lighter" else 6
-            tone = int(rng.integers(low, low + 5))
-            subjects.append(_Subject(f"syn{index:04d}", split, gender, tone_group, tone, index))
+            subjects.append(_subject(config, len(subjects), split, gender, tone_group))
+    return subjects
+
+
+def _subject(config: SyntheticFacesConfig, index: int, split: str, gender: str, tone_group: str) -> _Subject:
+    """Person number ``index`` of ``config``'s population: its id, group and Monk-like tone step.
+
+    Everything drawn about a person (tone, look, every image) comes from generators seeded by
+    ``(config.seed, index, ...)``: the index *is* the person.
+    """
+    rng = np.random.default_rng([config.seed, index, 0])
+    low = 1 if tone_group == "lighter" else 6
+    tone = int(rng.integers(low, low + 5))
+    return _Subject(f"syn{index:04d}", split, gender, tone_group, tone, index)
+
+
+def _new_people(config: SyntheticFacesConfig, *, train_per_group: int, held_out_per_group: int) -> list[_Subject]:
+    """People ``config``'s dataset does not hold: indices from ``config.n_subjects`` on, balanced.
+
+    ``train_per_group`` people of every (gender x skin tone) group with split ``train``, then
+    ``held_out_per_group`` of every group with split ``test``.
+    """
+    subjects: list[_Subject] = []
+    for split, count in (("train", train_per_group), ("test", held_out_per_group)):
+        for gender in GENDERS:
+            for tone_group in SKIN_TONES:
+                for _ in range(count):
+                    subjects.append(_subject(config, config.n_subjects + len(subjects), split, gender, tone_group))
     return subjects
 
 
@@ -544,13 +570,27 @@ def generate_synthetic_faces(config: SyntheticFacesConfig, out_dir: str | os.Pat
         FileExistsError: ``out_dir`` exists and is not an empty folder.
     """
     out = Path(out_dir)
+    _check_output_folder(out)
+    rows = _draw_subjects(config, _subjects(config), out)
+    manifest = out / MANIFEST_NAME
+    pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).to_csv(manifest, index=False, lineterminator="\n")
+    (out / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
+    logger.info("generated %d synthetic face images of %d subjects in %s", len(rows), config.n_subjects, out)
+    return manifest
+
+
+def _check_output_folder(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(
             f"{out}: output folder for synthetic faces is not empty; fix: pass a new or empty folder "
             f"(or use ensure_synthetic_faces, which caches by config)"
         )
+
+
+def _draw_subjects(config: SyntheticFacesConfig, subjects: list[_Subject], out: Path) -> list[dict[str, Any]]:
+    """Draw ``config.images_per_subject`` images (and masks) of each subject into ``out``; their manifest rows."""
     rows: list[dict[str, Any]] = []
-    for subject in _subjects(config):
+    for subject in subjects:
         identity = _identity(config, subject)
         background = _draw_background(identity, config.image_size * _SUPERSAMPLE)
         for folder in ("images", "masks"):
@@ -572,11 +612,103 @@ def generate_synthetic_faces(config: SyntheticFacesConfig, out_dir: str | os.Pat
                     "tone": subject.tone,
                 }
             )
+    return rows
+
+
+def _new_people_json(config: SyntheticFacesConfig, train_per_group: int, held_out_per_group: int,
+                     images_per_subject: int) -> str:
+    """The canonical JSON of a set of new people: the dataset's config and the counts."""
+    return json.dumps({"dataset": json.loads(config.to_json()), "new_people": {
+        "train_per_group": train_per_group, "held_out_per_group": held_out_per_group,
+        "images_per_subject": images_per_subject}}, sort_keys=True)
+
+
+def generate_new_people(
+    config: SyntheticFacesConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    train_per_group: int,
+    held_out_per_group: int,
+    images_per_subject: int | None = None,
+) -> Path:
+    """Draw balanced people that ``config``'s dataset does not hold (for an attribute classifier).
+
+    The people continue ``config``'s population past its last person: person ``i`` for ``i``
+    from ``config.n_subjects`` on, so every id (``syn<i>``) and every generator seed
+    ``(config.seed, i, ...)`` of their look, tone and images differs from those of the dataset's
+    training people, validation panel and audit panel (same seed, image size and drawing).
+    ``train_per_group`` people of each of the four groups have split ``train``,
+    then ``held_out_per_group`` of each group split ``test`` (held out: people a classifier
+    trained on the others never saw). Layout and manifest columns as
+    :func:`generate_synthetic_faces`; ``config.json`` holds :func:`_new_people_json`.
+
+    Args:
+        config: the config of the dataset whose people are to be avoided.
+        out_dir: an empty or missing folder.
+        train_per_group: people of each group to train on, >= 1.
+        held_out_per_group: people of each group to hold out, >= 1.
+        images_per_subject: images of each person, >= 1; None: ``config.images_per_subject``
+            (fewer images of more people teach a classifier more faces for the same work).
+
+    Returns:
+        The manifest's path.
+
+    Raises:
+        ValueError: a count below 1.
+        FileExistsError: ``out_dir`` exists and is not an empty folder.
+    """
+    images = config.images_per_subject if images_per_subject is None else images_per_subject
+    for name, count in (("train_per_group", train_per_group), ("held_out_per_group", held_out_per_group),
+                        ("images_per_subject", images)):
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10_000:
+            raise ValueError(f"generate_new_people: {name} must be an int in [1, 10000], got {count!r}")
+    out = Path(out_dir)
+    _check_output_folder(out)
+    subjects = _new_people(config, train_per_group=train_per_group, held_out_per_group=held_out_per_group)
+    rows = _draw_subjects(dataclasses.replace(config, images_per_subject=images), subjects, out)
     manifest = out / MANIFEST_NAME
     pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).to_csv(manifest, index=False, lineterminator="\n")
-    (out / CONFIG_NAME).write_text(config.to_json() + "\n", encoding="utf-8")
-    logger.info("generated %d synthetic face images of %d subjects in %s", len(rows), config.n_subjects, out)
+    (out / CONFIG_NAME).write_text(_new_people_json(config, train_per_group, held_out_per_group, images) + "\n",
+                                   encoding="utf-8")
+    logger.info("generated %d images of %d new synthetic people in %s", len(rows), len(subjects), out)
     return manifest
+
+
+def ensure_new_people(
+    config: SyntheticFacesConfig, cache_dir: str | os.PathLike[str], *, train_per_group: int,
+    held_out_per_group: int, images_per_subject: int | None = None,
+) -> Path:
+    """The manifest of :func:`generate_new_people`, cached in ``cache_dir`` like :func:`ensure_synthetic_faces`.
+
+    The folder is ``faces-<cache_key(config)>-new-<train_per_group>-<held_out_per_group>-<images_per_subject>``.
+    """
+    images = config.images_per_subject if images_per_subject is None else images_per_subject
+    text = _new_people_json(config, train_per_group, held_out_per_group, images)
+    people = (train_per_group + held_out_per_group) * len(GENDERS) * len(SKIN_TONES)
+    return ensure_cached(
+        Path(cache_dir) / f"faces-{cache_key(config)}-new-{train_per_group}-{held_out_per_group}-{images}",
+        config_json=text,
+        n_rows=people * images,
+        generate=lambda folder: generate_new_people(config, folder, train_per_group=train_per_group,
+                                                    held_out_per_group=held_out_per_group, images_per_subject=images),
+        what="new synthetic people",
+    )
+
+
+def synthetic_config_of(manifest_path: str | os.PathLike[str]) -> SyntheticFacesConfig:
+    """The :class:`SyntheticFacesConfig` that generated the dataset of ``manifest_path`` (its ``config.json``).
+
+    Raises:
+        ValueError: the manifest's folder has no readable ``config.json`` of synthetic faces.
+    """
+    path = Path(manifest_path).parent / CONFIG_NAME
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        values.pop("generator_version")
+        return SyntheticFacesConfig(**values)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not the config.json of generated synthetic faces ({err}); regenerate the "
+                         f"dataset (delete its cache folder)") from err
 
 
 def ensure_synthetic_faces(config: SyntheticFacesConfig, cache_dir: str | os.PathLike[str]) -> Path:

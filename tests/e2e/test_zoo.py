@@ -50,8 +50,8 @@ def run_id_from(stdout: str) -> str:
 def test_every_model_runs_end_to_end(store: Path, model: str, dataset: str, tmp_path: Path) -> None:
     extra = ["--scale", "2"] if model in SUPER_RESOLUTION else []
     classify = model == "sr" and dataset == "faces"  # the one case that exercises UCPR (needs the classifier)
-    if classify:
-        extra += ["--classifier-epochs", "1"]
+    if classify:  # a 1-epoch classifier is unreliable for some groups: withhold nothing, to see UCPR's every share
+        extra += ["--classifier-epochs", "1", "--classifier-min-accuracy", "0"]
     result = CliRunner().invoke(app, ["run", "--model", model, "--dataset", dataset, *TINY, *extra])
     assert result.exit_code == 0, result.stderr or result.stdout
     run_id = run_id_from(result.stdout)

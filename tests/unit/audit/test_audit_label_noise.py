@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from genfair.audit.attributes import classified_column, representation_tables
-from genfair.audit.label_noise import corrected_representation, label_flips
+from genfair.audit.label_noise import MIN_ACCURACY, corrected_representation, label_flips
 
 
 def biased_classifier(true: np.ndarray, rng: np.random.Generator, confusion: np.ndarray) -> np.ndarray:
@@ -42,7 +42,8 @@ def test_corrected_shares_recover_the_outputs_true_groups():
     # a model that turns a quarter of group 0's outputs into group-1 faces
     output_truth = np.where((true == 0) & (rng.random(true.size) < 0.25), 1, true)
     output_labels = biased_classifier(output_truth, rng, CONFUSION)
-    found = corrected_representation(true, seen, output_labels, np.arange(true.size), 2, n_resamples=0)
+    found = corrected_representation(true, seen, output_labels, np.arange(true.size), 2, n_resamples=0,
+                                     min_accuracy=0.5)  # the algebra holds from 0.5; the audit asks for more
     expected_share = np.bincount(output_truth, minlength=2) / true.size
     np.testing.assert_allclose(found["share"], expected_share, atol=0.03)
     assert found["own"][0] == pytest.approx(0.75, abs=0.05) and found["own"][1] == pytest.approx(1.0, abs=0.05)
@@ -56,7 +57,7 @@ def test_corrected_intervals_resample_people_and_cover_the_truth():
     true = (subjects >= 30).astype(int)
     seen = biased_classifier(true, rng, CONFUSION)
     output_labels = biased_classifier(true, rng, CONFUSION)  # outputs keep everyone's look
-    found = corrected_representation(true, seen, output_labels, subjects, 2, n_resamples=300, seed=0)
+    found = corrected_representation(true, seen, output_labels, subjects, 2, n_resamples=300, seed=0, min_accuracy=0.5)
     for group in (0, 1):
         assert found["own_low"][group] <= 1.0 <= found["own_high"][group] + 1e-9
         assert found["own_low"][group] < found["own"][group] <= found["own_high"][group] + 1e-9
@@ -73,6 +74,7 @@ def test_the_representation_table_carries_the_corrected_columns():
                           classified_column("gender"): names[seen],
                           classified_column("gender", output=True): names[output_labels]})
     by_group, _ = representation_tables(frame, attributes=["gender"], majority={"gender": "m"}, n_resamples=100,
+                                        min_accuracy=0.5,
                                         min_subjects=5)
     row = by_group.set_index("group").loc["f"]
     assert row["own_rate"] < 0.8 and row["own_corrected"] == pytest.approx(1.0, abs=0.2)
@@ -87,3 +89,19 @@ def test_a_classifier_that_misreads_a_group_more_often_than_not_gives_no_correct
     seen = np.where(true == 0, np.tile([0, 1, 1, 1, 1], 4), 1)  # group 0 read right 1 time in 5
     found = corrected_representation(true, seen, seen, np.arange(20), 2, n_resamples=20)
     assert all(np.isnan(found[key]).all() for key in ("share", "own", "own_low", "share_high"))
+
+
+def test_one_threshold_withholds_both_the_raw_rates_and_the_correction_by_default():
+    assert MIN_ACCURACY == 0.8
+    rng = np.random.default_rng(3)
+    subjects = np.repeat(np.arange(40), 3)
+    true = (subjects >= 20).astype(int)
+    seen = biased_classifier(true, rng, CONFUSION)  # group 0 read right about 6 times in 10
+    found = corrected_representation(true, seen, seen, subjects, 2, n_resamples=0)
+    assert np.isnan(found["own"]).all() and np.isnan(found["share"]).all()
+    names = np.array(["f", "m"])
+    frame = pd.DataFrame({"subject": subjects.astype(str), "gender": names[true],
+                          classified_column("gender"): names[seen], classified_column("gender", output=True): names[seen]})
+    by_group, _ = representation_tables(frame, attributes=["gender"], majority={"gender": "m"}, n_resamples=50)
+    row = by_group.set_index("group").loc["f"]
+    assert row["evidence"] == "classifier unreliable" and np.isnan(row["own_rate"]) and np.isnan(row["own_corrected"])
