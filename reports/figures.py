@@ -1,4 +1,4 @@
-"""Figures of an audit: per-group error distributions and original-vs-output image grids.
+"""Figures of an audit: per-group error distributions, original-vs-output image grids and each group's worst cases.
 
 Every figure is a :class:`matplotlib.figure.Figure` built directly (never through
 ``pyplot``) on its own Agg canvas, so drawing here neither selects a global backend nor
@@ -9,8 +9,9 @@ theme or global ``rcParams`` is changed.
 
 from __future__ import annotations
 
+import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,8 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["error_by_group_figure", "higher_is_better_from_name", "reconstruction_grid_figure"]
+__all__ = ["error_by_group_figure", "higher_is_better_from_name", "reconstruction_grid_figure",
+           "worst_case_figures", "worst_cases_figure"]
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +209,100 @@ def reconstruction_grid_figure(originals: np.ndarray, outputs: np.ndarray, label
     axes[0, 0].set_ylabel("original")
     axes[1, 0].set_ylabel("output")
     return figure
+
+
+#: The per-pick columns a worst-case figure reads (the ``worst_cases`` table of a run).
+WORST_CASE_FIGURE_COLUMNS = ("grouping", "group", "measure", "rank", "value", "path", "subject", "original_png",
+                             "output_png")
+
+
+def worst_cases_figure(worst: pd.DataFrame, *, measure: str, statistics: pd.DataFrame | None = None) -> Figure:
+    """The worst images of every group for one measure: each original beside its output.
+
+    One row of axes per group, in the table's order; per pick two axes (original, output), the
+    original titled ``#rank path``, ``subject`` and ``measure = value``. A group's label carries its
+    statistic from ``statistics`` (``estimate [ci_low, ci_high]``, n people), the number the images
+    illustrate.
+
+    Args:
+        worst: picks with :data:`WORST_CASE_FIGURE_COLUMNS` (:func:`genfair.audit.worst_cases.worst_cases`
+            with ``original_png`` and ``output_png``: PNG bytes).
+        measure: the measure to draw, e.g. ``"mse_error"``.
+        statistics: :func:`genfair.audit.worst_cases.measure_statistics`' rows for ``measure``, or None.
+
+    Returns:
+        A figure with ``2 * k`` axes per group.
+
+    Raises:
+        ValueError: a needed column is missing, or ``worst`` has no pick of ``measure``.
+    """
+    missing = [column for column in WORST_CASE_FIGURE_COLUMNS if column not in worst.columns]
+    if missing:
+        raise ValueError(f"worst cases lack column(s) {missing}; pass the audit's worst_cases table")
+    rows = worst[worst["measure"] == measure]
+    if rows.empty:
+        raise ValueError(f"no worst case of {measure!r}; the table has {sorted(set(worst['measure']))}")
+    groups = list(dict.fromkeys(zip(rows["grouping"], rows["group"], strict=True)))
+    k = int(rows["rank"].max())
+    figure = Figure(figsize=(2.0 * k * 1.1 + 1.6, 1.9 * len(groups) + 0.4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(groups), 2 * k, squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+    for line, (grouping, group) in enumerate(groups):
+        axes[line, 0].set_ylabel(f"{group}\n{_statistic_text(statistics, grouping, group)}", fontsize=7)
+        picks = rows[(rows["grouping"] == grouping) & (rows["group"] == group)]
+        for pick in picks.itertuples(index=False):
+            column = 2 * (int(pick.rank) - 1)
+            for offset, data in enumerate((pick.original_png, pick.output_png)):
+                ax = axes[line, column + offset]
+                ax.imshow(_decoded(data), interpolation="nearest")
+                ax.set_frame_on(True)
+            axes[line, column].set_title(f"#{pick.rank} {pick.path}\n{pick.subject}\n{measure} = {pick.value:.3g}",
+                                         fontsize=6, loc="left")
+            axes[line, column + 1].set_title("output", fontsize=6)
+    figure.suptitle(f"Worst {measure} per group (largest |value|): original, then output", fontsize=9)
+    return figure
+
+
+def worst_case_figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
+    """``{"worst_cases_<measure>": figure}`` for every measure of a result's ``worst_cases`` table.
+
+    Args:
+        tables: an :class:`~genfair.audit.result.AuditResult`'s ``tables``; without ``worst_cases``
+            (an audit made before there were any, or held in memory) the answer is empty.
+    """
+    from genfair.audit.worst_cases import measure_statistics
+
+    worst = tables.get("worst_cases")
+    if worst is None or worst.empty:
+        return {}
+    return {f"worst_cases_{measure}": worst_cases_figure(worst, measure=measure,
+                                                        statistics=measure_statistics(tables, measure))
+            for measure in dict.fromkeys(worst["measure"])}
+
+
+def _statistic_text(statistics: pd.DataFrame | None, grouping: str, group: str) -> str:
+    """``"mean 0.012 [0.010, 0.014], 6 people"`` for one group, or ``""`` when ``statistics`` lacks it."""
+    if statistics is None or statistics.empty:
+        return ""
+    found = statistics[(statistics["grouping"] == grouping) & (statistics["group"] == group)]
+    if found.empty:
+        return ""
+    row = found.iloc[0]
+    people = int(row["n_subjects"])
+    return (f"mean {row['estimate']:.3g} [{row['ci_low']:.3g}, {row['ci_high']:.3g}]\n"
+            f"{people} {'person' if people == 1 else 'people'}")
+
+
+def _decoded(png: bytes) -> np.ndarray:
+    """PNG bytes as an ``(H, W, 3)`` uint8 array."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def _count(n: int, noun: str) -> str:

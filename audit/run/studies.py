@@ -122,7 +122,8 @@ def run_comparison(
         out.mkdir(parents=True, exist_ok=True)
         ranked.to_csv(out / "comparison.csv", index=False)
         html, markdown = write_report(out, title=f"Which model suits {first.metadata.get('dataset')}?",
-                                      table=display_table(ranked), recommendation=text, figures=figures, notes=notes)
+                                      table=display_table(ranked), recommendation=text, figures=figures, notes=notes,
+                                      audits=results)
         if parent_id is not None:
             client.log_artifacts(parent_id, str(out), artifact_path="report")
             client.set_terminated(parent_id, status="FINISHED")

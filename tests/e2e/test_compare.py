@@ -42,6 +42,11 @@ def test_compare_ranks_the_models_and_writes_the_report(compared: tuple[Path, st
         assert (folder / "report" / name).is_file(), name
     page = (folder / "report" / "report.html").read_text()
     assert "<td>pca</td>" in page and "<td>bicubic</td>" in page
+    for model in ("pca", "bicubic"):  # each group's worst images, linked to its statistic's row and back
+        key = f"{model}-mse-error-female-darker"
+        assert f'<tr id="stat-{key}">' in page and f'href="#worst-{key}"' in page
+        assert f'<div class="worst" id="worst-{key}"><p><a href="#stat-{key}">' in page
+    assert len(list((folder / "report" / "figures" / "worst_cases").glob("*-original.png"))) >= 2 * 4
 
 
 def test_every_number_traces_to_a_child_of_one_parent_run(compared: tuple[Path, str]) -> None:
@@ -95,5 +100,6 @@ def test_the_report_opens_in_a_real_browser_without_errors(compared: tuple[Path,
     page = open_page(folder / "report" / "report.html", screenshot=tmp_path / "report.png")
     assert not page.problems, page.problems
     assert page.images and all(image.loaded for image in page.images)
+    assert any(image.alt.startswith("original of") for image in page.images), "the worst cases are on the page"
     assert "pca" in page.text and "bicubic" in page.text and "comes first" in page.text
     assert page.screenshot.stat().st_size > 0
