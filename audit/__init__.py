@@ -40,6 +40,7 @@ from .metrics import (
 )
 from .panel import (
     BASELINE_PREFIX,
+    SKIN_MEASURES,
     SKIN_TONE_SHIFT,
     audit_frame,
     audit_outputs,
@@ -48,7 +49,20 @@ from .panel import (
     score_batch,
 )
 from .result import RESULT_FILES, AuditResult, summarize
-from .skin import central_face_mask, individual_typology_angle, per_sample_ita_shift, srgb_to_lab
+from .skin import (
+    HUE_SHIFT,
+    LIGHTNESS_SHIFT,
+    central_face_mask,
+    hue_angle,
+    individual_typology_angle,
+    per_sample_hue_shift,
+    per_sample_ita_shift,
+    per_sample_lightness_shift,
+    per_sample_skin_shifts,
+    perceptual_lightness,
+    srgb_to_lab,
+    wrap_degrees,
+)
 from .stats import (
     DISPARITY_INTERVAL_COLUMNS,
     EVIDENCE_INSUFFICIENT,
@@ -63,6 +77,9 @@ from .stats import (
 
 __all__ = [
     "BASELINE_PREFIX",
+    "HUE_SHIFT",
+    "LIGHTNESS_SHIFT",
+    "SKIN_MEASURES",
     "SKIN_TONE_SHIFT",
     "audit_frame",
     "audit_model",
@@ -94,22 +111,28 @@ __all__ = [
     "group_intervals",
     "group_table",
     "holm",
+    "hue_angle",
     "individual_typology_angle",
     "interval_tables",
     "names",
     "paired_differences",
+    "per_sample_hue_shift",
     "per_sample_ita_shift",
+    "per_sample_lightness_shift",
     "per_sample_mae_error",
     "per_sample_metrics",
     "per_sample_mse_error",
     "per_sample_psnr_score",
+    "per_sample_skin_shifts",
     "per_sample_ssim_score",
+    "perceptual_lightness",
     "proportional_representation",
     "register",
     "representation_demographic_parity",
     "srgb_to_lab",
     "summarize",
     "uninformative_conditional_proportional_representation",
+    "wrap_degrees",
 ]
 
 

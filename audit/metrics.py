@@ -82,10 +82,25 @@ METRICS: dict[str, MetricSpec] = {}
 #: Alias of :data:`METRICS`, the name every genfair package uses for its registry.
 REGISTRY = METRICS
 #: Per-image measures that no registered metric function computes but that the audit analyses
-#: per group like one, with ``higher_is_better``. ``ita_shift`` is ΔITA in degrees (output minus
-#: original, :func:`genfair.audit.skin.per_sample_ita_shift`): lightening is treated as the harm
-#: (PULSE's failure), so the "worst" group is the most lightened one.
-MEASURE_DIRECTIONS: dict[str, bool] = {"ita_shift": False}
+#: per group like one, with ``higher_is_better``; the skin-colour shifts of
+#: :mod:`genfair.audit.skin`, each output minus original:
+#:
+#: - ``ita_shift`` (ΔITA, degrees) and ``lightness_shift`` (ΔL*, L* units): lightening is treated
+#:   as the harm (PULSE's failure), so the "worst" group is the most lightened one.
+#: - ``hue_shift`` (Δh*, degrees; positive: yellower, negative: redder). Neither direction of a
+#:   hue shift is the harm: moving a person's skin toward red or toward yellow misrepresents it
+#:   alike, so the harm is the shift's size. The checks that decide anything treat it so: the
+#:   policy's ``[hue]`` rules bound ``|mean Δh*|`` and the gap between groups, and a disparity's
+#:   gap (``|worst - best|``), its interval and its permutation p are symmetric. The tables still
+#:   need an orientation to name a "worst" group and to give each group a one-sided p; they take
+#:   ``False`` (as the other shifts), so there "worst" means the group moved furthest toward
+#:   yellow and a group's p asks whether it is moved more toward yellow than the rest. Read those
+#:   two as orientation, not harm (the terminal shows hue's gap p only).
+MEASURE_DIRECTIONS: dict[str, bool] = {"ita_shift": False, "lightness_shift": False, "hue_shift": False}
+#: The identity measures of :mod:`genfair.audit.identity` (``audit run --identity``), both lower
+#: is better: ``identity_drift`` (face-embedding distance, output to original) and
+#: ``identity_lost`` (1.0 where the recogniser no longer matches the output to its original).
+MEASURE_DIRECTIONS.update({"identity_drift": False, "identity_lost": False})
 
 
 def _direction(name: str) -> bool:

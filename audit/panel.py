@@ -7,7 +7,7 @@ labels go in, a per-image frame and an :class:`~genfair.audit.result.AuditResult
 Two steps, so that images can stream in batches while only per-image rows are kept:
 
 1. :func:`score_batch` turns one batch of originals and outputs into per-image columns (errors,
-   skin-tone shift, the classifier's labels, the baseline's errors);
+   skin-colour shifts, the classifier's labels, the baseline's errors);
 2. :func:`audit_frame` turns the concatenated per-image frame into every table.
 
 :func:`audit_outputs` does both for tensors held in memory (the notebook case).
@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR
+from .skin import HUE_SHIFT, LIGHTNESS_SHIFT, SKIN_SHIFTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASELINE_PREFIX",
+    "HUE_SHIFT",
+    "LIGHTNESS_SHIFT",
+    "SKIN_MASK",
+    "SKIN_MASK_KINDS",
+    "SKIN_MEASURES",
     "SKIN_TONE_SHIFT",
     "audit_frame",
     "audit_outputs",
@@ -39,6 +45,14 @@ __all__ = [
 
 SKIN_TONE_SHIFT = "ita_shift"
 """Per-image column: ITA(output) - ITA(original), in degrees (positive: the output's skin is lighter)."""
+# LIGHTNESS_SHIFT ("lightness_shift"): mean L*(output) - L*(original) over the skin, L* units (positive: lighter);
+# HUE_SHIFT ("hue_shift"): h*(output) - h*(original), degrees (positive: yellower). From genfair.audit.skin.
+SKIN_MEASURES: tuple[str, ...] = SKIN_SHIFTS
+"""The per-image skin-colour columns (ΔITA, ΔL*, Δh*), analysed together into the ``skin_tone_*`` tables."""
+SKIN_MASK = "skin_mask"
+"""Per-image column (colour images): where the skin region of the skin measures came from, one of
+:data:`SKIN_MASK_KINDS`: the face's 68 landmarks, the central ellipse, or the manifest's own mask."""
+SKIN_MASK_KINDS = ("landmarks", "central", "manifest")
 BASELINE_PREFIX = "baseline/"
 """Per-image columns ``baseline/<metric>``: the same metric for the baseline's output (bicubic for upsampling)."""
 
@@ -53,25 +67,38 @@ def score_batch(
     masks: torch.Tensor | None = None,
     baseline: torch.Tensor | None = None,
     classify: Classify | None = None,
+    embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+    face_found: torch.Tensor | None = None,
+    mask_kinds: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Per-image columns of one batch.
 
     Args:
         originals: ``(N, C, H, W)`` float in [0, 1], the images the outputs should reproduce.
         outputs: ``(N, C, H, W)`` float in [0, 1], the model's outputs, same shape.
-        masks: ``(N, 1, H, W)`` float in {0, 1}, the skin region for the skin-tone shift; None:
+        masks: ``(N, 1, H, W)`` float in {0, 1}, the skin region for the skin-colour shifts; None:
             :func:`genfair.audit.skin.central_face_mask`.
         baseline: ``(N, C, H, W)`` float in [0, 1], a baseline's outputs for the same inputs
             (bicubic upsampling for super-resolution); its errors become ``baseline/<metric>``.
         classify: the attribute classifier; its labels of originals and outputs become the
             columns :func:`genfair.audit.attributes.classified_column` names.
+        embeddings: ``((N, D), (N, D))`` float face embeddings of the outputs and of the originals
+            (a face recogniser's); they become ``identity_drift`` and ``identity_lost``
+            (:mod:`genfair.audit.identity`).
+        face_found: ``(N,)`` bool, whether a face detector found the original's face (``face_found``).
+        mask_kinds: per image, where its mask came from (:data:`SKIN_MASK_KINDS`), recorded as
+            ``skin_mask`` with the skin measures; None: ``manifest`` with ``masks``, else ``central``.
 
     Returns:
         Column name -> ``(N,)`` numpy array: every metric of :func:`genfair.audit.metrics.per_sample_metrics`,
-        ``ita_shift`` (RGB only), ``baseline/<metric>`` and ``classified_<attribute>[_output]``.
+        the skin-colour shifts ``ita_shift``, ``lightness_shift``, ``hue_shift`` (RGB only,
+        :func:`genfair.audit.skin.per_sample_skin_shifts`) with ``skin_mask``, ``baseline/<metric>``,
+        ``classified_<attribute>[_output]``, and with ``embeddings`` / ``face_found`` the identity
+        columns ``identity_drift``, ``identity_lost`` / ``face_found``.
 
     Raises:
-        ValueError: originals and outputs differ in shape.
+        ValueError: originals and outputs differ in shape, ``mask_kinds`` or ``face_found`` has
+            not one entry per image or an unknown kind, or the embeddings are invalid.
 
     Example:
         >>> import torch
@@ -82,7 +109,7 @@ def score_batch(
     """
     from .attributes import classified_column
     from .metrics import per_sample_metrics
-    from .skin import per_sample_ita_shift
+    from .skin import per_sample_skin_shifts
 
     if originals.shape != outputs.shape:
         raise ValueError(
@@ -99,12 +126,39 @@ def score_batch(
         for images, output in ((originals, False), (outputs, True)):
             for attribute, labels in classify(images).items():
                 scores[classified_column(str(attribute), output=output)] = labels.to_numpy().copy()
-    if originals.shape[1] == 3:  # ITA needs colour
-        scores[SKIN_TONE_SHIFT] = column(per_sample_ita_shift(outputs, originals, masks))
+    if originals.shape[1] == 3:  # the skin's colour needs colour
+        for name, values in per_sample_skin_shifts(outputs, originals, masks).items():
+            scores[name] = column(values)
+        scores[SKIN_MASK] = _mask_kinds(mask_kinds, masks, len(originals))
+    if embeddings is not None:
+        from .identity import IDENTITY_DRIFT, IDENTITY_LOST, per_sample_identity_drift, per_sample_identity_lost
+
+        scores[IDENTITY_DRIFT] = column(per_sample_identity_drift(*embeddings))
+        scores[IDENTITY_LOST] = column(per_sample_identity_lost(*embeddings))
+    if face_found is not None:
+        from .identity import FACE_FOUND
+
+        if len(face_found) != len(originals):
+            raise ValueError(f"face_found must have one entry per image, got {len(face_found)} for {len(originals)}")
+        scores[FACE_FOUND] = face_found.detach().cpu().numpy().astype(bool)
     if baseline is not None:
         for name, values in per_sample_metrics(baseline, originals).items():
             scores[BASELINE_PREFIX + name] = column(values)
     return scores
+
+
+def _mask_kinds(kinds: Sequence[str] | None, masks: torch.Tensor | None, n: int) -> Any:
+    """The ``skin_mask`` column: ``kinds`` checked, or the default (``manifest`` with masks, else ``central``)."""
+    import numpy as np
+
+    if kinds is None:
+        return np.full(n, "manifest" if masks is not None else "central", dtype=object)
+    kinds = list(kinds)
+    unknown = sorted(set(kinds) - set(SKIN_MASK_KINDS))
+    if len(kinds) != n or unknown:
+        raise ValueError(f"mask_kinds must give one of {list(SKIN_MASK_KINDS)} per image, got {len(kinds)} "
+                         f"entries for {n} images{f' with {unknown}' if unknown else ''}")
+    return np.array(kinds, dtype=object)
 
 
 def audit_frame(
@@ -117,6 +171,8 @@ def audit_frame(
     seed: int = 0,
     reference: str = "best",
     primary_metric: str | None = None,
+    classifier_held_out: pd.DataFrame | None = None,
+    min_accuracy: float | None = None,
 ) -> AuditResult:
     """Every per-group table of an audit, from the per-image frame alone.
 
@@ -135,21 +191,28 @@ def audit_frame(
         primary_metric: the one metric whose disparity tests are the run's family of tests
             (the others exploratory); None: every disparity row is Holm-adjusted together
             (:mod:`genfair.audit.multiplicity`).
+        classifier_held_out, min_accuracy: the attribute classifier's labels of held-out originals,
+            and the accuracy a group needs for representation claims; see
+            :func:`genfair.audit.attributes.classifier_tables` (None: its validity is measured on
+            ``per_image``'s own originals, and :data:`genfair.audit.label_noise.MIN_ACCURACY`).
 
     Returns:
         The :class:`AuditResult`: ``per_image`` without the baseline's columns, the group and
         disparity frames, and ``tables``: ``group_intervals``, ``disparity_intervals``; with
-        skin-tone shift ``skin_tone_shift``, ``skin_tone_intervals``, ``skin_tone_disparities``;
-        with classifier labels ``classifier_accuracy``, ``attribute_preservation``,
-        ``representation``, ``representation_tests``; with baseline columns
-        ``vs_bicubic_groups``, ``vs_bicubic_disparities``.
+        the skin-colour shifts (:data:`SKIN_MEASURES` present in ``per_image``: ΔITA, ΔL*, Δh*)
+        ``skin_tone_shift`` (one column per measure), ``skin_tone_intervals``,
+        ``skin_tone_disparities`` (rows per measure in its ``metric`` column);
+        with classifier labels ``classifier_accuracy``, ``classifier_validity``,
+        ``attribute_preservation``, ``representation``, ``representation_tests``; with baseline columns
+        ``vs_bicubic_groups``, ``vs_bicubic_disparities``; with ``identity_drift``
+        (:func:`genfair.audit.identity.identity_tables`) ``identity``, ``identity_intervals``,
+        ``identity_disparities``.
     """
     import numpy as np
 
-    from .attributes import classified_column, classifier_accuracy, representation_tables
+    from .attributes import classified_column, classifier_tables
     from .compare import compare_models
     from .grouping import group_table
-    from .label_noise import label_flips
     from .metrics import names as metric_names
     from .multiplicity import adjust_disparity_family
     from .result import summarize
@@ -161,22 +224,22 @@ def audit_frame(
     metrics = [name for name in metric_names() if name in own.columns]
     tables: dict[str, pd.DataFrame] = {}
     if all(classified_column(attribute) in own.columns for attribute in attributes) and attributes:
-        tables["classifier_accuracy"] = classifier_accuracy(own, attributes=attributes)
-        tables["attribute_preservation"] = label_flips(
-            own, attributes=attributes, original=[classified_column(a) for a in attributes],
-            output=[classified_column(a, output=True) for a in attributes])
-        tables["representation"], tables["representation_tests"] = representation_tables(
+        tables.update(classifier_tables(
             own, attributes=attributes, majority=majority if majority is not None else majority_groups(own, attributes),
-            uninformative=uninformative, seed=seed,
-        )
-    if SKIN_TONE_SHIFT in own.columns:
-        tables["skin_tone_shift"] = group_table(own, attributes=attributes, metrics=[SKIN_TONE_SHIFT])
-        per_group, disparities = interval_tables(own, attributes=attributes, metrics=[SKIN_TONE_SHIFT], seed=seed,
+            uninformative=uninformative, held_out=classifier_held_out, min_accuracy=min_accuracy, seed=seed))
+    skin_measures = [name for name in SKIN_MEASURES if name in own.columns]
+    if skin_measures:
+        tables["skin_tone_shift"] = group_table(own, attributes=attributes, metrics=skin_measures)
+        per_group, disparities = interval_tables(own, attributes=attributes, metrics=skin_measures, seed=seed,
                                                  reference=reference)
-        # a ratio of angles means nothing: the signed measure keeps only its differences
+        # a ratio of signed shifts means nothing: the signed measures keep only their differences
         ratios = lambda frame: [c for c in frame.columns if str(c).startswith("ratio")]  # noqa: E731
         tables["skin_tone_intervals"] = per_group.assign(**dict.fromkeys(ratios(per_group), np.nan))
         tables["skin_tone_disparities"] = disparities.assign(**dict.fromkeys(ratios(disparities), np.nan))
+    from .identity import IDENTITY_DRIFT, identity_tables
+
+    if IDENTITY_DRIFT in own.columns:
+        tables.update(identity_tables(own, attributes=attributes, seed=seed, reference=reference))
     tables["group_intervals"], tables["disparity_intervals"] = interval_tables(
         own, attributes=attributes, metrics=metrics, seed=seed, reference=reference
     )

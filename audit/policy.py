@@ -17,6 +17,19 @@ attribute, and their intersection when there are two or more; ``groupings`` rest
 - ``skin_tone.max_abs_shift``: every group's mean ΔITA (degrees, output minus original,
   the ``ita_shift`` column), the overall mean included, must lie within ``±limit``;
   ``skin_tone.max_difference``: the gap between the most and the least lightened group.
+- ``lightness.max_abs_shift`` / ``lightness.max_difference``: the same for the shift of the
+  skin's perceptual lightness ΔL* (L* units, 0 black to 100 white; the ``lightness_shift``
+  column; positive: the output is lighter).
+- ``hue.max_abs_shift`` / ``hue.max_difference``: the same for the shift of the skin's hue
+  angle Δh* (degrees, ``h* = atan2(b*, a*)``; the ``hue_shift`` column; positive: yellower,
+  negative: redder). Neither sign is the harm, so both rules are symmetric: ``|mean| <= limit``
+  and the gap ``max - min`` between groups (:data:`genfair.audit.metrics.MEASURE_DIRECTIONS`).
+- ``identity.max_drift`` / ``identity.max_lost_share`` (``audit run --identity``): every
+  group's mean identity drift (face-embedding distance, output to original, the
+  ``identity_drift`` column) and every group's share of outputs no longer recognised as their
+  original (``identity_lost``: drift at or above dlib's 0.6), the overall group included, must not
+  exceed the limit; ``identity.max_difference``: the gap in mean drift between the most and the
+  least drifted group. Regression quantities ``identity_drift`` and ``identity_lost``.
 - ``attribute_preservation.max_gap``: per attribute ``a``, the groups of ``a`` have each a
   kept rate (the share of their outputs that the attribute classifier labels as it labels the
   output's own original, ``classified_<a>_output == classified_<a>``: one minus the flip rate
@@ -32,12 +45,12 @@ interval (a non-finite estimate) cannot fail under ``"interval"``: it warns inst
 
 **Insufficient evidence.** A group with fewer than ``min_subjects`` subjects has no interval
 and takes no part in the disparities (:mod:`genfair.audit.stats`). It is never reported as
-fair: each such group gets a ``min_subjects`` row, a per-group rule on it (ΔITA) is not
+fair: each such group gets a ``min_subjects`` row, a per-group rule on it (a mean shift) is not
 judged, and a disparity with fewer than two groups to compare is not judged; all of those
 rows get the policy's ``insufficient_evidence`` verdict (``"fail"`` or ``"warn"``).
 
 **Regression rules** (the run against a baseline audit, :func:`regression_rules`): for every
-quantity the policy names (each metric, ΔITA, attribute preservation) and grouping, the
+quantity the policy names (each metric, ΔITA, ΔL*, Δh*, attribute preservation) and grouping, the
 disparity ``|worst - best|`` may not grow by more than ``regression.tolerance.<quantity>``
 (in the quantity's units, default 0) *and* significantly. ``value`` is the worsening
 ``disparity(run) - disparity(baseline)`` (positive: the run is less fair). This is a
@@ -80,7 +93,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .grouping import GROUPING_SEPARATOR, OVERALL_GROUPING, _higher_is_better
 from .metrics import MEASURE_DIRECTIONS, METRICS
@@ -96,6 +109,9 @@ __all__ = [
     "RULE_COLUMNS",
     "VERDICTS",
     "CheckReport",
+    "HueLimits",
+    "IdentityLimits",
+    "LightnessLimits",
     "MetricLimits",
     "Policy",
     "PolicyError",
@@ -119,8 +135,11 @@ VERDICTS = ("pass", "warn", "fail")
 #: Values of ``insufficient_evidence`` and ``judge``.
 INSUFFICIENT_EVIDENCE_VERDICTS = ("fail", "warn")
 JUDGES = ("interval", "estimate")
-#: The per-image column of the skin-tone shift (ΔITA, degrees, output minus original).
+#: The per-image columns of the skin-colour shifts (output minus original): ΔITA (degrees),
+#: ΔL* (L* units) and Δh* (degrees).
 ITA_SHIFT_COLUMN = "ita_shift"
+LIGHTNESS_SHIFT_COLUMN = "lightness_shift"
+HUE_SHIFT_COLUMN = "hue_shift"
 #: The columns of :attr:`CheckReport.rules`, in order.
 RULE_COLUMNS = (
     "check",
@@ -140,6 +159,12 @@ RULE_COLUMNS = (
 #: The metric label of attribute-preservation rows, and the policy sections.
 PRESERVATION = "attribute_preservation"
 SKIN_TONE = "skin_tone"
+LIGHTNESS = "lightness"
+HUE = "hue"
+#: The identity section (``audit run --identity``) and its per-image columns (genfair.audit.identity).
+IDENTITY = "identity"
+IDENTITY_DRIFT_COLUMN = "identity_drift"
+IDENTITY_LOST_COLUMN = "identity_lost"
 
 # Messages reused by the tests: each raise appends what it received.
 POLICY_NOT_FOUND_MSG = "policy file not found"
@@ -161,11 +186,15 @@ _TOP_KEYS = (
     "statistics",
     "metrics",
     SKIN_TONE,
+    LIGHTNESS,
+    HUE,
+    IDENTITY,
     PRESERVATION,
     "regression",
 )
 _STATISTICS_KEYS = ("n_resamples", "n_permutations", "level", "seed", "interval", "studentized")
 _SKIN_KEYS = ("max_abs_shift", "max_difference")
+_IDENTITY_KEYS = ("max_drift", "max_lost_share", "max_difference")
 _PRESERVATION_KEYS = ("max_gap", "attributes")
 _REGRESSION_KEYS = ("tolerance",)
 #: Limits of a metric, by direction: lower is better (errors) / higher is better (scores).
@@ -175,11 +204,32 @@ _ERROR_NOTE = "an error: lower is better"
 _SCORE_NOTE = "a score: higher is better"
 _ALL_LIMITS = ("max_ratio", "min_ratio", "max_difference", "max_worst", "min_worst")
 #: Rules whose rows judge one group (the others judge a whole grouping).
-_PER_GROUP_RULES = ("min_subjects", f"{SKIN_TONE}.max_abs_shift")
+_PER_GROUP_RULES = ("min_subjects", f"{SKIN_TONE}.max_abs_shift", f"{LIGHTNESS}.max_abs_shift", f"{HUE}.max_abs_shift",
+                    f"{IDENTITY}.max_drift", f"{IDENTITY}.max_lost_share")
 #: Relative slack under which a worsening counts as none (floating-point noise).
 _NUMERICAL_SLACK = 1e-9
 
 Verdict = Literal["pass", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class _ShiftSection:
+    """A policy section that limits a signed skin-colour shift: its per-image column and its words."""
+
+    column: str
+    symbol: str  # ΔITA
+    unit: str  # appended to a value: "°", " L*"
+    expected: str  # what a limit must be, for the error
+    positive: str  # what a positive mean says about the outputs
+    negative: str
+
+
+#: The skin-colour sections, in the order the policy and its rows take them.
+_SHIFT_SECTIONS: dict[str, _ShiftSection] = {
+    SKIN_TONE: _ShiftSection(ITA_SHIFT_COLUMN, "ΔITA", "°", "a number of degrees >= 0", "lighter", "darker"),
+    LIGHTNESS: _ShiftSection(LIGHTNESS_SHIFT_COLUMN, "ΔL*", " L*", "a number of L* units >= 0", "lighter", "darker"),
+    HUE: _ShiftSection(HUE_SHIFT_COLUMN, "Δh*", "°", "a number of degrees >= 0", "yellower", "redder"),
+}
 
 
 class PolicyError(ValueError):
@@ -244,10 +294,16 @@ def _metric_direction(metric: Any) -> bool:
     dotted = f"metrics.{metric}"
     if not isinstance(metric, str) or not metric:
         raise _invalid("metrics", "metric names as keys", metric)
-    if metric in MEASURE_DIRECTIONS:
+    if metric in (IDENTITY_DRIFT_COLUMN, IDENTITY_LOST_COLUMN):
         raise PolicyError(
             f"{UNKNOWN_KEY_MSG} {dotted!r}: {metric} is not a reconstruction metric; limit it under "
-            f"[{SKIN_TONE}] (max_abs_shift, max_difference)"
+            f"[{IDENTITY}] ({', '.join(_IDENTITY_KEYS)})"
+        )
+    if metric in MEASURE_DIRECTIONS:
+        section = next((name for name, spec in _SHIFT_SECTIONS.items() if spec.column == metric), SKIN_TONE)
+        raise PolicyError(
+            f"{UNKNOWN_KEY_MSG} {dotted!r}: {metric} is not a reconstruction metric; limit it under "
+            f"[{section}] (max_abs_shift, max_difference)"
         )
     try:
         return _higher_is_better(metric)
@@ -317,7 +373,23 @@ class MetricLimits:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SkinToneLimits:
+class _ShiftLimits:
+    """Limits on one signed skin-colour shift: ``max_abs_shift`` and ``max_difference`` (see subclasses)."""
+
+    section: ClassVar[str] = SKIN_TONE
+    max_abs_shift: float | None = None
+    max_difference: float | None = None
+
+    def __post_init__(self) -> None:
+        expected = _SHIFT_SECTIONS[self.section].expected
+        for name in _SKIN_KEYS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _number(value, f"{self.section}.{name}", expected, lambda x: x >= 0.0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkinToneLimits(_ShiftLimits):
     """Limits on the skin-tone shift ΔITA (``[skin_tone]``, degrees).
 
     Attributes:
@@ -330,16 +402,74 @@ class SkinToneLimits:
         PolicyError: a value that is not a number >= 0.
     """
 
-    max_abs_shift: float | None = None
+    section: ClassVar[str] = SKIN_TONE
+
+
+@dataclass(frozen=True, kw_only=True)
+class LightnessLimits(_ShiftLimits):
+    """Limits on the skin's lightness shift ΔL* (``[lightness]``, L* units: 0 black, 100 white).
+
+    Attributes:
+        max_abs_shift: every group's mean ΔL* (overall included) must lie in
+            ``[-max_abs_shift, max_abs_shift]``; ``None``: no limit.
+        max_difference: limit on the gap between the most and the least lightened group's
+            mean ΔL*; ``None``: no limit.
+
+    Raises:
+        PolicyError: a value that is not a number >= 0.
+    """
+
+    section: ClassVar[str] = LIGHTNESS
+
+
+@dataclass(frozen=True, kw_only=True)
+class HueLimits(_ShiftLimits):
+    """Limits on the skin's hue shift Δh* (``[hue]``, degrees; positive: yellower, negative: redder).
+
+    Both limits are symmetric in the sign: a hue moved toward red and one moved toward yellow
+    count alike.
+
+    Attributes:
+        max_abs_shift: every group's mean Δh* (overall included) must lie in
+            ``[-max_abs_shift, max_abs_shift]``; ``None``: no limit.
+        max_difference: limit on the gap ``max - min`` between the groups' mean Δh*;
+            ``None``: no limit.
+
+    Raises:
+        PolicyError: a value that is not a number >= 0.
+    """
+
+    section: ClassVar[str] = HUE
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdentityLimits:
+    """Limits on identity drift (``[identity]``; the columns of ``audit run --identity``).
+
+    Attributes:
+        max_drift: every group's mean ``identity_drift`` (face-embedding distance, overall
+            included) must not exceed it; ``None``: no limit.
+        max_lost_share: every group's share of outputs no longer recognised (``identity_lost``,
+            in [0, 1]) must not exceed it; ``None``: no limit.
+        max_difference: limit on the gap in mean drift between the most and the least drifted
+            group; ``None``: no limit.
+
+    Raises:
+        PolicyError: a value of the wrong type or range.
+    """
+
+    max_drift: float | None = None
+    max_lost_share: float | None = None
     max_difference: float | None = None
 
     def __post_init__(self) -> None:
-        for name in _SKIN_KEYS:
+        checks = {"max_drift": ("a distance >= 0", lambda x: x >= 0.0),
+                  "max_lost_share": ("a share in [0, 1]", lambda x: 0.0 <= x <= 1.0),
+                  "max_difference": ("a distance >= 0", lambda x: x >= 0.0)}
+        for name, (expected, ok) in checks.items():
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(
-                    self, name, _number(value, f"{SKIN_TONE}.{name}", "a number of degrees >= 0", lambda x: x >= 0.0)
-                )
+                object.__setattr__(self, name, _number(value, f"{IDENTITY}.{name}", expected, ok))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -377,7 +507,8 @@ class RegressionOptions:
     Attributes:
         tolerance: ``{quantity: tolerance}``: how much a disparity may grow before it counts,
             in the quantity's units; quantities are the policy's metric names,
-            ``"skin_tone"`` (degrees) and ``"attribute_preservation"`` (a rate); missing: 0.
+            ``"skin_tone"`` (degrees), ``"lightness"`` (L* units), ``"hue"`` (degrees) and
+            ``"attribute_preservation"`` (a rate); missing: 0.
 
     Raises:
         PolicyError: a value of the wrong type or range.
@@ -407,6 +538,8 @@ class Policy:
     Attributes:
         metrics: the limits per metric, in file order.
         skin_tone: ΔITA limits, or ``None`` (ΔITA not checked).
+        lightness: ΔL* limits, or ``None`` (ΔL* not checked).
+        hue: Δh* limits, or ``None`` (Δh* not checked).
         attribute_preservation: attribute-preservation limit, or ``None`` (not checked).
         insufficient_evidence: verdict of a group or disparity with too few subjects,
             ``"warn"`` (default) or ``"fail"``; never ``"pass"``.
@@ -424,6 +557,9 @@ class Policy:
 
     metrics: tuple[MetricLimits, ...] = ()
     skin_tone: SkinToneLimits | None = None
+    lightness: LightnessLimits | None = None
+    hue: HueLimits | None = None
+    identity: IdentityLimits | None = None
     attribute_preservation: PreservationLimits | None = None
     insufficient_evidence: Literal["fail", "warn"] = "warn"
     judge: Literal["interval", "estimate"] = "interval"
@@ -440,10 +576,10 @@ class Policy:
         names = [limits.metric for limits in self.metrics]
         if len(set(names)) != len(names):
             raise _invalid("metrics", "each metric once", names)
-        if not names and self.skin_tone is None and self.attribute_preservation is None:
+        if not names and not self.shift_limits() and self.identity is None and self.attribute_preservation is None:
             raise PolicyError(
                 f"{NOTHING_TO_CHECK_MSG}: add a [metrics.<metric>] table (e.g. [metrics.mse_error] max_ratio = 1.25), "
-                f"[{SKIN_TONE}] or [{PRESERVATION}]"
+                f"[{SKIN_TONE}], [{LIGHTNESS}], [{HUE}], [{IDENTITY}] or [{PRESERVATION}]"
             )
         quantities = self.quantities()
         for key in self.regression.tolerance:
@@ -455,10 +591,15 @@ class Policy:
         """Fewest subjects a group needs to be judged (``stats.min_subjects``)."""
         return self.stats.min_subjects
 
+    def shift_limits(self) -> dict[str, _ShiftLimits]:
+        """The skin-colour sections the policy checks, ``{section: limits}``: ``skin_tone``, ``lightness``, ``hue``."""
+        return {section: getattr(self, section) for section in _SHIFT_SECTIONS if getattr(self, section) is not None}
+
     def quantities(self) -> list[str]:
-        """The regression quantities: the metric names, then ``skin_tone`` and ``attribute_preservation``."""
+        """The regression quantities: the metric names, the skin-colour sections, then ``attribute_preservation``."""
         names = [limits.metric for limits in self.metrics]
-        names += [SKIN_TONE] if self.skin_tone is not None else []
+        names += list(self.shift_limits())
+        names += [IDENTITY_DRIFT_COLUMN, IDENTITY_LOST_COLUMN] if self.identity is not None else []
         names += [PRESERVATION] if self.attribute_preservation is not None else []
         return names
 
@@ -524,7 +665,9 @@ def _parse(data: Mapping[str, Any]) -> Policy:
                 note = f" ({metric} is {kind})" if key in _ALL_LIMITS else ""
                 raise _unknown(f"metrics.{metric}.{key}", allowed, note)
         metrics.append(MetricLimits(metric=metric, **table))
-    skin = top.get(SKIN_TONE)
+    shifts = {cls.section: cls(**_table(top[cls.section], cls.section, _SKIN_KEYS))
+              for cls in (SkinToneLimits, LightnessLimits, HueLimits) if top.get(cls.section) is not None}
+    identity = top.get(IDENTITY)
     preservation = top.get(PRESERVATION)
     if preservation is not None:
         preservation = _table(preservation, PRESERVATION, _PRESERVATION_KEYS)
@@ -536,7 +679,10 @@ def _parse(data: Mapping[str, Any]) -> Policy:
     groupings = top.get("groupings")
     return Policy(
         metrics=tuple(metrics),
-        skin_tone=None if skin is None else SkinToneLimits(**_table(skin, SKIN_TONE, _SKIN_KEYS)),
+        skin_tone=shifts.get(SKIN_TONE),
+        lightness=shifts.get(LIGHTNESS),
+        hue=shifts.get(HUE),
+        identity=None if identity is None else IdentityLimits(**_table(identity, IDENTITY, _IDENTITY_KEYS)),
         attribute_preservation=None if preservation is None else PreservationLimits(**preservation),
         insufficient_evidence=top.get("insufficient_evidence", "warn"),
         judge=top.get("judge", "interval"),
@@ -632,13 +778,26 @@ def _measured(
                 f"{limits.metric!r} column; its metrics: {numeric}{_suggest(limits.metric, numeric)}"
             )
         quantities.append(_Quantity(limits.metric, limits.metric, limits.metric))
-    if policy.skin_tone is not None:
-        if ITA_SHIFT_COLUMN not in columns:
+    for section in policy.shift_limits():
+        spec = _SHIFT_SECTIONS[section]
+        if spec.column not in columns:
+            # ΔL* and Δh* are newer than ΔITA: a baseline audited before them has ΔITA alone
+            older = label == "baseline" and section != SKIN_TONE and ITA_SHIFT_COLUMN in columns
+            fix = (f"re-record the baseline audit (it predates {spec.symbol}) or remove [{section}] from the policy"
+                   if older else f"remove [{section}] from the policy")
             raise PolicyError(
-                f"{MISSING_QUANTITY_MSG} {SKIN_TONE!r}: the {label}'s per-image frame has no {ITA_SHIFT_COLUMN!r} "
-                f"column (ΔITA is measured on face datasets); remove [{SKIN_TONE}] from the policy"
+                f"{MISSING_QUANTITY_MSG} {section!r}: the {label}'s per-image frame has no {spec.column!r} "
+                f"column ({spec.symbol} is measured on face datasets in colour); {fix}"
             )
-        quantities.append(_Quantity(ITA_SHIFT_COLUMN, ITA_SHIFT_COLUMN, SKIN_TONE))
+        quantities.append(_Quantity(spec.column, spec.column, section))
+    if policy.identity is not None:
+        for column in (IDENTITY_DRIFT_COLUMN, IDENTITY_LOST_COLUMN):
+            if column not in columns:
+                raise PolicyError(
+                    f"{MISSING_QUANTITY_MSG} {IDENTITY!r}: the {label}'s per-image frame has no {column!r} column; "
+                    f"audit with --identity (pip install 'genfair[faces]') or remove [{IDENTITY}] from the policy"
+                )
+            quantities.append(_Quantity(column, column, column))
     frame = per_image
     if policy.attribute_preservation is not None:
         chosen = policy.attribute_preservation.attributes
@@ -807,14 +966,15 @@ def absolute_rules(
 
     Args:
         result: the audit; its per-image frame needs ``subject``, the attributes and the
-            columns the policy names (``ita_shift`` for ``[skin_tone]``,
-            ``classified_<a>_output`` for ``[attribute_preservation]``).
+            columns the policy names (``ita_shift`` for ``[skin_tone]``, ``lightness_shift``
+            for ``[lightness]``, ``hue_shift`` for ``[hue]``, ``classified_<a>_output`` for
+            ``[attribute_preservation]``).
         policy: the policy.
         attributes: the sensitive attributes; default ``result.metadata["attributes"]``.
 
     Returns:
         DataFrame with columns :data:`RULE_COLUMNS`, ``check == "absolute"``: the
-        ``min_subjects`` rows first, then per metric, ΔITA and attribute preservation.
+        ``min_subjects`` rows first, then per metric, ΔITA, ΔL*, Δh* and attribute preservation.
 
     Raises:
         ValueError: no attributes, or a per-image frame that the statistics reject.
@@ -878,12 +1038,21 @@ def absolute_rules(
     for limits in policy.metrics:
         disparity_rows(by_metric[limits.metric], limits.limits(), f"metrics.{limits.metric}")
 
-    skin = policy.skin_tone
-    if skin is not None:
-        if skin.max_abs_shift is not None:
-            rows += _shift_rows(per_group, groupings, skin.max_abs_shift, policy)
-        if skin.max_difference is not None:
-            disparity_rows(by_metric[ITA_SHIFT_COLUMN], {"max_difference": skin.max_difference}, SKIN_TONE)
+    for section, shift in policy.shift_limits().items():
+        column = _SHIFT_SECTIONS[section].column
+        if shift.max_abs_shift is not None:
+            rows += _shift_rows(per_group, groupings, shift.max_abs_shift, policy, section)
+        if shift.max_difference is not None:
+            disparity_rows(by_metric[column], {"max_difference": shift.max_difference}, section)
+
+    identity = policy.identity
+    if identity is not None:
+        for column, limit, name in ((IDENTITY_DRIFT_COLUMN, identity.max_drift, "max_drift"),
+                                    (IDENTITY_LOST_COLUMN, identity.max_lost_share, "max_lost_share")):
+            if limit is not None:
+                rows += _identity_rows(per_group, groupings, column, limit, policy, f"{IDENTITY}.{name}")
+        if identity.max_difference is not None:
+            disparity_rows(by_metric[IDENTITY_DRIFT_COLUMN], {"max_difference": identity.max_difference}, IDENTITY)
 
     preservation = policy.attribute_preservation
     if preservation is not None and preservation.max_gap is not None:
@@ -894,32 +1063,60 @@ def absolute_rules(
     return _rules_frame(rows)
 
 
-def _shift_rows(per_group: pd.DataFrame, groupings: list[str], limit: float, policy: Policy) -> list[dict[str, Any]]:
-    """``skin_tone.max_abs_shift`` rows: each group's mean ΔITA within ``±limit`` (overall first)."""
+def _shift_rows(
+    per_group: pd.DataFrame, groupings: list[str], limit: float, policy: Policy, section: str
+) -> list[dict[str, Any]]:
+    """``<section>.max_abs_shift`` rows: each group's mean shift within ``±limit`` (overall first)."""
     import numpy as np
 
+    spec = _SHIFT_SECTIONS[section]
     rows = []
     table = per_group[
-        (per_group["metric"] == ITA_SHIFT_COLUMN)
+        (per_group["metric"] == spec.column)
         & per_group["grouping"].isin([OVERALL_GROUPING, *groupings])
     ]
     for row in table.to_dict("records"):
         value, low, high = row["estimate"], row["ci_low"], row["ci_high"]
-        rule = f"{SKIN_TONE}.max_abs_shift"
-        common = ("absolute", rule, row["grouping"], ITA_SHIFT_COLUMN, row["group"], policy.judge)
-        direction = "lighter" if value > 0 else "darker"
+        rule = f"{section}.max_abs_shift"
+        common = ("absolute", rule, row["grouping"], spec.column, row["group"], policy.judge)
+        direction = spec.positive if value > 0 else spec.negative
+        mean = f"mean {spec.symbol} {_fmt(value)}{spec.unit}"
         if row["evidence"] == EVIDENCE_INSUFFICIENT:
             rows.append(_row(
                 *common, value, np.nan, np.nan, limit, np.nan, policy.insufficient_evidence,
-                f"insufficient evidence: mean ΔITA {_fmt(value)}° from {row['n_subjects']} subject(s), fewer than "
+                f"insufficient evidence: {mean} from {row['n_subjects']} subject(s), fewer than "
                 f"{policy.min_subjects}; not judged",
             ))
             continue
         verdict, why = _judge_abs(value, low, high, limit, judge=policy.judge)
         rows.append(_row(
             *common, value, low, high, limit, row["p_holm"], verdict,
-            f"mean ΔITA {_fmt(value)}°{_interval_text(low, high)} (outputs {direction}): {why}",
+            f"{mean}{_interval_text(low, high)} (outputs {direction}): {why}",
         ))
+    return rows
+
+
+def _identity_rows(per_group: pd.DataFrame, groupings: list[str], column: str, limit: float, policy: Policy,
+                   rule: str) -> list[dict[str, Any]]:
+    """``identity.max_drift`` / ``identity.max_lost_share`` rows: each group's mean at most ``limit`` (overall first)."""
+    import numpy as np
+
+    what = "mean identity drift" if column == IDENTITY_DRIFT_COLUMN else "share no longer recognised"
+    rows = []
+    table = per_group[(per_group["metric"] == column) & per_group["grouping"].isin([OVERALL_GROUPING, *groupings])]
+    for row in table.to_dict("records"):
+        value, low, high = row["estimate"], row["ci_low"], row["ci_high"]
+        common = ("absolute", rule, row["grouping"], column, row["group"], policy.judge)
+        if row["evidence"] == EVIDENCE_INSUFFICIENT:
+            rows.append(_row(
+                *common, value, np.nan, np.nan, limit, np.nan, policy.insufficient_evidence,
+                f"insufficient evidence: {what} {_fmt(value)} from {row['n_subjects']} subject(s), fewer than "
+                f"{policy.min_subjects}; not judged",
+            ))
+            continue
+        verdict, why = _judge(value, low, high, limit, upper=True, judge=policy.judge)
+        rows.append(_row(*common, value, low, high, limit, row["p_holm"], verdict,
+                         f"{what} {_fmt(value)}{_interval_text(low, high)}: {why}"))
     return rows
 
 

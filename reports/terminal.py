@@ -20,13 +20,35 @@ if TYPE_CHECKING:
     from genfair.audit.policy import CheckReport
     from genfair.audit.result import AuditResult
 
-__all__ = ["METRIC_HEADERS", "print_audit", "print_check", "print_comparison", "print_effects", "print_ranking"]
+__all__ = ["METRIC_HEADERS", "SKIN_HEADERS", "print_audit", "print_check", "print_comparison", "print_effects",
+           "print_ranking"]
 
 FEW_SUBJECTS = 5  # below this many subjects a group's mean is an anecdote, not evidence
 METRIC_HEADERS = {"mse_error": "MSE ↓", "mae_error": "MAE ↓", "psnr_score": "PSNR dB ↑", "ssim_score": "SSIM ↑"}
 INSUFFICIENT = "too few people"
+UNRELIABLE = "classifier unreliable"  # genfair.audit.attributes.CLASSIFIER_UNRELIABLE
+WITHHELD = "withheld"
 SIGNIFICANCE = 0.05  # a p that can never go below this is marked with its floor
 FLOOR_NOTE = f"(≥ x): the smallest p this many people allow; above {SIGNIFICANCE} no result could be significant"
+IDENTITY_CAPTION = ("drift: distance between the face embeddings of output and original (0: the same face); lost: "
+                    "the share of outputs the recogniser no longer matches to their original (drift ≥ 0.6, dlib's "
+                    "same-person threshold); p: is this group lost more often than the rest, or on a gap's row, "
+                    "is the gap real (Holm). face found: the share of originals where the detector found a face (elsewhere "
+                    "the whole image was read).")
+#: The skin-colour measures of the ``skin_tone_*`` tables, one terminal table each:
+#: ``{column: (title, header, caption, per-group p shown)}``. Hue has no harmful sign, so its
+#: groups' one-sided p (oriented toward yellow) is not shown; its gap's p is symmetric.
+SKIN_HEADERS: dict[str, tuple[str, str, str, bool]] = {
+    "ita_shift": ("Skin-tone shift ΔITA° per group (95% CI)", "ΔITA°",
+                  ("ΔITA°: skin-tone shift, output minus original (positive: the output's skin is lighter); "
+                   "p: is this group lightened more than the rest (Holm)."), True),
+    "lightness_shift": ("Skin lightness shift ΔL* per group (95% CI)", "ΔL*",
+                        ("ΔL*: the skin's perceptual lightness (CIELAB L*, 0 black to 100 white), output minus "
+                         "original (positive: lighter); p: is this group lightened more than the rest (Holm)."), True),
+    "hue_shift": ("Skin hue shift Δh° per group (95% CI)", "Δh°",
+                  ("Δh°: the skin's hue angle h* = atan2(b*, a*), output minus original (positive: yellower, "
+                   "negative: redder); neither sign is the harm, so p is the gap's alone (Holm)."), False),
+}
 
 
 def _table(title: str, *headers: str, left: int = 1) -> Table:
@@ -58,7 +80,7 @@ def _sections(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
 
 
 def print_audit(console: Console, result: AuditResult) -> None:
-    """Every table of an audit: per-group error, disparities, ΔITA, classifier, representation, baseline."""
+    """Every table of an audit: per-group error, disparities, skin colour, classifier, representation, baseline."""
     console.print(_group_table(result))
     if any(result.per_group["n_subjects"] < FEW_SUBJECTS):
         console.print(f"* fewer than {FEW_SUBJECTS} people: an anecdote, not evidence.")
@@ -69,11 +91,21 @@ def print_audit(console: Console, result: AuditResult) -> None:
                       "starting at 1.000 admits no disparity. "
                       "Whether there is one is p's question.")
     if "skin_tone_intervals" in tables:
-        console.print(_skin_tone_table(tables["skin_tone_intervals"], tables.get("skin_tone_disparities")))
-        console.print("ΔITA°: skin-tone shift, output minus original (positive: the output's skin is lighter); "
-                      "p: is this group lightened more than the rest (Holm).")
+        intervals, gaps = tables["skin_tone_intervals"], tables.get("skin_tone_disparities")
+        for measure, (title, header, caption, group_p) in SKIN_HEADERS.items():
+            rows = intervals[intervals["metric"] == measure]
+            if len(rows):
+                console.print(_skin_tone_table(rows, None if gaps is None else gaps[gaps["metric"] == measure],
+                                               title=title, header=header, group_p=group_p))
+                console.print(caption)
+    if "identity_intervals" in tables:
+        console.print(_identity_table(tables["identity_intervals"], tables.get("identity_disparities"),
+                                      tables.get("identity")))
+        console.print(IDENTITY_CAPTION)
     if "classifier_accuracy" in tables:
         console.print(_classifier_table(tables["classifier_accuracy"], tables.get("attribute_preservation")))
+    if "classifier_validity" in tables:
+        console.print(_validity_table(tables["classifier_validity"], result.metadata))
     if "representation" in tables:
         console.print(_representation_table(tables["representation"]))
         console.print(_representation_tests_table(tables["representation_tests"]))
@@ -143,13 +175,15 @@ def _disparity_table(result: AuditResult) -> Table:
     return table
 
 
-def _skin_tone_table(intervals: pd.DataFrame, disparities: pd.DataFrame | None) -> Table:
-    table = _table("Skin-tone shift ΔITA° per group (95% CI)", "group", "people", "ΔITA°", "95% CI", "p")
+def _skin_tone_table(intervals: pd.DataFrame, disparities: pd.DataFrame | None, *, title: str, header: str,
+                     group_p: bool) -> Table:
+    """One skin-colour measure's rows of ``skin_tone_intervals`` (and its gaps): ``group_p`` shows each group's p."""
+    table = _table(title, "group", "people", header, "95% CI", "p")
     for grouping, rows in _sections(intervals):
         table.add_section()
         for row in rows.itertuples(index=False):
             ci = _interval(row.ci_low, row.ci_high, "+.2f") if row.evidence == "sufficient" else INSUFFICIENT
-            p_value = f"{row.p_holm:.3f}" if _finite(row.p_holm) else ""
+            p_value = f"{row.p_holm:.3f}" if group_p and _finite(row.p_holm) else ""
             table.add_row(_label(grouping, row.group), str(row.n_subjects), f"{row.estimate:+.2f}", ci, p_value)
     if disparities is not None:
         table.add_section()
@@ -160,6 +194,41 @@ def _skin_tone_table(intervals: pd.DataFrame, disparities: pd.DataFrame | None) 
                 table.add_row(f"gap, {row.grouping}: {row.worst_group} − {row.best_group}", "",
                               f"{row.difference:.2f}", _interval(row.difference_ci_low, row.difference_ci_high, ".2f"),
                               p_value)
+    return table
+
+
+def _identity_table(intervals: pd.DataFrame, disparities: pd.DataFrame | None, means: pd.DataFrame | None) -> Table:
+    """Identity drift and the share no longer recognised per group (``identity_*`` tables), with their gaps."""
+    table = _table("Identity drift per group (dlib face recogniser, 95% CI)", "group", "people", "drift ↓",
+                   "95% CI", "lost ↓", "95% CI", "p", "face found")
+    found = {} if means is None else {(r.grouping, r.group): r.face_found for r in means.itertuples(index=False)}
+    rows = intervals.set_index(["grouping", "group", "metric"])
+    previous = None
+    for (grouping, group), _ in intervals.groupby(["grouping", "group"], sort=False):
+        if grouping != previous:
+            table.add_section()
+            previous = grouping
+        drift, lost = rows.loc[(grouping, group, "identity_drift")], rows.loc[(grouping, group, "identity_lost")]
+        enough = drift["evidence"] == "sufficient"
+        share = found.get((grouping, group), float("nan"))
+        table.add_row(_label(grouping, group), str(drift["n_subjects"]), f"{drift['estimate']:.3f}",
+                      _interval(drift["ci_low"], drift["ci_high"]) if enough else INSUFFICIENT,
+                      f"{lost['estimate']:.0%}",
+                      _interval(lost["ci_low"], lost["ci_high"], ".0%") if enough else INSUFFICIENT,
+                      f"{lost['p_holm']:.3f}" if _finite(lost["p_holm"]) else "",
+                      f"{share:.0%}" if _finite(share) else "")
+    if disparities is not None:
+        table.add_section()
+        gaps = disparities[disparities["evidence"] == "sufficient"]
+        for row in gaps.itertuples(index=False):
+            measure = "drift" if row.metric == "identity_drift" else "lost"
+            fmt = ".3f" if measure == "drift" else ".0%"
+            exploratory = getattr(row, "family", None) == "exploratory" and _finite(row.p_value)
+            p_value = f"{row.p_value:.3f}†" if exploratory else f"{row.p_holm:.3f}" if _finite(row.p_holm) else ""
+            cells = [f"{row.difference:{fmt}}", _interval(row.difference_ci_low, row.difference_ci_high, fmt)]
+            table.add_row(f"{measure} gap, {row.grouping}: {row.worst_group} − {row.best_group}", "",
+                          *(cells if measure == "drift" else ["", ""]), *(cells if measure == "lost" else ["", ""]),
+                          p_value, "")
     return table
 
 
@@ -174,12 +243,46 @@ def _classifier_table(originals: pd.DataFrame, flips: pd.DataFrame | None) -> Ta
     for grouping, rows in _sections(originals):
         table.add_section()
         for position, row in rows.iterrows():
-            cells = [f"{row[column]:.2f}" + (f" | {flips.loc[position, f'{a}_flip_rate']:.2f}" if flipped else "")
+            cells = [f"{row[column]:.2f}" + (f" | {_rate_or_withheld(flips.loc[position, f'{a}_flip_rate'])}"
+                                             if flipped else "")
                      for column, a in zip(columns, attributes)]
             table.add_row(_label(grouping, row["group"]), *cells)
     if flipped:
         table.caption = ("A flip is the output labelled otherwise than its own original (a model that changes "
-                         "nothing flips none); accuracy is the classifier's own, on people it never trained on")
+                         f"nothing flips none; {WITHHELD}: {UNRELIABLE}, see its validity); accuracy is the "
+                         "classifier's own, on the audited people, whom it never trained on")
+    return table
+
+
+def _rate_or_withheld(value: Any) -> str:
+    return f"{value:.2f}" if _finite(value) else WITHHELD
+
+
+def _validity_table(validity: pd.DataFrame, metadata: dict[str, Any]) -> Table:
+    """The classifier's accuracy on held-out originals per group and attribute, each with its interval and verdict."""
+    from genfair.audit.label_noise import MIN_ACCURACY
+
+    attributes = list(dict.fromkeys(validity["attribute"]))
+    threshold = metadata.get("run", {}).get("classifier_min_accuracy", MIN_ACCURACY)
+    audited = "audited_accuracy" in validity.columns and validity["audited_accuracy"].notna().any()
+    table = _table("Attribute classifier validity: accuracy on held-out originals (95% CI)"
+                   + (" | on the audited originals" if audited else ""), "group", "people", *attributes)
+    for grouping, rows in _sections(validity):
+        table.add_section()
+        for group, cells in rows.groupby("group", sort=False):
+            by_attribute = cells.set_index("attribute")
+            first = by_attribute.iloc[0]
+            texts = []
+            for attribute in attributes:
+                cell = by_attribute.loc[attribute]
+                text = _with_interval(cell["accuracy"], cell["ci_low"], cell["ci_high"], cell["evidence"] == "sufficient")
+                if audited and _finite(cell["audited_accuracy"]):
+                    text += f" | {cell['audited_accuracy']:.2f}"
+                texts.append(text + (" (unreliable)" if cell["status"] != "valid" else ""))
+            table.add_row(_label(grouping, group), str(first["n_subjects"]), *texts)
+    table.caption = (f"People the classifier never trained on. Below {threshold:.2f} (--classifier-min-accuracy) "
+                     f"{'on either, ' if audited else ''}a group's representation rows, its grouping's representation tests and its flip "
+                     f"rates are withheld ({UNRELIABLE}): the classifier's own errors would be read as the model's")
     return table
 
 
@@ -203,6 +306,9 @@ def _representation_table(representation: pd.DataFrame) -> Table:
         majorities.append(f"{grouping}: {rows['majority_group'].iloc[0] or 'none (balanced or tied; see the notes)'}")
         for row in rows.itertuples(index=False):
             enough = row.evidence == "sufficient"
+            if row.evidence == UNRELIABLE:
+                table.add_row(str(row.group), str(row.n_subjects), f"{WITHHELD}⁴")
+                continue
             cells = [str(row.group), str(row.n_subjects),
                      _with_interval(row.own_rate, row.own_ci_low, row.own_ci_high, enough)]
             if corrected:
@@ -220,7 +326,11 @@ def _representation_table(representation: pd.DataFrame) -> Table:
         table.caption += ". ² share of outputs for uninformative 4x4 averaged faces (fair: uniform)"
     if corrected:
         table.caption += (". ³ with the classifier's own errors on the originals taken out (CLEAM, Teo et al. "
-                          "2023); blank where it reads some group's originals right less than half the time")
+                          "2023); blank where it reads some group's originals right less often than the validity "
+                          "threshold")
+    if (representation["evidence"] == UNRELIABLE).any():
+        table.caption += (f". ⁴ {UNRELIABLE}: it reads these people's originals right too rarely (its validity "
+                          f"table), so its labels of their outputs say nothing about the model")
     return table
 
 
@@ -230,6 +340,9 @@ def _representation_tests_table(tests: pd.DataFrame) -> Table:
     table = _table("Representation tests (Jalal et al. 2021; Laszkiewicz et al. 2024)", "grouping", "criterion",
                    "gap", "95% CI", "χ²", "dof", "p", "divergence", left=2)
     for row in tests.itertuples(index=False):
+        if getattr(row, "evidence", "") == UNRELIABLE:
+            table.add_row(row.grouping, names.get(row.metric, row.metric), WITHHELD, UNRELIABLE)
+            continue
         gap = f"{row.difference:.2f}" if _finite(row.difference) else ""
         table.add_row(row.grouping, names.get(row.metric, row.metric), gap,
                       _interval(row.difference_ci_low, row.difference_ci_high, ".2f"),
@@ -238,8 +351,8 @@ def _representation_tests_table(tests: pd.DataFrame) -> Table:
                       if _finite(row.divergence) else "")
     if "test" in tests.columns:
         tested = dict(zip(tests["metric"], tests["test"]))
-        how = {"subject-permutation": "whole people relabelled between groups", "rao-scott-f":
-               "Rao-Scott F (people as clusters)", "chi-square": "χ² (independent outputs)"}
+        how = {"subject-permutation": "whole people relabelled between groups", "rao-scott-bootstrap":
+               "Rao-Scott, people resampled within groups", "chi-square-exact": "exact multinomial", "chi-square": "χ² (independent outputs)"}
         table.caption = ("χ² adjusted for each person's several photos; p: " + ", ".join(
             f"{metric.upper()} {how.get(test, test)}" for metric, test in tested.items() if isinstance(test, str)))
     return table

@@ -20,7 +20,8 @@ What lands in the run:
 - **artifacts**: the saved result under ``audit/`` (Parquet + JSON, loadable without MLflow, read by
   :func:`load_audit`),
   ``audit/per_group.csv`` for reading in the MLflow UI, and each figure as
-  ``figures/<name>.png``.
+  ``figures/<name>.png`` (with a ``worst_cases`` table, also ``figures/worst_cases_<measure>.png``:
+  every group's worst images, original beside output, labelled with the group's statistic).
 
 MLflow is imported inside the functions, so importing this module stays cheap.
 """
@@ -76,7 +77,8 @@ OVERALL_GROUPING = "overall"
 GROUP_ID_COLUMNS = ("grouping", "group")
 #: Key columns of the extra tables, tried in this order: the first that identifies every row
 #: gives ``<table>/<grouping>/<group>/<metric>/<column>`` and so on.
-TABLE_KEYS = (("grouping", "group"), ("grouping", "group", "metric"), ("grouping", "metric"))
+TABLE_KEYS = (("grouping", "group"), ("grouping", "group", "metric"), ("grouping", "metric"),
+              ("grouping", "group", "attribute"))
 COUNT_COLUMNS = ("n_images", "n_subjects")
 DISPARITY_COLUMNS = ("grouping", "metric", "ratio", "difference")
 #: The table whose rows give the disparities' intervals and p-values, and the statistics logged
@@ -91,9 +93,15 @@ ALL_VALUES = "*"
 #: ``tables/<name>.json`` and the Parquet files only.
 TABLE_METRICS: dict[str, tuple[str, tuple[str, ...] | str]] = {
     "classifier_accuracy": ("overall", ALL_VALUES),  # <attribute>_accuracy
+    # the classifier's validity: its accuracy on held-out originals per group and attribute, with the interval
+    "classifier_validity": ("all", ("accuracy",)),  # its interval: tables/classifier_validity.json
     "attribute_preservation": ("overall", ALL_VALUES),  # <attribute>_flip_rate
-    "skin_tone_shift": ("all", ALL_VALUES),  # ita_shift, overall and per group
+    # the skin-colour shifts (ita_shift, lightness_shift, hue_shift): each group's mean, and each gap per grouping
+    "skin_tone_shift": ("all", ALL_VALUES),
     "skin_tone_disparities": ("all", ("difference", "difference_ci_low", "difference_ci_high", "p_holm")),
+    # audit run --identity: each group's mean drift, share lost and share with a face found; each gap per grouping
+    "identity": ("all", ALL_VALUES),
+    "identity_disparities": ("all", ("difference", "difference_ci_low", "difference_ci_high", "p_holm")),
     "representation_tests": ("all", ("p_value", "difference", "difference_ci_low", "difference_ci_high")),
     "model_facts": ("overall", ALL_VALUES),
     "vs_bicubic_groups": ("all", ("difference", "p_value")),
@@ -190,7 +198,8 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
             n_subjects, <metric means>`` with the ``overall``/``all`` row), ``disparities``
             (columns ``grouping, metric, ..., ratio, difference``), ``metadata`` and ``save``.
         figures: ``{name: figure}``; each is logged as ``figures/<name>.png`` (the name
-            sanitised like a :func:`metric_key` part). None logs no figure.
+            sanitised like a :func:`metric_key` part). None logs no figure but the worst cases'
+            (``worst_cases_<measure>``, drawn from ``result.tables["worst_cases"]`` when present).
         experiment: with no active run, open a run in this experiment, log, and finish it.
         tracking_uri: the store for ``experiment``; None: ``$MLFLOW_TRACKING_URI`` or ``./mlflow.db``.
 
@@ -221,7 +230,7 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
     params = flatten_params(result.metadata)
     metrics = audit_metrics(result.per_group, result.disparities, tables=result.tables)
     tags = _tags(result.metadata)
-    figure_files = _figure_files(figures or {})
+    figure_files = _figure_files({**_worst_case_figures(result), **(figures or {})})
     table_files = _table_files(result)
 
     timestamp = int(time.time() * 1000)
@@ -268,9 +277,10 @@ def audit_metrics(
             and :data:`DISPARITY_STATISTICS`) gives ``disparity/<grouping>/<metric>/<statistic>``,
             its finite ratio and difference replacing ``disparities``' for the same row, so that
             each estimate and its interval come from one table. The tables of :data:`TABLE_METRICS`
-            give their chosen columns, keyed by ``grouping, group``, ``grouping, group, metric``
-            or ``grouping, metric`` (:data:`TABLE_KEYS`): ``<name>/<column>`` (overall row;
-            ``<name>/<metric>/<column>`` with a metric key) and ``<name>/<grouping>/<key...>/<column>``.
+            give their chosen columns, keyed by ``grouping, group``, ``grouping, group, metric``,
+            ``grouping, metric`` or ``grouping, group, attribute`` (:data:`TABLE_KEYS`):
+            ``<name>/<column>`` (overall row; ``<name>/<metric>/<column>`` with a metric or
+            attribute key) and ``<name>/<grouping>/<key...>/<column>``.
             Any other table, and one with several rows per key, gives no metric.
 
     Returns:
@@ -383,10 +393,14 @@ def _table_entries(name: str, table: pd.DataFrame, rows: str, chosen: tuple[str,
 def _table_files(result: AuditResult) -> dict[str, pd.DataFrame]:
     """``{tables/<name>.json: frame}`` for ``mlflow.log_table``: per_group, disparities and every extra table.
 
-    A column of PNG bytes (``samples``) becomes images, which the UI shows in the table; other
+    A column of PNG bytes (``samples``) becomes images, which the UI shows in the table (the worst
+    cases' images are their figures', so their table keeps paths and values only); other
     bytes become base64 text, since JSON holds no bytes.
     """
     frames = {"per_group": result.per_group, "disparities": result.disparities, **result.tables}
+    if "worst_cases" in frames:  # their images are the worst-case figures already: dozens of images per run
+        worst = frames["worst_cases"]
+        frames["worst_cases"] = worst.drop(columns=[c for c in worst.columns if str(c).endswith("_png")])
     files: dict[str, pd.DataFrame] = {}
     for name, frame in frames.items():
         # AuditResult keeps table names lowercase identifiers other than the core files: each its own file.
@@ -450,6 +464,15 @@ def _tags(metadata: Mapping[str, Any]) -> dict[str, str]:
                 value = value["name"]
             tags[tag] = _truncate(str(value), MAX_TAG_VALUE_LENGTH)
     return tags
+
+
+def _worst_case_figures(result: AuditResult) -> dict[str, Figure]:
+    """The result's worst cases drawn, one ``worst_cases_<measure>`` figure per measure (none without them)."""
+    if "worst_cases" not in result.tables:
+        return {}
+    from .figures import worst_case_figures
+
+    return worst_case_figures(result.tables)
 
 
 def _figure_files(figures: Mapping[str, Figure]) -> dict[str, Figure]:

@@ -100,14 +100,28 @@ def run(
     precision: Annotated[str, typer.Option(help="Lightning precision: 32-true, 16-mixed, bf16-mixed.")] = "32-true",
     patience: Annotated[int, typer.Option(help="Epochs without a better validation loss before stopping; 0: never.")] = 3,
     classifier_epochs: Annotated[
-        int, typer.Option(help="Epochs of the attribute classifier that labels originals and outputs; 0 skips it.")
+        int, typer.Option(help="Epochs of the attribute classifier that labels originals and outputs; 0 skips it. "
+                               "It trains on a balanced set: new generated people (faces) or the training split "
+                               "drawn balanced by group.")
     ] = 5,
+    classifier_min_accuracy: Annotated[
+        float | None,
+        typer.Option(help="Withhold the representation claims (rows, tests, flip rates) of a group whose held-out "
+                          "or audited originals the classifier labels right less often than this, per attribute; the CLEAM "
+                          "correction needs it of every group. Default 0.8: the classifier's own errors then move a "
+                          "rate by at most 0.2, whatever the number of classes (chance is 1/K <= 0.5). 0: withhold "
+                          "nothing.", show_default=False),
+    ] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue training from this checkpoint.", show_default=False)] = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="Audit this trained checkpoint without training.", show_default=False)
     ] = None,
     tracking_uri: TrackingUriOption = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "genfair",
+    cache_mb: Annotated[
+        int, typer.Option(help="Memory (MiB) for decoded images, so each file is decoded once a run; a larger set "
+                               "is decoded every epoch (a note says so); 0: off.")
+    ] = 1024,
     out: Annotated[
         Path | None, typer.Option(help="Also save the audit result (Parquet + metadata) in this folder.",
                                   show_default=False)
@@ -128,6 +142,18 @@ def run(
         str | None,
         typer.Option(help="Test this metric's disparities alone (Holm over its groupings); the other rows are "
                           "exploratory. Default: every disparity row of the run is one family.", show_default=False),
+    ] = None,
+    identity: Annotated[
+        bool,
+        typer.Option("--identity",
+                     help="Also measure identity drift: does a face recogniser (dlib) still match each output to its "
+                          "original? Needs pip install 'genfair[faces]'; about 0.25 s per audited image."),
+    ] = False,
+    skin_mask: Annotated[
+        str | None,
+        typer.Option(help="Skin region of the skin measures without manifest masks: central (an ellipse) or "
+                          "landmarks (cheeks, forehead, nose bridge from dlib's 68 landmarks; the faces extra). "
+                          "Default: landmarks with --identity, else central.", show_default=False),
     ] = None,
     policy: PolicyOption = None,
     baseline: BaselineOption = None,
@@ -164,6 +190,8 @@ def run(
             dro_eta=dro_eta,
             reference=reference,
             primary_metric=primary_metric,
+            identity=identity,
+            skin_mask=skin_mask,
             attributes=split_list(attributes),
             bins=bin_pairs(bins),
             missing=missing,
@@ -181,10 +209,12 @@ def run(
             precision=precision,
             patience=patience,
             classifier_epochs=classifier_epochs,
+            **({} if classifier_min_accuracy is None else {"classifier_min_accuracy": classifier_min_accuracy}),
             resume=str(resume) if resume is not None else None,
             checkpoint=str(checkpoint) if checkpoint is not None else None,
             tracking_uri=tracking_uri,
             experiment=experiment,
+            cache_mb=cache_mb,
         )
         outcome = run_audit(config, progress_bar=True)
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from genfair import datasets, models
 from genfair.audit.grouping import GROUP_SEPARATOR
+from genfair.audit.identity import IDENTITY_DRIFT, IDENTITY_LOST
+from genfair.audit.label_noise import MIN_ACCURACY
 from genfair.datasets import Manifest
 
 if TYPE_CHECKING:
@@ -27,6 +29,9 @@ DEFAULT_EXPERIMENT = "genfair"
 TASKS = ("reconstruction", "upsampling")
 DEFAULT_EPOCHS = 10
 VERSIONED_PACKAGES = ("genfair", "torch", "pytorch-lightning", "torchmetrics", "fairlearn", "mlflow", "pandas")
+FACE_PACKAGES = ("dlib-bin", "face-recognition-models")  # versioned too when a run reads faces
+SKIN_MASKS = ("central", "landmarks")
+IDENTITY_MEASURES = (IDENTITY_DRIFT, IDENTITY_LOST)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,8 +66,14 @@ class RunConfig:
         strategy: Lightning strategy (``auto``, ``ddp``, ...).
         precision: Lightning precision (``32-true``, ``16-mixed``, ``bf16-mixed``).
         patience: epochs without a better validation loss before training stops; 0 never stops early.
-        classifier_epochs: epochs of the attribute classifier trained on the real training
-            images (it labels originals and outputs); 0 skips it.
+        classifier_epochs: epochs of the attribute classifier (it labels originals and outputs),
+            trained on a balanced set: new generated people for a dataset that generates its
+            people, else the training split drawn balanced by group; 0 skips it.
+        classifier_min_accuracy: a group whose held-out originals, or whose audited originals, the
+            classifier labels right less often than this (per attribute) gets no representation
+            claims: its representation, representation-test and flip values are NaN, marked
+            "classifier unreliable"; the CLEAM correction needs it of every group. In [0, 1];
+            default :data:`genfair.audit.label_noise.MIN_ACCURACY`.
         resume: a checkpoint to continue training from.
         checkpoint: a trained checkpoint to audit without training.
         tracking_uri: MLflow tracking URI; None means ``$MLFLOW_TRACKING_URI`` or
@@ -70,6 +81,10 @@ class RunConfig:
         experiment: MLflow experiment name.
         cache_dir: where generated datasets are cached; None means ``$GENFAIR_CACHE_DIR``
             or ``~/.cache/genfair``.
+        cache_mb: memory (MiB) for the run's decoded images and masks (8 bits a pixel): when the
+            rows of every split fit, each file is decoded once and shared by training, validation,
+            the attribute classifier and the audit; a larger set is decoded in every epoch (the
+            run's notes say so); 0 turns it off. Not logged: it changes no number of the audit.
         parent_run_id: an MLflow run to file this run under (``audit compare``'s parent run).
         data_seed: seeds the dataset's generation and split; None means ``seed``. An attribution
             study varies ``seed`` (the weights' initialisation) with ``data_seed`` fixed, so that
@@ -97,6 +112,13 @@ class RunConfig:
             ``"pad"`` (black borders) or ``"stretch"``.
         primary_metric: the one metric whose disparity tests form the run's family of tests
             (Holm-adjusted; the others are exploratory); None: every disparity row together.
+        identity: measure identity drift with dlib's face recogniser (the ``faces`` extra):
+            per image ``identity_drift``, ``identity_lost`` and ``face_found``, per group the
+            ``identity_*`` tables (:mod:`genfair.audit.run.face_tools`).
+        skin_mask: the skin region of the skin measures where the manifest has no masks:
+            ``"central"`` (the centred ellipse) or ``"landmarks"`` (cheeks, forehead and nose
+            bridge from dlib's 68 landmarks where a face is found; the ``faces`` extra); None:
+            ``"landmarks"`` with ``identity``, else ``"central"``.
     """
 
     model: str = "vae"
@@ -118,11 +140,13 @@ class RunConfig:
     precision: str = "32-true"
     patience: int = 3
     classifier_epochs: int = 5
+    classifier_min_accuracy: float = MIN_ACCURACY
     resume: str | None = None
     checkpoint: str | None = None
     tracking_uri: str | None = None
     experiment: str = DEFAULT_EXPERIMENT
     cache_dir: str | None = None
+    cache_mb: int = datasets.DEFAULT_CACHE_MB
     parent_run_id: str | None = None
     data_seed: int | None = None
     composition: str = "as-given"
@@ -138,8 +162,15 @@ class RunConfig:
     missing: str = "error"
     fit: str = "crop"
     primary_metric: str | None = None
+    identity: bool = False
+    skin_mask: Literal["central", "landmarks"] | None = None
 
     def __post_init__(self) -> None:
+        if self.skin_mask is not None and self.skin_mask not in SKIN_MASKS:
+            raise ValueError(f"--skin-mask must be one of {', '.join(SKIN_MASKS)}, got {self.skin_mask!r}")
+        if self.skin_mask == "landmarks" and self.channels != 3:
+            raise ValueError("--skin-mask landmarks applies to the skin measures of colour images, and these are "
+                             "grayscale (--channels 1); drop --skin-mask")
         if self.outputs is not None and self.manifest is None:
             raise ValueError(f"--outputs {self.outputs} names a column of a manifest: add --manifest FILE")
         if self.inputs is not None and self.outputs is None:
@@ -159,7 +190,7 @@ class RunConfig:
             from genfair.audit.metrics import names as metric_names
             from genfair.audit.panel import SKIN_TONE_SHIFT
 
-            tested = (*metric_names(), SKIN_TONE_SHIFT)
+            tested = (*metric_names(), SKIN_TONE_SHIFT, *(IDENTITY_MEASURES if self.identity else ()))
             if self.primary_metric not in tested:
                 raise ValueError(f"--primary-metric must be one of {', '.join(tested)}, got {self.primary_metric!r}")
         if self.dro_eta is not None and not self.dro_eta > 0:
@@ -172,8 +203,15 @@ class RunConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
+        if not isinstance(self.cache_mb, int) or isinstance(self.cache_mb, bool) or self.cache_mb < 0:
+            raise ValueError(f"--cache-mb must be 0 (decode every file in every epoch) or a positive number of MiB, "
+                             f"got {self.cache_mb!r}")
         if self.classifier_epochs < 0:
             raise ValueError(f"--classifier-epochs must be 0 (no classifier) or more, got {self.classifier_epochs!r}")
+        accuracy = self.classifier_min_accuracy
+        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
+            raise ValueError(f"--classifier-min-accuracy must be a number in [0, 1] (0: withhold nothing), "
+                             f"got {accuracy!r}")
         if self.patience < 0:
             raise ValueError(f"--patience must be 0 (never stop early) or more, got {self.patience!r}")
         if self.attributes is not None and len(self.attributes) == 0:
@@ -186,6 +224,16 @@ class RunConfig:
         for option, path in (("--resume", self.resume), ("--checkpoint", self.checkpoint)):
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{option} {path}: no such checkpoint file")
+
+    @property
+    def landmark_masks(self) -> bool:
+        """Whether the skin masks are drawn from face landmarks (``skin_mask``, else ``identity``)."""
+        return self.skin_mask == "landmarks" or (self.skin_mask is None and self.identity and self.channels == 3)
+
+    @property
+    def face_tools(self) -> bool:
+        """Whether the run reads faces with dlib (:mod:`genfair.audit.run.face_tools`)."""
+        return self.identity or self.landmark_masks
 
     @property
     def source_kind(self) -> Literal["disk", "user", "registry"]:
@@ -387,9 +435,11 @@ def run_metadata(
         "manifest_sha256": manifest.sha256,
         "attributes": list(manifest.attributes),
         "run": {k: v for k, v in dataclasses.asdict(config).items()
-                if k not in ("tracking_uri", "cache_dir", "parent_run_id")},
+                if k not in ("tracking_uri", "cache_dir", "cache_mb", "parent_run_id")},
         "splits": splits,
-        "versions": {"python": platform.python_version(), **{name: package_version(name) for name in VERSIONED_PACKAGES}},
+        "versions": {"python": platform.python_version(),
+                     **{name: package_version(name)
+                        for name in (*VERSIONED_PACKAGES, *(FACE_PACKAGES if config.face_tools else ()))}},
     }
 
 

@@ -28,6 +28,7 @@ from genfair import models
 from genfair.audit.faults import store_lock
 from genfair.audit.panel import audit_frame, majority_groups, majority_notes, score_batch
 from genfair.audit.result import AuditResult
+from genfair.audit.worst_cases import WORST_CASES_K, WORST_MEASURES, worst_cases
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
 from genfair.reports.tracking import activate_experiment, check_tracking_uri, resolve_tracking_uri
@@ -42,12 +43,15 @@ from .config import (
     run_metadata,
     run_tags,
 )
+from .face_tools import MissingFaceTools, read_batch, require_face_tools
 from .sources import DiskSource, ModuleSource, TrainedSource, bicubic_baseline
 from .stages import EnterPrediction, RunStages, close_stopped_run, in_stages
 from .training import (
+    classifier_data,
     classifier_labels,
     fit,
     gather_rows,
+    held_out_labels,
     load_module,
     run_to_resume,
     set_objective,
@@ -134,6 +138,8 @@ def plan_run(config: RunConfig, *, module: torch.nn.Module | None = None) -> Run
         else:
             model_config = {"outputs": config.outputs, "inputs": config.inputs}
     check_reference(config.reference, manifest)
+    if config.face_tools:  # before training: a missing extra is a usage error, not a crash at the audit
+        notes.extend(_check_face_tools(config, manifest))
     notes.extend(manifest.notes)
     if kind == "disk":
         manifest = _disk_splits(manifest)
@@ -150,6 +156,7 @@ def plan_run(config: RunConfig, *, module: torch.nn.Module | None = None) -> Run
         require_train=max_epochs > 0,  # outputs on disk, a checkpoint or a model run as it is may have none
         require_val=max_epochs > 0,
         fit=config.fit,
+        cache_mb=config.cache_mb,  # decoded once, shared by training, validation, the classifier and the audit
     )
     notes.extend(datamodule.notes)
     if config.classifier_epochs > 0 and not len(datamodule.split_rows("train")):
@@ -289,6 +296,8 @@ class Shard:
     inputs: list[torch.Tensor]  # the first inputs seen (for the model's images per second)
     latents: pd.DataFrame | None  # index: manifest rows; columns z_0 .. z_{k-1}
     seconds: float  # from start to the first batch of outputs
+    # manifest row -> (original, output) as PNG bytes: this rank's worst cases so far (_keep_worst)
+    worst: dict[int, tuple[bytes, bytes]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def merge(cls, shards: Sequence[Shard]) -> Shard:
@@ -300,7 +309,8 @@ class Shard:
         return cls(scores=once(pd.concat([shard.scores for shard in shards])),
                    shown={row: pair for shard in reversed(shards) for row, pair in shard.shown.items()},
                    inputs=shards[0].inputs, latents=once(pd.concat(latents)) if latents else None,
-                   seconds=shards[0].seconds)
+                   seconds=shards[0].seconds,
+                   worst={row: pair for shard in shards for row, pair in shard.worst.items()})
 
 
 def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Path, *,
@@ -320,11 +330,15 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
     active = mlflow.active_run()
     start = active.info.start_time / 1000 if active is not None else time.time()
 
+    checked: dict[str, Any] = {}  # the classifier's labels of held-out originals, and where they come from
+
     def classifier() -> Any:  # after the model's training, as ever: it draws from the same global RNG
         if config.classifier_epochs == 0 or not len(datamodule.split_rows("train")):
             return None
         stages.enter("classifier")
-        trained = train_classifier(config, datamodule, workdir)
+        data = classifier_data(config, datamodule)
+        trained = train_classifier(config, datamodule, workdir, data=data)
+        checked.update(held_out=held_out_labels(trained, data, datamodule.attribute_classes), note=data.note)
         if active is not None:
             mlflow.log_artifact(str(workdir / "classifier.ckpt"), artifact_path="classifier")
         return trained
@@ -340,6 +354,11 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
     majority = majority_groups(train, attributes) if len(train) else None
     if majority is not None and classify is not None:
         metadata = {**metadata, "notes": [*metadata.get("notes", []), *majority_notes(train, attributes)]}
+    if "held_out" in checked:
+        withheld = (f"; the representation claims about a group it labels right less than "
+                    f"{config.classifier_min_accuracy:.0%} of the time, there or on the audited originals, are "
+                    f"withheld (classifier unreliable)")
+        metadata = {**metadata, "notes": [*metadata.get("notes", []), checked["note"] + withheld]}
     runnable = source.runnable()
     uninformative = None
     if classify is not None and plan.task == "upsampling" and runnable is not None:
@@ -347,8 +366,11 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
                                                                              plan.scale, config.seed)))
     result = audit_frame(per_image, attributes=attributes, metadata=metadata, majority=majority,
                          uninformative=uninformative, seed=config.seed, reference=config.reference,
-                         primary_metric=config.primary_metric)
+                         primary_metric=config.primary_metric, classifier_held_out=checked.get("held_out"),
+                         min_accuracy=config.classifier_min_accuracy)
     tables = dict(result.tables)
+    if "held_out" in checked:  # the rows classifier_validity is computed from, so it can be recomputed
+        tables["classifier_held_out"] = checked["held_out"]
     ordered = [row for row in rows.index[_grid_picks(rows.reset_index(drop=True), attributes)] if row in shard.shown]
     figures = {"picks": [int(np.flatnonzero(scores.index == row)[0]) for row in ordered],
                "originals": torch.stack([shard.shown[row][0] for row in ordered]),
@@ -356,6 +378,7 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
     if runnable is not None:
         tables["model_facts"] = _model_facts(runnable, torch.cat(shard.inputs)[:FACTS_IMAGES], shard.seconds)
     tables["samples"] = _samples(per_image, attributes, figures)
+    tables["worst_cases"] = _worst_cases_table(per_image.set_axis(scores.index), attributes, shard.worst)
     if shard.latents is not None:
         tables["latents"] = shard.latents.reindex(scores.index).reset_index(drop=True).assign(
             path=per_image["path"].to_numpy())[["path", *shard.latents.columns]]
@@ -407,18 +430,26 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
     rows = datamodule.split_frame("test")[["path", "subject", *attributes]]
     shown_rows = set(rows.index[_grid_picks(rows.reset_index(drop=True), attributes)])
     parts, shown, inputs, latents = [], {}, [], []
+    worst: tuple[pd.DataFrame | None, dict[int, tuple[bytes, bytes]]] = (None, {})
     runnable = source.runnable()
     making = "prediction" if isinstance(source, ModuleSource | _TrainThenRun) else "data"
     batches = in_stages(source.batches(), stages, making=making)
     for batch in _progress(batches, total=math.ceil(len(rows) / datamodule.batch_size), enabled=progress_bar):
-        scores = score_batch(batch["image"], batch["output"], masks=batch.get("mask"),
+        faces: dict[str, Any] = {}
+        if plan.config.face_tools:  # its own stage (time/identity): ~0.25 s per image
+            stages.enter("identity")
+            faces = read_batch(batch["image"], batch["output"], identity=plan.config.identity,
+                               landmark_masks=plan.config.landmark_masks, masks=batch.get("mask"))
+            stages.enter("audit")
+        scores = score_batch(batch["image"], batch["output"], masks=faces.pop("masks", batch.get("mask")),
                              baseline=bicubic_baseline(batch, plan.scale) if plan.baseline else None,
-                             classify=classify)
+                             classify=classify, **faces)
         index = batch["index"].numpy()
         parts.append(pd.DataFrame(scores, index=index))
         for position, row in enumerate(index.tolist()):
             if row in shown_rows:
                 shown[row] = (batch["image"][position], batch["output"][position])
+        worst = _keep_worst(*worst, rows.loc[index], scores, batch, attributes)
         if sum(len(chunk) for chunk in inputs) < FACTS_IMAGES:
             inputs.append(batch["lowres"] if plan.scale is not None else batch["image"])
         if len(parts) % TRIM_EVERY == 0:
@@ -428,7 +459,7 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
             latents.append(pd.DataFrame(codes, index=index, columns=[f"z_{i}" for i in range(codes.shape[1])]))
     empty = pd.DataFrame(index=pd.Index([], dtype="int64"))
     return Shard(scores=pd.concat(parts) if parts else empty, shown=shown, inputs=inputs,
-                 latents=pd.concat(latents) if latents else None, seconds=seconds)
+                 latents=pd.concat(latents) if latents else None, seconds=seconds, worst=worst[1])
 
 
 def _return_freed_memory() -> None:
@@ -471,6 +502,22 @@ def _progress(batches: Iterable[Any], *, total: int, enabled: bool) -> Iterable[
     from rich.progress import track
 
     yield from track(iterator, total=max(total - 1, 0), description="auditing", transient=True)
+
+
+def _check_face_tools(config: RunConfig, manifest: Manifest) -> list[str]:
+    """Refuse a run that asks for face tools without the ``faces`` extra; notes on what they will do.
+
+    Raises:
+        ValueError: dlib or its models are not installed (names the option and the fix).
+    """
+    option = "--identity" if config.identity else "--skin-mask landmarks"
+    try:
+        require_face_tools()
+    except MissingFaceTools as err:
+        raise ValueError(f"{option}: {err}") from err
+    if config.landmark_masks and manifest.has_mask:
+        return ["the manifest's own skin masks (mask_path) are used for the skin measures, not face landmarks"]
+    return []
 
 
 def _refuse_registry_options(config: RunConfig, kind: str) -> None:
@@ -548,7 +595,8 @@ def _png(image: torch.Tensor) -> bytes:
 
     from PIL import Image
 
-    array = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    # rounded in numpy: torch's CPU round took ~7 ms per 3x64x64 image here, numpy's 0.02 ms (same half-to-even)
+    array = np.rint(image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -564,6 +612,53 @@ def _samples(per_image: pd.DataFrame, attributes: Sequence[str], shown: dict[str
     frame["original_png"] = [_png(image) for image in shown["originals"]]
     frame["output_png"] = [_png(image) for image in shown["outputs"]]
     return frame
+
+
+def _keep_worst(kept: pd.DataFrame | None, images: dict[int, tuple[bytes, bytes]], rows: pd.DataFrame,
+                scores: dict[str, Any], batch: dict[str, Any],
+                attributes: Sequence[str]) -> tuple[pd.DataFrame, dict[int, tuple[bytes, bytes]]]:
+    """The worst cases among the rows kept so far and this batch's, with their images as PNG bytes.
+
+    The k worst of every group and measure among (the k worst so far + a batch) are the k worst of
+    everything seen, so keeping only those rows is exact and holds a few images per group however
+    long the split; under DDP the union of every rank's picks holds the global ones.
+
+    Args:
+        kept: the rows picked so far (index: manifest rows), or None before the first batch.
+        images: manifest row -> (original, output) PNG bytes of the ``kept`` rows.
+        rows: this batch's ``path, subject, <attributes>`` (index: manifest rows, in batch order).
+        scores: :func:`genfair.audit.panel.score_batch`'s columns for the batch.
+        batch: the batch (``image``, ``output``: ``(B, C, H, W)`` in [0, 1]).
+    """
+    measures = [name for name in WORST_MEASURES if name in scores]
+    scored = rows.assign(**{name: np.asarray(scores[name], dtype=float) for name in measures})
+    candidates = scored if kept is None else pd.concat([kept, scored])
+    candidates = candidates[~candidates.index.duplicated(keep="first")].sort_index()  # DDP pads with repeats
+    picked = set(worst_cases(candidates, attributes=attributes, measures=measures, k=WORST_CASES_K).index)
+    images = {row: pair for row, pair in images.items() if row in picked}
+    for position, row in enumerate(rows.index.tolist()):
+        if row in picked and row not in images:
+            images[row] = (_png(batch["image"][position]), _png(batch["output"][position]))
+    return candidates.loc[sorted(picked)], images
+
+
+def _worst_cases_table(per_image: pd.DataFrame, attributes: Sequence[str],
+                       images: dict[int, tuple[bytes, bytes]]) -> pd.DataFrame:
+    """:func:`genfair.audit.worst_cases.worst_cases` of the audit, with each pick's original and output.
+
+    Args:
+        per_image: the audit's per-image frame, indexed by manifest row (as ``images``).
+        images: manifest row -> (original, output) PNG bytes of every pick (:func:`_keep_worst`'s).
+
+    Returns:
+        The picks (``grouping, group, measure, rank, value, path, subject, <attributes>``) with
+        ``original_png`` and ``output_png``, on a fresh index.
+    """
+    measures = [name for name in WORST_MEASURES if name in per_image.columns]
+    picked = worst_cases(per_image, attributes=attributes, measures=measures, k=WORST_CASES_K)
+    pairs = [images[row] for row in picked.index]
+    return picked.assign(original_png=[pair[0] for pair in pairs],
+                         output_png=[pair[1] for pair in pairs]).reset_index(drop=True)
 
 
 def _latent_codes(module: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:

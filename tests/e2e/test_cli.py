@@ -84,7 +84,7 @@ def test_run_is_in_mlflow_with_metrics_params_and_artifacts(faces_run: tuple[Pat
     assert 0 <= metrics["representation_tests/skin_tone/rdp/p_value"] <= 1
     # the full tables are tables, not hundreds of metrics
     assert not any(key.startswith(("group_intervals/", "disparity_intervals/", "representation/")) for key in metrics)
-    assert len(metrics) < 200
+    assert len(metrics) < 250  # headline numbers only: three skin shifts, the classifier's validity (897 before)
     tables = {f.path for f in client.list_artifacts(run_id, "tables")}
     for name in ("per_group", "disparities", "group_intervals", "disparity_intervals", "classifier_accuracy",
                  "representation", "skin_tone_intervals", "samples"):

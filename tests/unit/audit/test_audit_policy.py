@@ -365,8 +365,12 @@ def test_the_example_policy_loads_and_checks_a_result(biased):
     assert [limits.metric for limits in policy.metrics] == ["mse_error", "psnr_score", "ssim_score", "mae_error"]
     assert policy.metrics[0].max_ratio == 1.25 and policy.skin_tone.max_abs_shift == 10.0
     assert policy.regression.tolerance["skin_tone"] == 2.0 and policy.min_subjects == 5
+    assert (policy.lightness.max_abs_shift, policy.hue.max_difference) == (8.0, 8.0)
+    assert policy.regression.tolerance["lightness"] == 1.5 and policy.regression.tolerance["hue"] == 3.0
     fast = dataclasses.replace(policy, stats=dataclasses.replace(policy.stats, n_resamples=200))
-    frame = biased.per_image.assign(mae_error=biased.per_image["mse_error"] ** 0.5)
+    shift = biased.per_image["ita_shift"]
+    frame = biased.per_image.assign(mae_error=biased.per_image["mse_error"] ** 0.5, lightness_shift=shift / 2,
+                                    hue_shift=-shift / 3)
     report = p.check(as_result(frame), fast, baseline=as_result(frame))
     assert report.exit_code == 1 and set(rows_of(report, check="regression")["verdict"]) == {"pass"}
 
