@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from genfair.audit.cli import app
 from genfair.audit.run import RunConfig, run_audit
+from genfair.audit.skin import SKIN_SHIFTS
 
 TINY = ["--epochs", "1", "--image-size", "16", "--batch-size", "64", "--accelerator", "cpu", "--classifier-epochs", "0"]
 SUPER_RESOLUTION = {"sr", "bicubic"}
@@ -118,4 +119,8 @@ def test_ddp_on_two_cpu_processes_audits_every_image_once(store: Path, tmp_path:
     two = per_image_of(store, ddp, tmp_path / "two")
     assert len(two) == len(one) == two["path"].nunique(), "every test image exactly once"
     assert {"classified_gender", "classified_gender_output"} <= set(two.columns)
-    pd.testing.assert_frame_equal(one, two, rtol=1e-5, atol=1e-6)
+    # the skin shifts are differences of float32 means of L*, a* and b* (0-100 units), which resolve to ~1e-5:
+    # a batch made of other images (a rank's shard) may move them in that last place
+    skin = [column for column in SKIN_SHIFTS if column in one.columns]
+    pd.testing.assert_frame_equal(one.drop(columns=skin), two.drop(columns=skin), rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(one[skin], two[skin], rtol=1e-5, atol=1e-4)
