@@ -30,6 +30,7 @@ test is checked on independent outputs (200 a run, as the audit draws): a last, 
     .venv/bin/python benchmarks/simulation_representation.py [--audits 1000] [--pr-audits 5000] [--permutations 999]
         [--seed 0] [--jobs 2]
     .venv/bin/python benchmarks/simulation_representation.py --quick   # 200 (PR: 500) audits, a smoke test
+    .venv/bin/python benchmarks/simulation_representation.py --pr-scenario "3 × 10" --pr-audits 20000  # one rate
 
 Prints Markdown for docs/benchmarks.md.
 """
@@ -161,9 +162,10 @@ def run(scenario: Scenario, audits: int, permutations: int, seed: int, stream: i
     return dict(zip(("rdp", "rdp_images", "pr", "pr_f", "pr_images"), rejected / audits, strict=True))
 
 
-def run_pr(scenario: Scenario, audits: int, seed: int, stream: int) -> dict[str, float]:
-    """PR's rejection rates at ALPHA, bootstrap and F, over ``audits`` audits of their own."""
-    rng = np.random.default_rng([seed, stream, 1])
+def run_pr(scenario: Scenario, audits: int, seed: int, stream: int, chunk: int | None = None) -> dict[str, float]:
+    """PR's rejection rates at ALPHA, bootstrap and F, over ``audits`` audits of their own
+    (``chunk``: one of several independent shares of a larger run, each its own stream)."""
+    rng = np.random.default_rng([seed, stream, 1] if chunk is None else [seed, stream, 1, chunk])
     rejected = np.zeros(2)
     for index in range(audits):
         true, predicted, subject = simulate(rng, scenario)
@@ -206,7 +208,13 @@ def main() -> None:
     parser.add_argument("--pr-audits", type=int, default=5000,
                         help="simulated audits a scenario where PR holds, PR's test alone")
     parser.add_argument("--quick", action="store_true", help="200 audits a scenario, 500 for PR alone (a smoke test)")
+    parser.add_argument("--pr-scenario", default=None,
+                        help="only PR's level, on --pr-audits audits of the scenarios whose name contains this, "
+                             "split over --jobs independent streams (to settle one rate)")
     args = parser.parse_args()
+    if args.pr_scenario is not None:
+        settle_pr(args)
+        return
     audits = 200 if args.quick else args.audits
     pr_audits = 500 if args.quick else args.pr_audits
     started = time.perf_counter()
@@ -238,6 +246,30 @@ def main() -> None:
     print("|---:|---:|")
     for n_groups, rate in ucpr_rows(audits, args.seed):
         print(f"| {n_groups} | {_cell(rate, audits)} |")
+    print(f"\n- Wall time: {time.perf_counter() - started:.0f} s.")
+
+
+def settle_pr(args: argparse.Namespace) -> None:
+    """PR's type I error alone, on many audits of the named scenarios (each split into --jobs chunks)."""
+    chosen = [(stream, scenario) for stream, scenario in enumerate(SCENARIOS)
+              if scenario.pr_holds and args.pr_scenario in scenario.name]
+    if not chosen:
+        raise SystemExit(f"--pr-scenario {args.pr_scenario!r}: no scenario where PR holds has it in its name")
+    started = time.perf_counter()
+    shares = np.array_split(np.arange(args.pr_audits), args.jobs)
+    print(f"- Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"numpy {np.__version__}. Date: {date.today().isoformat()}.")
+    print(f"- PR alone, {args.pr_audits} audits a scenario in {args.jobs} independent streams, seed {args.seed}.\n")
+    print("| scenario | PR: Rao–Scott, bootstrap of people | PR: Rao–Scott F (before) |")
+    print("|---|---:|---:|")
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for stream, scenario in chosen:
+            parts = [pool.submit(run_pr, scenario, len(share), args.seed, stream, chunk)
+                     for chunk, share in enumerate(shares)]
+            counts = [(future.result(), len(share)) for future, share in zip(parts, shares, strict=True)]
+            rates = {key: sum(rates[key] * n for rates, n in counts) / args.pr_audits for key in ("pr", "pr_f")}
+            print(f"| {scenario.name} | {_cell(rates['pr'], args.pr_audits)} | {_cell(rates['pr_f'], args.pr_audits)} |",
+                  flush=True)
     print(f"\n- Wall time: {time.perf_counter() - started:.0f} s.")
 
 

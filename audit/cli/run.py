@@ -104,6 +104,11 @@ def run(
                                "It trains on a balanced set: new generated people (faces) or the training split "
                                "drawn balanced by group.")
     ] = 5,
+    classifier: Annotated[
+        str, typer.Option(help="The attribute classifier: cnn (a small CNN, --classifier-epochs epochs) or embedding "
+                               "(logistic regression on dlib's 128-D face embeddings, trained once on the same "
+                               "balanced set; the faces extra; about 80 ms an image, so minutes on the faces)")
+    ] = "cnn",
     classifier_min_accuracy: Annotated[
         float | None,
         typer.Option(help="Withhold the representation claims (rows, tests, flip rates) of a group whose held-out "
@@ -209,6 +214,7 @@ def run(
             precision=precision,
             patience=patience,
             classifier_epochs=classifier_epochs,
+            classifier=classifier,
             **({} if classifier_min_accuracy is None else {"classifier_min_accuracy": classifier_min_accuracy}),
             resume=str(resume) if resume is not None else None,
             checkpoint=str(checkpoint) if checkpoint is not None else None,

@@ -17,6 +17,7 @@ from typing import Literal
 
 import torch
 
+from genfair.audit.label_noise import MIN_ACCURACY
 from genfair.audit.result import AuditResult
 
 from .config import RunConfig
@@ -39,6 +40,9 @@ def audit_model(
     batch_size: int = 32,
     seed: int = 0,
     classifier_epochs: int = 5,
+    classifier: Literal["cnn", "embedding"] = "cnn",
+    classifier_min_accuracy: float = MIN_ACCURACY,
+    identity: bool = False,
     reference: str = "best",
     allow_outside_root: bool = False,
 ) -> AuditResult:
@@ -61,7 +65,12 @@ def audit_model(
         channels: 3 (RGB) or 1 (greyscale).
         batch_size: images per batch.
         seed: seeds the split, the classifier and every resampling.
-        classifier_epochs: epochs of the attribute classifier (trained on the training split); 0 skips it.
+        classifier_epochs: epochs of the attribute classifier (trained on the training split, every
+            intersectional group drawn equally often; checked on the other splits); 0 skips it.
+        classifier: ``"cnn"`` or ``"embedding"`` (dlib face embeddings; the ``faces`` extra).
+        classifier_min_accuracy: withhold the representation claims of a group the classifier
+            labels right less often than this, per attribute.
+        identity: measure identity drift with dlib's face recogniser (the ``faces`` extra).
         reference: the group each group is compared with: ``best``, ``largest`` or a label.
         allow_outside_root: accept manifest paths outside the manifest's folder.
 
@@ -77,7 +86,8 @@ def audit_model(
         model=f"{type(model).__module__}:{type(model).__qualname__}", manifest=os.fspath(manifest),
         attributes=tuple(attributes) if attributes is not None else None, task=task, scale=scale,
         name=name or type(model).__name__, image_size=image_size, channels=channels, batch_size=batch_size,
-        seed=seed, classifier_epochs=classifier_epochs, reference=reference, allow_outside_root=allow_outside_root,
+        seed=seed, classifier_epochs=classifier_epochs, classifier=classifier,
+        classifier_min_accuracy=classifier_min_accuracy, identity=identity, reference=reference, allow_outside_root=allow_outside_root,
         accelerator="cpu",
     )
     plan = plan_run(config, module=model)

@@ -31,6 +31,7 @@ DEFAULT_EPOCHS = 10
 VERSIONED_PACKAGES = ("genfair", "torch", "pytorch-lightning", "torchmetrics", "fairlearn", "mlflow", "pandas")
 FACE_PACKAGES = ("dlib-bin", "face-recognition-models")  # versioned too when a run reads faces
 SKIN_MASKS = ("central", "landmarks")
+CLASSIFIERS = ("cnn", "embedding")  # the attribute classifier: a small CNN, or dlib embeddings + logistic regression
 IDENTITY_MEASURES = (IDENTITY_DRIFT, IDENTITY_LOST)
 
 
@@ -68,7 +69,11 @@ class RunConfig:
         patience: epochs without a better validation loss before training stops; 0 never stops early.
         classifier_epochs: epochs of the attribute classifier (it labels originals and outputs),
             trained on a balanced set: new generated people for a dataset that generates its
-            people, else the training split drawn balanced by group; 0 skips it.
+            people, else the training split drawn balanced by group; 0 skips it (either kind).
+        classifier: which attribute classifier reads originals and outputs: ``"cnn"`` (a small
+            CNN trained ``classifier_epochs`` epochs) or ``"embedding"`` (one logistic regression
+            per attribute on dlib's 128-D face embeddings, trained once on the same balanced set;
+            the ``faces`` extra, ~80 ms an image: :mod:`genfair.audit.run.embedding_classifier`).
         classifier_min_accuracy: a group whose held-out originals, or whose audited originals, the
             classifier labels right less often than this (per attribute) gets no representation
             claims: its representation, representation-test and flip values are NaN, marked
@@ -140,6 +145,7 @@ class RunConfig:
     precision: str = "32-true"
     patience: int = 3
     classifier_epochs: int = 5
+    classifier: Literal["cnn", "embedding"] = "cnn"
     classifier_min_accuracy: float = MIN_ACCURACY
     resume: str | None = None
     checkpoint: str | None = None
@@ -183,7 +189,8 @@ class RunConfig:
                                        ("--objective", self.objective, models.OBJECTIVES),
                                        ("--sampler", self.sampler, datasets.SAMPLERS),
                                        ("--missing", self.missing, datasets.MISSING_RULES),
-                                       ("--fit", self.fit, datasets.FITS)):
+                                       ("--fit", self.fit, datasets.FITS),
+                                       ("--classifier", self.classifier, CLASSIFIERS)):
             if value not in choices:
                 raise ValueError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
         if self.primary_metric is not None:
@@ -232,8 +239,13 @@ class RunConfig:
 
     @property
     def face_tools(self) -> bool:
-        """Whether the run reads faces with dlib (:mod:`genfair.audit.run.face_tools`)."""
+        """Whether the run reads faces with dlib (:mod:`genfair.audit.run.face_tools`) while scoring."""
         return self.identity or self.landmark_masks
+
+    @property
+    def needs_faces_extra(self) -> bool:
+        """Whether the run needs dlib at all: to score faces, or as its attribute classifier."""
+        return self.face_tools or (self.classifier == "embedding" and self.classifier_epochs > 0)
 
     @property
     def source_kind(self) -> Literal["disk", "user", "registry"]:
@@ -439,7 +451,7 @@ def run_metadata(
         "splits": splits,
         "versions": {"python": platform.python_version(),
                      **{name: package_version(name)
-                        for name in (*VERSIONED_PACKAGES, *(FACE_PACKAGES if config.face_tools else ()))}},
+                        for name in (*VERSIONED_PACKAGES, *(FACE_PACKAGES if config.needs_faces_extra else ()))}},
     }
 
 

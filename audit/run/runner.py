@@ -48,6 +48,7 @@ from .sources import DiskSource, ModuleSource, TrainedSource, bicubic_baseline
 from .stages import EnterPrediction, RunStages, close_stopped_run, in_stages
 from .training import (
     classifier_data,
+    classifier_file,
     classifier_labels,
     fit,
     gather_rows,
@@ -55,6 +56,7 @@ from .training import (
     load_module,
     run_to_resume,
     set_objective,
+    instrument_note,
     share_classifier,
     train_classifier,
 )
@@ -138,7 +140,7 @@ def plan_run(config: RunConfig, *, module: torch.nn.Module | None = None) -> Run
         else:
             model_config = {"outputs": config.outputs, "inputs": config.inputs}
     check_reference(config.reference, manifest)
-    if config.face_tools:  # before training: a missing extra is a usage error, not a crash at the audit
+    if config.needs_faces_extra:  # before training: a missing extra is a usage error, not a crash at the audit
         notes.extend(_check_face_tools(config, manifest))
     notes.extend(manifest.notes)
     if kind == "disk":
@@ -338,9 +340,10 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
         stages.enter("classifier")
         data = classifier_data(config, datamodule)
         trained = train_classifier(config, datamodule, workdir, data=data)
-        checked.update(held_out=held_out_labels(trained, data, datamodule.attribute_classes), note=data.note)
+        checked.update(held_out=held_out_labels(trained, data, datamodule.attribute_classes),
+                       note=data.note + instrument_note(trained))
         if active is not None:
-            mlflow.log_artifact(str(workdir / "classifier.ckpt"), artifact_path="classifier")
+            mlflow.log_artifact(str(workdir / classifier_file(trained)), artifact_path="classifier")
         return trained
 
     shards, classify = _score_on_every_rank(plan, source, classifier, start=start, progress_bar=progress_bar,
@@ -510,7 +513,8 @@ def _check_face_tools(config: RunConfig, manifest: Manifest) -> list[str]:
     Raises:
         ValueError: dlib or its models are not installed (names the option and the fix).
     """
-    option = "--identity" if config.identity else "--skin-mask landmarks"
+    option = ("--identity" if config.identity else "--skin-mask landmarks" if config.face_tools
+              else "--classifier embedding")
     try:
         require_face_tools()
     except MissingFaceTools as err:

@@ -39,6 +39,7 @@ from genfair.datasets import FacesDataModule, load_manifest
 from genfair.datasets.synthetic import ensure_new_people, synthetic_config_of
 from genfair.models import AttributeClassifier, AttributeClassifierConfig
 
+from .embedding_classifier import EMBEDDING_FILE, EmbeddingClassifier, embed, fit_embedding_classifier
 from .callbacks import EpochMetricsToMlflow, ResumableCheckpoint, ResumableShuffle, StopOnNonFiniteLoss, StopOnSignal
 from .config import RunConfig, generates_balanced, resolve_cache_dir
 
@@ -233,19 +234,25 @@ def is_global_zero() -> bool:
     return node == 0 and int(os.environ.get("LOCAL_RANK", "0")) == 0
 
 
-def share_classifier(classifier: AttributeClassifier | None) -> AttributeClassifier | None:
-    """Rank 0's trained classifier on every rank (its config and weights broadcast), or None everywhere.
+def share_classifier(classifier: AttributeClassifier | EmbeddingClassifier | None
+                     ) -> AttributeClassifier | EmbeddingClassifier | None:
+    """Rank 0's trained classifier on every rank (the CNN's config and weights broadcast, the
+    embedding classifier pickled), or None everywhere.
 
     Only rank 0 trains it (small, on one device); the others need it to label their own outputs.
     Outside DDP it is returned as it is.
     """
     if not distributed():
         return classifier
-    payload = [None if classifier is None else (dataclasses.asdict(classifier.config),
-                                                {k: v.cpu() for k, v in classifier.state_dict().items()})]
+    if isinstance(classifier, EmbeddingClassifier) or classifier is None:
+        payload: list[Any] = [classifier]
+    else:
+        payload = [(dataclasses.asdict(classifier.config), {k: v.cpu() for k, v in classifier.state_dict().items()})]
     torch.distributed.broadcast_object_list(payload, src=0)
-    if payload[0] is None or classifier is not None:
+    if classifier is not None:
         return classifier
+    if payload[0] is None or isinstance(payload[0], EmbeddingClassifier):
+        return payload[0]
     config, state = payload[0]
     config["num_classes"] = tuple(config["num_classes"])
     received = AttributeClassifier.from_config(AttributeClassifierConfig(**config))
@@ -274,6 +281,12 @@ def gather_rows(shard: Any) -> list[Any] | None:
 CLASSIFIER_TRAIN_PEOPLE = 60
 CLASSIFIER_HELD_OUT_PEOPLE = 16
 CLASSIFIER_IMAGES_PER_PERSON = 8
+#: The CNN classifier's file in the run's folder (and the run's ``classifier/`` artifacts).
+CNN_FILE = "classifier.ckpt"
+#: Training images per intersectional group the embedding classifier reads at most (drawn
+#: seeded, without replacement): a logistic regression on 128 numbers needs no more, and each
+#: embedding costs ~80 ms.
+EMBEDDING_IMAGES_PER_GROUP = 250
 
 
 @dataclass(frozen=True)
@@ -283,12 +296,15 @@ class ClassifierData:
     Attributes:
         loader: the training batches (``{"image", "labels", "index", ...}``), every group drawn
             about equally often.
+        training: ``(datamodule, split)`` whose rows the loader draws from (each image once: what
+            the embedding classifier reads).
         held_out: ``(datamodule, split)`` pairs whose originals are people the classifier never
             trains on.
         note: one sentence for the run's notes: what it trained on and where it was checked.
     """
 
     loader: DataLoader
+    training: tuple[FacesDataModule, str]
     held_out: tuple[tuple[FacesDataModule, str], ...]
     note: str
 
@@ -341,7 +357,7 @@ def classifier_data(config: RunConfig, datamodule: FacesDataModule) -> Classifie
         if people.attribute_classes == datamodule.attribute_classes:
             trained, held = (int(people.split_frame(split)["subject"].nunique()) for split in ("train", "test"))
             return ClassifierData(
-                loader=people.train_dataloader(), held_out=((people, "test"),),
+                loader=people.train_dataloader(), training=(people, "train"), held_out=((people, "test"),),
                 note=(f"the attribute classifier trained on {trained} new generated people "
                       f"({CLASSIFIER_TRAIN_PEOPLE} per group, {CLASSIFIER_IMAGES_PER_PERSON} images each; none is a "
                       f"training person of the model or in the audit panel) and its validity (classifier_validity) "
@@ -352,14 +368,15 @@ def classifier_data(config: RunConfig, datamodule: FacesDataModule) -> Classifie
     held_out = tuple((datamodule, split) for split in ("val", "test") if len(datamodule.split_rows(split)))
     training_people = int(datamodule.split_frame("train")["subject"].nunique())
     return ClassifierData(
-        loader=balanced_loader(datamodule, "train", seed=config.seed), held_out=held_out,
+        loader=balanced_loader(datamodule, "train", seed=config.seed), training=(datamodule, "train"),
+        held_out=held_out,
         note=(f"the attribute classifier trained on the {training_people} training people, every intersectional "
               f"group drawn equally often, and its validity (classifier_validity) is its accuracy on the originals "
               f"of the {' and '.join(split for _, split in held_out)} split{'s' if len(held_out) > 1 else ''} "
               f"(people it never trained on){fallback}"))
 
 
-def held_out_labels(classifier: AttributeClassifier, data: ClassifierData,
+def held_out_labels(classifier: AttributeClassifier | EmbeddingClassifier, data: ClassifierData,
                     classes: dict[str, tuple[str, ...]]) -> pd.DataFrame:
     """The classifier's labels of ``data``'s held-out originals, as a per-image frame.
 
@@ -381,15 +398,19 @@ def held_out_labels(classifier: AttributeClassifier, data: ClassifierData,
 
 
 def train_classifier(config: RunConfig, datamodule: FacesDataModule, workdir: Path, *,
-                     data: ClassifierData | None = None) -> AttributeClassifier:
-    """An attribute classifier trained on a balanced set (``data``, default :func:`classifier_data`),
-    saved as ``classifier.ckpt``.
+                     data: ClassifierData | None = None) -> AttributeClassifier | EmbeddingClassifier:
+    """An attribute classifier (``config.classifier``) trained on a balanced set (``data``,
+    default :func:`classifier_data`), saved in ``workdir`` as :func:`classifier_file`.
 
     It trains on one device, in this process (rank 0 under DDP; :func:`share_classifier` hands it
     to the other ranks): it is small. No validation loop: its validity is measured afterwards on
     held-out originals (:func:`held_out_labels`).
     """
     data = data if data is not None else classifier_data(config, datamodule)
+    if config.classifier == "embedding":
+        fitted = fit_embedding(data, seed=config.seed)
+        fitted.save(workdir / EMBEDDING_FILE)
+        return fitted
     classes = datamodule.attribute_classes
     classifier = AttributeClassifier.from_config(
         AttributeClassifierConfig(
@@ -413,17 +434,53 @@ def train_classifier(config: RunConfig, datamodule: FacesDataModule, workdir: Pa
         num_sanity_val_steps=0,
     )
     trainer.fit(classifier, train_dataloaders=data.loader)
-    trainer.save_checkpoint(workdir / "classifier.ckpt")
+    trainer.save_checkpoint(workdir / CNN_FILE)
     return classifier
 
 
-def classifier_labels(classifier: AttributeClassifier, classes: dict[str, tuple[str, ...]],
+def fit_embedding(data: ClassifierData, *, seed: int) -> EmbeddingClassifier:
+    """The embedding classifier fitted on ``data``'s training rows: at most
+    :data:`EMBEDDING_IMAGES_PER_GROUP` images per intersectional group (seeded), each once,
+    every group weighted equally."""
+    datamodule, split = data.training
+    rows, groups = datamodule.split_rows(split), datamodule.group_codes(split)
+    rng = np.random.default_rng(seed)
+    keep = np.sort(np.concatenate([
+        rng.choice(np.flatnonzero(groups == g), size=min(EMBEDDING_IMAGES_PER_GROUP, int((groups == g).sum())),
+                   replace=False) for g in np.unique(groups)]))
+    embedded, found = [], []
+    for chunk in np.array_split(keep, max(1, math.ceil(len(keep) / 256))):
+        vectors, faces = embed(torch.stack([datamodule.load_image(int(rows[i])) for i in chunk]))
+        embedded.append(vectors)
+        found.append(faces)
+    codes = datamodule.manifest.attribute_codes()[rows[keep]]
+    return fit_embedding_classifier(np.concatenate(embedded), np.asarray(codes, dtype=np.int64), groups[keep],
+                                    attributes=tuple(datamodule.attribute_classes), face_found=np.concatenate(found).mean(),
+                                    seed=seed)
+
+
+def classifier_file(classifier: AttributeClassifier | EmbeddingClassifier) -> str:
+    """The file :func:`train_classifier` saved ``classifier`` as."""
+    return EMBEDDING_FILE if isinstance(classifier, EmbeddingClassifier) else CNN_FILE
+
+
+def instrument_note(classifier: AttributeClassifier | EmbeddingClassifier) -> str:
+    """What the run's notes add about the kind of classifier (nothing for the CNN)."""
+    if not isinstance(classifier, EmbeddingClassifier):
+        return ""
+    return (f"; it reads dlib's face embeddings with a logistic regression per attribute (at most "
+            f"{EMBEDDING_IMAGES_PER_GROUP} training images per group; dlib found a face in "
+            f"{classifier.face_found:.0%} of them, and read the whole image elsewhere)")
+
+
+def classifier_labels(classifier: AttributeClassifier | EmbeddingClassifier, classes: dict[str, tuple[str, ...]],
                       batch_size: int = 256) -> Any:
     """The classifier as the audit's instrument: ``images (N, C, H, W) in [0, 1] -> frame`` of labels.
 
     The frame has one column per attribute (``classes``' keys, in order) holding the label names.
     """
-    classifier = classifier.cpu().eval()
+    if isinstance(classifier, torch.nn.Module):
+        classifier = classifier.cpu().eval()
 
     def labels(images: torch.Tensor) -> pd.DataFrame:
         with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cli_runner import invoke
+from london import london_frontal
 from genfair.audit.label_noise import MIN_ACCURACY
 from genfair.audit.run.training import CLASSIFIER_HELD_OUT_PEOPLE
 
@@ -65,4 +67,41 @@ def test_the_threshold_is_an_option_with_one_default(workdir: Path) -> None:
     code, _, stderr = invoke("run", "--model", "pca", "--dataset", "faces", *TINY, "--classifier-min-accuracy", "1.5")
     assert code == 2
     assert "--classifier-min-accuracy must be a number in [0, 1] (0: withhold nothing), got 1.5" in stderr
+    assert not (workdir / "mlflow.db").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dlib") is None, reason="the faces extra is not installed")
+def test_the_embedding_classifier_reads_real_photos_and_is_measured_like_the_cnn(workdir: Path,
+                                                                                 london_faces: Path) -> None:
+    manifest = london_frontal(workdir / "london", london_faces, train=24, test=12)
+    code, stdout, stderr = invoke("run", "--manifest", str(manifest), "--model", "pca", "--image-size", "32",
+                                  "--batch-size", "64", "--accelerator", "cpu", "--allow-outside-root",
+                                  "--classifier", "embedding", "--out", "saved")
+    assert code == 0, stderr
+    notes = " ".join(stdout.split())
+    # 2 of the 24 training people validate the training (no val rows), so 22 train the classifier
+    assert "the attribute classifier trained on the 22 training people" in notes
+    assert "it reads dlib's face embeddings with a logistic regression per attribute" in notes
+    assert "dlib found a face in 100% of them" in notes  # frontal real photos
+    validity = pd.read_parquet(workdir / "saved" / "classifier_validity.parquet")
+    gender = validity[validity["grouping"] == "gender"].set_index("group")
+    assert (gender["n_subjects"] == 7).all()  # measured on the 12 test and 2 validation people
+    # a logistic regression on dlib's embeddings reads gender from 48 photos of 24 other people
+    assert (gender["accuracy"] >= MIN_ACCURACY).all() and (gender["status"] == "valid").all()
+    per_image = pd.read_parquet(workdir / "saved" / "per_image.parquet")
+    held_out = pd.read_parquet(workdir / "saved" / "classifier_held_out.parquet")
+    tested = held_out[held_out["subject"].isin(per_image["subject"])]
+    assert len(tested) == len(per_image)  # the held-out people hold the test split
+    assert (per_image["classified_gender"] == per_image["gender"]).mean() == pytest.approx(
+        (tested["classified_gender"] == tested["gender"]).mean())
+    run_id = next(line for line in stdout.splitlines() if line.startswith("MLflow run ")).split()[2]
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    assert client.get_run(run_id).data.params["run.classifier"] == "embedding"
+    assert [a.path for a in client.list_artifacts(run_id, "classifier")] == ["classifier/classifier.pkl"]
+
+
+def test_an_unknown_classifier_is_refused_in_one_line(workdir: Path) -> None:
+    code, _, stderr = invoke("run", "--model", "pca", "--dataset", "faces", *TINY, "--classifier", "vit")
+    assert code == 2
+    assert "--classifier must be one of cnn, embedding, got 'vit'" in stderr
     assert not (workdir / "mlflow.db").exists()

@@ -17,26 +17,12 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from cli_runner import invoke
+from london import london_frontal
 from genfair.audit.result import AuditResult
 
 HAS_DLIB = importlib.util.find_spec("dlib") is not None and importlib.util.find_spec("face_recognition_models") is not None
 FAST = ["--model", "pca", "--image-size", "32", "--batch-size", "64", "--accelerator", "cpu", "--devices", "1",
         "--classifier-epochs", "0", "--allow-outside-root"]
-
-
-def london_frontal(folder: Path, london: Path, *, train: int, test: int) -> Path:
-    """A manifest of the two frontal photos of ``train`` then ``test`` London people (5+ of each gender tested)."""
-    frame = pd.read_csv(london, dtype=str, keep_default_na=False)
-    frame = frame[frame["frontal"] == "1"]
-    people = frame.drop_duplicates("subject")
-    tested = pd.concat([people[people["gender"] == g].head(test // 2) for g in ("female", "male")])["subject"]
-    trained = people[~people["subject"].isin(tested)].head(train)["subject"]
-    split = {s: "train" for s in trained} | {s: "test" for s in tested}
-    rows = frame[frame["subject"].isin(split)].assign(
-        split=lambda f: f["subject"].map(split), path=lambda f: [str(london.parent / p) for p in f["path"]])
-    folder.mkdir(parents=True, exist_ok=True)
-    rows[["path", "subject", "gender", "split"]].to_csv(folder / "manifest.csv", index=False)
-    return folder / "manifest.csv"
 
 
 def dlib_distance(original: np.ndarray, output: np.ndarray) -> float:
@@ -102,13 +88,16 @@ def test_identity_drift_per_image_and_per_group_on_london_photos(workdir: Path, 
     assert "identity.max_lost_share" in stdout  # the policy's rules were judged
 
 
-def test_identity_without_the_faces_extra_is_one_line_and_exit_2(workdir: Path, london_faces: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("option", [["--identity"], ["--classifier", "embedding", "--classifier-epochs", "1"]],
+                         ids=["identity", "embedding-classifier"])
+def test_face_tools_without_the_faces_extra_are_one_line_and_exit_2(workdir: Path, london_faces: Path, option: list[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "dlib", None)
     manifest = london_frontal(workdir / "london", london_faces, train=2, test=10)
-    code, _, stderr = invoke("run", "--manifest", str(manifest), "--identity", *FAST)
+    code, _, stderr = invoke("run", "--manifest", str(manifest), *FAST, *option)
     assert code == 2
-    assert "--identity: genfair's face tools need dlib" in stderr and "pip install 'genfair[faces]'" in stderr
+    named = " ".join(option[:2]) if option[0] == "--classifier" else option[0]
+    assert f"{named}: genfair's face tools need dlib" in stderr and "pip install 'genfair[faces]'" in stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
     if (workdir / "mlflow.db").exists():  # refused before a run was opened
         client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
