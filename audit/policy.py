@@ -35,7 +35,10 @@ attribute, and their intersection when there are two or more; ``groupings`` rest
   output's own original, ``classified_<a>_output == classified_<a>``: one minus the flip rate
   of :func:`genfair.audit.label_noise.label_flips`, so the classifier's own mistakes are not
   the model's); the gap ``max - min`` of those rates must not exceed the limit. It is judged on the grouping by ``a`` alone, whatever
-  ``groupings`` says.
+  ``groupings`` says. Where the run's ``classifier_validity`` table (``result.tables``) marks a
+  group of ``a`` unreliable for ``a``, the gap is not judged (the verdict of
+  ``insufficient_evidence``, the groups named), nor is its regression: flips read by an
+  instrument that misreads a group are not evidence about the model.
 
 **Judging a limit** (``judge``). With ``"interval"`` (the default) a rule *fails* when the
 whole confidence interval is beyond the limit (for a maximum: the lower bound exceeds it),
@@ -758,6 +761,27 @@ def _attributes(result: AuditResult, attributes: Sequence[str] | None) -> list[s
     return [str(attribute) for attribute in attributes]
 
 
+def _unreliable_groups(result: AuditResult, attribute: str) -> list[str]:
+    """The groups of the grouping ``attribute`` whose ``attribute`` the run's classifier reads unreliably.
+
+    From ``result.tables["classifier_validity"]`` (:func:`genfair.audit.classifier_validity`);
+    none when the run has no such table.
+    """
+    from .attributes import CLASSIFIER_VALID
+
+    validity = result.tables.get("classifier_validity")
+    if validity is None or validity.empty:
+        return []
+    cells = validity[(validity["grouping"].astype(str) == attribute) & (validity["attribute"].astype(str) == attribute)
+                     & (validity["status"].astype(str) != CLASSIFIER_VALID)]
+    return sorted(cells["group"].astype(str).unique())
+
+
+def _unreliable_reason(groups: Sequence[str], attribute: str, where: str = "") -> str:
+    return (f"classifier unreliable{where}: it reads {attribute} of {', '.join(groups)} right less often than its "
+            f"threshold (classifier_validity), so their flips are not evidence about the model; not judged")
+
+
 def _measured(
     per_image: pd.DataFrame, policy: Policy, attributes: list[str], label: str
 ) -> tuple[pd.DataFrame, list[_Quantity]]:
@@ -1057,8 +1081,17 @@ def absolute_rules(
     preservation = policy.attribute_preservation
     if preservation is not None and preservation.max_gap is not None:
         for quantity in quantities:
-            if quantity.metric == PRESERVATION:
-                disparity_rows(quantity, {"max_gap": preservation.max_gap}, PRESERVATION)
+            if quantity.metric != PRESERVATION:
+                continue
+            (attribute,) = quantity.groupings
+            withheld = _unreliable_groups(result, attribute)
+            if withheld:
+                rows.append(_row(
+                    "absolute", f"{PRESERVATION}.max_gap", attribute, PRESERVATION, None, method, np.nan, np.nan,
+                    np.nan, preservation.max_gap, np.nan, insufficient, _unreliable_reason(withheld, attribute),
+                ))
+                continue
+            disparity_rows(quantity, {"max_gap": preservation.max_gap}, PRESERVATION)
     logger.debug("absolute check: %d rule rows", len(rows))
     return _rules_frame(rows)
 
@@ -1210,10 +1243,16 @@ def regression_rules(
                 low = run_row["difference_ci_low"] - base_row["difference_ci_high"]
                 high = run_row["difference_ci_high"] - base_row["difference_ci_low"]
                 p_value, worst = np.nan, run_row["worst_group"]
+            withheld = ""
+            if quantity.metric == PRESERVATION:
+                for label, audited in (("", result), (" in the baseline", baseline)):
+                    groups = _unreliable_groups(audited, grouping)
+                    if groups and not withheld:
+                        withheld = _unreliable_reason(groups, grouping, label)
             pending.append({
                 "rule": rule, "grouping": grouping, "metric": quantity.metric, "group": worst,
-                "sufficient": sufficient, "before": before, "after": after, "low": low, "high": high,
-                "p_value": p_value, "tolerance": tolerance,
+                "sufficient": sufficient and not withheld, "withheld": withheld, "before": before, "after": after,
+                "low": low, "high": high, "p_value": p_value, "tolerance": tolerance,
             })
 
     if paired:
@@ -1230,8 +1269,8 @@ def regression_rules(
         if not item["sufficient"]:
             rows.append(_row(
                 *common, np.nan, np.nan, np.nan, tolerance, np.nan, policy.insufficient_evidence,
-                f"insufficient evidence: fewer than two groups with >= {policy.min_subjects} subjects in the run "
-                f"or the baseline; not compared",
+                item["withheld"] or f"insufficient evidence: fewer than two groups with >= {policy.min_subjects} "
+                f"subjects in the run or the baseline; not compared",
             ))
             continue
         change = after - before

@@ -19,6 +19,7 @@ import pytest
 
 from genfair.audit import AuditResult, interval_tables, representation_demographic_parity, summarize
 from genfair.audit import policy as p
+from genfair.audit.attributes import CLASSIFIER_UNRELIABLE, CLASSIFIER_VALID, classifier_validity
 
 ATTRS = ["gender", "skin_tone"]
 METRICS = ["mse_error", "psnr_score", "ssim_score"]
@@ -243,6 +244,38 @@ def test_an_identity_model_keeps_every_label_even_when_the_classifier_misreads_a
         "max_gap": 0.05, "attributes": ["skin_tone"]})
     row = p.check(as_result(frame), policy).rules.iloc[0]
     assert row["value"] == 0.0 and row["verdict"] == "pass"
+
+
+def misread(result: AuditResult, share: float) -> AuditResult:
+    """``result`` with the classifier misreading ``share`` of the darker originals, and its validity table."""
+    frame = result.per_image.copy()
+    wrong = (frame["skin_tone"] == "darker") & (np.random.default_rng(1).random(len(frame)) < share)
+    frame["classified_skin_tone"] = np.where(wrong, "lighter", frame["skin_tone"])
+    validity = classifier_validity(frame, attributes=["skin_tone"], n_resamples=50)
+    return dataclasses.replace(result, per_image=frame, tables={"classifier_validity": validity})
+
+
+def test_the_preservation_gap_is_not_judged_where_the_classifier_misreads_a_group(biased):
+    policy = make_policy(metrics={}, skin_tone=None, regression={}, insufficient_evidence="warn",
+                         attribute_preservation={"max_gap": 0.25, "attributes": ["skin_tone"]})
+    readable = misread(biased, 0.05)  # above 0.8 for both groups: judged, and the planted relabelling fails
+    assert (readable.tables["classifier_validity"]["status"] == CLASSIFIER_VALID).all()
+    assert p.check(readable, policy).rules.iloc[0]["verdict"] == "fail"
+    unreadable = misread(biased, 0.5)
+    validity = unreadable.tables["classifier_validity"].set_index(["grouping", "group", "attribute"])
+    assert validity.loc[("skin_tone", "darker", "skin_tone"), "status"] == CLASSIFIER_UNRELIABLE
+    assert validity.loc[("skin_tone", "lighter", "skin_tone"), "status"] == CLASSIFIER_VALID
+    row = p.check(unreadable, policy).rules.iloc[0]
+    assert (row["rule"], row["grouping"], row["verdict"]) == ("attribute_preservation.max_gap", "skin_tone", "warn")
+    assert math.isnan(row["value"]) and "classifier unreliable: it reads skin_tone of darker" in row["reason"]
+    # nor is its regression, against a baseline whose classifier misread, or the other way round
+    regression = make_policy(metrics={}, skin_tone=None, insufficient_evidence="warn",
+                             attribute_preservation={"attributes": ["skin_tone"]},
+                             regression={"tolerance": {"attribute_preservation": 0.0}})
+    for run, baseline, where in ((readable, unreadable, " in the baseline"), (unreadable, readable, "")):
+        (row,) = rows_of(p.check(run, regression, baseline=baseline), check="regression").to_dict("records")
+        assert row["verdict"] == "warn" and f"classifier unreliable{where}: it reads" in row["reason"]
+    assert rows_of(p.check(readable, regression, baseline=readable), check="regression")["verdict"].tolist() == ["pass"]
 
 
 # --- insufficient evidence ----------------------------------------------------------------------------
