@@ -1087,8 +1087,9 @@ def absolute_rules(
             withheld = _unreliable_groups(result, attribute)
             if withheld:
                 rows.append(_row(
-                    "absolute", f"{PRESERVATION}.max_gap", attribute, PRESERVATION, None, method, np.nan, np.nan,
-                    np.nan, preservation.max_gap, np.nan, insufficient, _unreliable_reason(withheld, attribute),
+                    "absolute", f"{PRESERVATION}.max_gap", attribute, PRESERVATION, ", ".join(withheld), method,
+                    np.nan, np.nan, np.nan, preservation.max_gap, np.nan, insufficient,
+                    _unreliable_reason(withheld, attribute),
                 ))
                 continue
             disparity_rows(quantity, {"max_gap": preservation.max_gap}, PRESERVATION)

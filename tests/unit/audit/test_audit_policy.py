@@ -266,7 +266,8 @@ def test_the_preservation_gap_is_not_judged_where_the_classifier_misreads_a_grou
     assert validity.loc[("skin_tone", "darker", "skin_tone"), "status"] == CLASSIFIER_UNRELIABLE
     assert validity.loc[("skin_tone", "lighter", "skin_tone"), "status"] == CLASSIFIER_VALID
     row = p.check(unreadable, policy).rules.iloc[0]
-    assert (row["rule"], row["grouping"], row["verdict"]) == ("attribute_preservation.max_gap", "skin_tone", "warn")
+    assert (row["rule"], row["grouping"], row["group"], row["verdict"]) == (
+        "attribute_preservation.max_gap", "skin_tone", "darker", "warn")
     assert math.isnan(row["value"]) and "classifier unreliable: it reads skin_tone of darker" in row["reason"]
     # nor is its regression, against a baseline whose classifier misread, or the other way round
     regression = make_policy(metrics={}, skin_tone=None, insufficient_evidence="warn",
