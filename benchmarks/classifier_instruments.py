@@ -24,34 +24,16 @@ import argparse
 import os
 import platform
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
+from audit_child import installed_audit, timed_audit_run
 
 LONDON = Path(__file__).resolve().parents[2] / "shared" / "data" / "london-faces" / "manifest.csv"
 INSTRUMENTS = ("cnn", "embedding")
-
-
-def timed_run(audit: str, folder: Path, name: str, args: list[str]) -> tuple[float, dict[str, float], str]:
-    """Wall seconds of one ``audit run`` child, its stage times, and its stdout."""
-    env = {**os.environ, "GENFAIR_CACHE_DIR": str(folder / "cache")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    start = time.perf_counter()
-    done = subprocess.run([audit, "run", "--model", "pca", "--out", name, *args], cwd=folder, env=env,
-                          capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"audit run {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    (line,) = [line for line in done.stdout.splitlines() if line.startswith("time: ")]
-    stages = {stage: float(value) for stage, value in
-              re.findall(r"(\w+) ([\d.]+) s", line.removeprefix("time: ").split(" (total")[0])}
-    return seconds, stages, done.stdout
 
 
 def face_share(stdout: str) -> str:
@@ -63,9 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=64)
     options = parser.parse_args()
-    audit = shutil.which("audit", path=str(Path(sys.executable).parent))
-    if audit is None:
-        sys.exit("the `audit` command is not installed next to this Python: run `make setup` first")
+    audit = installed_audit()
     if not LONDON.exists():
         sys.exit(f"the London photos are not at {LONDON}")
     data = {"London photos (gender, race_binary)": ["--manifest", str(LONDON), "--attributes", "gender,race_binary"],
@@ -76,9 +56,9 @@ def main() -> None:
         for label, args in data.items():
             for instrument in INSTRUMENTS:
                 name = f"{instrument}-{len(times)}"
-                wall, stages, stdout = timed_run(audit, folder, name, [
-                    *args, "--image-size", str(options.image_size), "--accelerator", "cpu",
-                    "--classifier", instrument])
+                wall, stages, stdout = timed_audit_run(audit, folder, [
+                    "--model", "pca", "--out", name, *args, "--image-size", str(options.image_size),
+                    "--accelerator", "cpu", "--classifier", instrument])
                 validity = pd.read_parquet(folder / name / "classifier_validity.parquet")
                 held_out = pd.read_parquet(folder / name / "classifier_held_out.parquet")
                 times.append((label, instrument, wall, stages.get("classifier", float("nan")), len(held_out),

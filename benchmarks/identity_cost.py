@@ -12,46 +12,26 @@ from __future__ import annotations
 
 import os
 import platform
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
-
-
-def timed_run(audit: str, folder: Path, extra: list[str], name: str) -> tuple[float, dict[str, float]]:
-    """Wall seconds of one `audit run` child, and the stage times it printed."""
-    env = {**os.environ, "GENFAIR_CACHE_DIR": str(folder / "cache")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [audit, "run", "--model", "vae", "--dataset", "faces", "--out", name, *extra]
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"audit run failed:\n{done.stderr[-3000:]}")
-    (line,) = [line for line in done.stdout.splitlines() if line.startswith("time: ")]
-    stages = {stage: float(value) for stage, value in
-              re.findall(r"(\w+) ([\d.]+) s", line.removeprefix("time: ").split(" (total")[0])}
-    return seconds, stages
+from audit_child import installed_audit, timed_audit_run
 
 
 def main() -> None:
     from genfair import datasets
 
-    audit = shutil.which("audit", path=str(Path(sys.executable).parent))
-    if audit is None:
-        sys.exit("the `audit` command is not installed next to this Python: run `make setup` first")
+    audit = installed_audit()
     extra = sys.argv[1:]
     with tempfile.TemporaryDirectory(prefix="genfair-bench-") as tmp:
         folder = Path(tmp)
         datasets.get("faces")(cache_dir=folder / "cache", image_size=64, seed=0, composition="as-given")
-        plain = timed_run(audit, folder, extra, "plain")
-        faces = timed_run(audit, folder, [*extra, "--identity"], "identity")
+        run = ["--model", "vae", "--dataset", "faces"]
+        plain = timed_audit_run(audit, folder, [*run, "--out", "plain", *extra])[:2]
+        faces = timed_audit_run(audit, folder, [*run, "--out", "identity", *extra, "--identity"])[:2]
         per_image = pd.read_parquet(next((folder / "identity").glob("per_image*.parquet")))
     images = len(per_image)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; {date.today()}")

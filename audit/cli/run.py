@@ -107,7 +107,7 @@ def run(
     classifier: Annotated[
         str, typer.Option(help="The attribute classifier: cnn (a small CNN, --classifier-epochs epochs) or embedding "
                                "(logistic regression on dlib's 128-D face embeddings, trained once on the same "
-                               "balanced set; the faces extra; about 80 ms an image, so minutes on the faces)")
+                               "balanced set; the faces extra; about 0.12 s an image, so minutes on the faces)")
     ] = "cnn",
     classifier_min_accuracy: Annotated[
         float | None,

@@ -87,7 +87,8 @@ def audit_model(
         attributes=tuple(attributes) if attributes is not None else None, task=task, scale=scale,
         name=name or type(model).__name__, image_size=image_size, channels=channels, batch_size=batch_size,
         seed=seed, classifier_epochs=classifier_epochs, classifier=classifier,
-        classifier_min_accuracy=classifier_min_accuracy, identity=identity, reference=reference, allow_outside_root=allow_outside_root,
+        classifier_min_accuracy=classifier_min_accuracy, identity=identity, reference=reference,
+        allow_outside_root=allow_outside_root,
         accelerator="cpu",
     )
     plan = plan_run(config, module=model)

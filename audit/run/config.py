@@ -73,7 +73,7 @@ class RunConfig:
         classifier: which attribute classifier reads originals and outputs: ``"cnn"`` (a small
             CNN trained ``classifier_epochs`` epochs) or ``"embedding"`` (one logistic regression
             per attribute on dlib's 128-D face embeddings, trained once on the same balanced set;
-            the ``faces`` extra, ~80 ms an image: :mod:`genfair.audit.run.embedding_classifier`).
+            the ``faces`` extra, ~0.12 s an image: :mod:`genfair.audit.run.embedding_classifier`).
         classifier_min_accuracy: a group whose held-out originals, or whose audited originals, the
             classifier labels right less often than this (per attribute) gets no representation
             claims: its representation, representation-test and flip values are NaN, marked

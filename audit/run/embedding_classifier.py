@@ -6,7 +6,7 @@ dlib's face recogniser turns each image into a 128-D embedding
 of the balanced classifier set once, each weighted inverse to its intersectional group's image
 count, so every group weighs the same, as the CNN's balanced draws do.
 
-An embedding costs about 80 ms per image on one core, so this instrument is slower than the CNN
+An image costs about 0.12 s on one core (detection and embedding), so this instrument is slower than the CNN
 (docs/benchmarks.md gives both on real photos); it needs the ``faces`` extra. Where dlib finds no
 face (drawings, synthetic cartoons), the whole image is read as the face: the classifier still
 answers, and its validity on held-out originals says whether it can be trusted.

@@ -53,10 +53,10 @@ from .training import (
     fit,
     gather_rows,
     held_out_labels,
+    instrument_note,
     load_module,
     run_to_resume,
     set_objective,
-    instrument_note,
     share_classifier,
     train_classifier,
 )
