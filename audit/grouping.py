@@ -25,6 +25,7 @@ __all__ = [
     "OVERALL_GROUP",
     "OVERALL_GROUPING",
     "disparity_table",
+    "group_labels",
     "group_table",
     "validate_per_image",
 ]
@@ -135,6 +136,33 @@ def _metric_frame(per_image: pd.DataFrame, attributes: list[str], metrics: list[
     return MetricFrame(
         metrics=functions, y_true=dummy, y_pred=dummy, sensitive_features=features, sample_params=params
     )
+
+
+def group_labels(frame: pd.DataFrame, columns: Sequence[str]) -> Any:
+    """The group label of every row for the attribute ``columns``, as the tables write it.
+
+    One column gives its values as strings; several join them with " / " ("female / darker").
+    Vectorised: a row-wise ``frame.agg(" / ".join, axis=1)`` costs a Python call per row.
+
+    Args:
+        frame: ``N`` rows holding ``columns``.
+        columns: one or more attribute column names.
+
+    Returns:
+        ``(N,)`` numpy array of ``str`` (dtype object), in the frame's row order.
+
+    Example:
+        >>> import pandas as pd
+        >>> group_labels(pd.DataFrame({"gender": ["f", "m"], "skin": [1, 2]}), ["gender", "skin"]).tolist()
+        ['f / 1', 'm / 2']
+    """
+    columns = list(columns)
+    if not columns:
+        raise ValueError(NO_ATTRIBUTES_MSG)
+    labels = frame[columns[0]].astype(str).to_numpy(dtype=object)
+    for column in columns[1:]:
+        labels = labels + GROUP_SEPARATOR + frame[column].astype(str).to_numpy(dtype=object)
+    return labels
 
 
 def validate_per_image(

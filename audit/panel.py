@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR
+from .grouping import GROUPING_SEPARATOR, group_labels
 from .skin import HUE_SHIFT, LIGHTNESS_SHIFT, SKIN_SHIFTS
 
 if TYPE_CHECKING:
@@ -298,8 +298,7 @@ def _most_people(frame: pd.DataFrame, attributes: Sequence[str]) -> dict[str, tu
     sets = [[attribute] for attribute in attributes] + ([attributes] if len(attributes) > 1 else [])
     found = {}
     for columns in sets:
-        labels = frame[columns].astype(str).agg(GROUP_SEPARATOR.join, axis=1)
-        people = frame.assign(_label=labels.to_numpy()).groupby("_label")["subject"].nunique()
+        people = frame.assign(_label=group_labels(frame, columns)).groupby("_label")["subject"].nunique()
         top = int(people.max())
         found[GROUPING_SEPARATOR.join(columns)] = (sorted(people.index[people == top]), top,
                                                    bool((people == top).all()) and len(people) > 1)

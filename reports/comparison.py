@@ -26,7 +26,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from genfair.audit.grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR
+from genfair.audit.grouping import GROUPING_SEPARATOR, group_labels
 
 if TYPE_CHECKING:
     from genfair.audit.result import AuditResult
@@ -131,7 +131,7 @@ def _distribution_figure(results: Mapping[str, AuditResult], metric: str, attrib
     frames = []
     for name, result in results.items():
         per_image = result.per_image
-        label = per_image[list(attributes)].astype(str).agg(GROUP_SEPARATOR.join, axis=1)
+        label = group_labels(per_image, attributes)
         frames.append(pd.DataFrame({"model": name, "group": label, metric: per_image[metric].to_numpy()}))
     data = pd.concat(frames, ignore_index=True)
     groups = sorted(data["group"].unique())
@@ -161,7 +161,7 @@ def _samples_figure(results: Mapping[str, AuditResult], attributes: Sequence[str
     rows += [(name, frame.set_index("path")["output_png"]) for name, frame in with_samples.items()]
     figure = _figure(1.0 * len(paths) + 1.2, 1.0 * len(rows) + 0.6)
     grid = figure.subplots(len(rows), len(paths), squeeze=False)
-    labels = first[list(attributes)].astype(str).agg(GROUP_SEPARATOR.join, axis=1).tolist()
+    labels = group_labels(first, attributes).tolist()
     for r, (name, images) in enumerate(rows):
         for c, path in enumerate(paths):
             axes = grid[r][c]
@@ -192,7 +192,7 @@ def _latent_figure(
         latents = result.tables["latents"]
         codes = latents.drop(columns=["path"]).to_numpy(dtype=float)
         groups = result.per_image.set_index("path").loc[latents["path"], list(attributes)]
-        labels = groups.astype(str).agg(GROUP_SEPARATOR.join, axis=1).to_numpy()
+        labels = group_labels(groups, attributes)
         projections = {
             "PCA": PCA(n_components=2, random_state=seed).fit_transform(codes),
             f"t-SNE (perplexity {perplexity:g}, exaggeration {early_exaggeration:g})": TSNE(

@@ -19,6 +19,8 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from genfair.audit.grouping import group_labels
+
 __all__ = ["error_by_group_figure", "higher_is_better_from_name", "reconstruction_grid_figure",
            "worst_case_figures", "worst_cases_figure"]
 
@@ -26,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 HIGHER_IS_BETTER_SUFFIXES = ("_score",)
 LOWER_IS_BETTER_SUFFIXES = ("_error", "_loss")
-GROUP_SEPARATOR = " / "
 ALLOWED_CHANNELS = (1, 3)
 
 
@@ -321,8 +322,7 @@ def _count(n: int, noun: str) -> str:
 
 def _group_labels(per_image: pd.DataFrame, attributes: Sequence[str]) -> np.ndarray:
     """The intersectional group of every row, e.g. "female / darker": ``(N,)`` strings."""
-    columns = [per_image[attribute].astype(str).to_numpy() for attribute in attributes]
-    return np.array([GROUP_SEPARATOR.join(values) for values in zip(*columns, strict=True)], dtype=object)
+    return group_labels(per_image, attributes)
 
 
 def _checked_images(images: np.ndarray, name: str) -> np.ndarray:

@@ -189,9 +189,9 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
 
     Into the active run; or, with ``experiment`` and no active run, into a new finished run of
     that experiment (the notebook case: ``log_audit(audit_model(...), experiment="mine")``).
-    Each table goes in with ``MlflowClient.log_table``, which would append to a table the run
-    already has: a table the run holds (a resumed run that was stopped while logging) is kept,
-    not appended to, so each table holds one audit.
+    Each table is stored as ``MlflowClient.log_table`` stores it (the UI's table view reads it), all
+    in one upload. A table the run already holds (a resumed run that was stopped while logging) is
+    kept, not appended to, so each table holds one audit.
 
     Args:
         result: the audit to log: ``per_group`` (columns ``grouping, group, n_images,
@@ -248,10 +248,8 @@ def log_audit(result: AuditResult, *, figures: Mapping[str, Figure] | None = Non
         local = saved if saved.is_dir() else folder
         result.per_group.to_csv(local / "per_group.csv", index=False)
         client.log_artifacts(run_id, str(local), artifact_path="audit")
-    logged = {entry.path for entry in client.list_artifacts(run_id, "tables")}
-    for artifact_file, frame in table_files.items():
-        if artifact_file not in logged:
-            client.log_table(run_id, data=frame, artifact_file=artifact_file)
+    logged = {entry.path for entry in client.list_artifacts(run_id, TABLES_FOLDER)}
+    _log_tables(client, run_id, {file: frame for file, frame in table_files.items() if file not in logged})
     for artifact_file, figure in figure_files.items():
         client.log_figure(run_id, figure, artifact_file, save_kwargs={"dpi": 120})
     logger.info(
@@ -388,6 +386,36 @@ def _table_entries(name: str, table: pd.DataFrame, rows: str, chosen: tuple[str,
         prefix = (name, *(row[at] for at in key_at if at not in drop))
         entries.extend((metric_key(*prefix, column), row[at]) for column, at in value_at)
     return entries
+
+
+def _log_tables(client: Any, run_id: str, tables: Mapping[str, pd.DataFrame]) -> None:
+    """Log ``{tables/<name>.json: frame}`` as ``MlflowClient.log_table`` would, in one upload.
+
+    ``log_table`` costs four store calls a table (list, upload, read the run, write its tag); a run
+    logs a dozen tables. The same files (JSON, ``orient="split"``) go up in one ``log_artifacts``,
+    and the run's ``mlflow.loggedArtifacts`` tag, which lists them for the UI's table view, is
+    written once. A table with image cells still goes through ``log_table``, which stores the images.
+    """
+    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+    plain = {file: frame for file, frame in tables.items() if not _has_images(frame)}
+    if plain:
+        with tempfile.TemporaryDirectory(prefix="genfair-tables-") as tmp:
+            for file, frame in plain.items():
+                frame.to_json(Path(tmp) / Path(file).name, orient="split", index=False, date_format="iso")
+            client.log_artifacts(run_id, tmp, artifact_path=TABLES_FOLDER)
+        listed = json.loads(client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+        listed += [entry for entry in ({"path": file, "type": "table"} for file in plain) if entry not in listed]
+        client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps(listed))
+    for file, frame in tables.items():
+        if file not in plain:
+            client.log_table(run_id, data=frame, artifact_file=file)
+
+
+def _has_images(frame: pd.DataFrame) -> bool:
+    """Whether a column of ``frame`` holds images (what :func:`_json_ready` makes of PNG bytes)."""
+    return any(values.dtype == object and len(values) > 0 and values.map(lambda v: hasattr(v, "resize")).all()
+               for _, values in frame.items())
 
 
 def _table_files(result: AuditResult) -> dict[str, pd.DataFrame]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from genfair import datasets, models
-from genfair.audit.grouping import GROUP_SEPARATOR
+from genfair.audit.grouping import group_labels
 from genfair.audit.identity import IDENTITY_DRIFT, IDENTITY_LOST
 from genfair.audit.label_noise import MIN_ACCURACY
 from genfair.datasets import Manifest
@@ -387,7 +387,7 @@ def check_reference(reference: str, manifest: Manifest) -> None:
     attributes = list(manifest.attributes)
     frame = manifest.frame[attributes].astype(str)
     labels = {value for column in attributes for value in frame[column].unique()}
-    labels |= set(frame.agg(GROUP_SEPARATOR.join, axis=1).unique()) if len(attributes) > 1 else set()
+    labels |= set(group_labels(frame, attributes)) if len(attributes) > 1 else set()
     if reference not in labels:
         raise ValueError(f"--reference {reference!r} is no group of {attributes}: use best, largest or one of "
                          f"{sorted(labels)}")

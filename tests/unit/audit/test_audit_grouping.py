@@ -337,3 +337,14 @@ def test_a_grouping_with_one_group_of_enough_people_has_no_worst_or_best():
                               "mse_error": [0.2, 0.1, 0.9]})
     row = g.disparity_table(per_group, metrics=["mse_error"], min_subjects=5).iloc[0]
     assert pd.isna(row["worst_group"]) and np.isnan(row["ratio"]) and row["left_out"] == "b (1)"
+
+
+def test_group_labels_join_each_row_as_a_row_wise_join_would() -> None:
+    from genfair.audit.grouping import group_labels
+
+    frame = pd.DataFrame({"gender": ["female", "male", "male"], "skin": [1, 2, 2], "age": ["20s", "30s", "40s"]})
+    expected = [" / ".join(str(value) for value in row) for row in frame.itertuples(index=False)]
+    assert group_labels(frame, ["gender", "skin", "age"]).tolist() == expected
+    assert group_labels(frame, ["skin"]).tolist() == ["1", "2", "2"]
+    with pytest.raises(ValueError, match="attributes must name at least one column"):
+        group_labels(frame, [])

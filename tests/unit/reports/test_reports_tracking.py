@@ -397,6 +397,30 @@ def test_log_audit_logs_every_table_for_load_table(experiment_id, run_in, result
                                                        other.info.run_id: len(result.per_group)}
 
 
+def test_log_audit_stores_each_table_as_log_table_does(run_in, result_factory) -> None:
+    import dataclasses
+    import json
+
+    result = dataclasses.replace(result_factory(), tables=_extra_tables())
+    with run_in() as ours:
+        log_audit(result)
+    client = MlflowClient()
+    with run_in() as theirs:  # MLflow's own way, table by table
+        for name, frame in {"per_group": result.per_group, "disparities": result.disparities, **result.tables}.items():
+            client.log_table(theirs.info.run_id, data=frame, artifact_file=f"tables/{name}.json")
+
+    def stored(run_id: str) -> dict[str, bytes]:
+        local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="tables"))
+        return {file.name: file.read_bytes() for file in local.iterdir()}
+
+    assert stored(ours.info.run_id) == stored(theirs.info.run_id)
+
+    def listed(run_id: str) -> list[dict]:
+        return sorted(json.loads(client.get_run(run_id).data.tags["mlflow.loggedArtifacts"]), key=str)
+
+    assert listed(ours.info.run_id) == listed(theirs.info.run_id)
+
+
 def test_activate_experiment_holds_when_another_process_creates_it_meanwhile(
     experiment_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
