@@ -28,6 +28,7 @@ import math
 import operator
 import os
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -161,11 +162,19 @@ class ManifestImageDataset(Dataset):
         self._root = os.fspath(manifest.root)
         self._rows_total = len(manifest.frame)
         self._codes = torch.from_numpy(manifest.attribute_codes())
+        self._cells: dict[str, np.ndarray] = {}
+
+    def _cell(self, row: int, column: str) -> Any:
+        """``row``'s value in ``column``. The column is taken out of the frame once, as a numpy array:
+        a pandas ``.iat`` read of an Arrow string column costs more than decoding a small PNG."""
+        values = self._cells.get(column)
+        if values is None:
+            values = self._cells[column] = self.manifest.frame[column].to_numpy(dtype=object)
+        return values[row]
 
     def _file(self, row: int, column: str = "path") -> str:
-        """The file of ``row``'s ``column``, joined to the manifest's folder when it is read (not up front:
-        no per-row strings are built for rows that are never read)."""
-        return os.path.join(self._root, self.manifest.frame[column].iat[row])
+        """The file of ``row``'s ``column``, joined to the manifest's folder when it is read."""
+        return os.path.join(self._root, self._cell(row, column))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -193,7 +202,7 @@ class ManifestImageDataset(Dataset):
             with self._naming_the_row(row, "mask_path"):
                 item["mask"] = self._mask(row)
         outputs, inputs = self.manifest.outputs, self.manifest.inputs
-        if outputs is not None and self.manifest.frame[outputs].iat[row]:
+        if outputs is not None and self._cell(row, outputs):
             with self._naming_the_row(row, outputs):
                 item["output"] = load_output(
                     self._file(row, outputs), original=self._file(row), image_size=self.image_size,

@@ -111,6 +111,19 @@ def test_ssim_on_the_cpu_path_equals_torchmetrics_on_the_whole_batch(shape, dtyp
     torch.testing.assert_close(got, expected, atol=1e-6 if dtype == torch.float32 else 1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("length", [6, 7, 16, 64])
+def test_ssim_window_matrix_filters_as_scipy_does_with_mirrored_borders(length):
+    import numpy as np
+    from scipy import ndimage
+
+    offsets = np.arange(-5, 6)
+    window = np.exp(-((offsets / 1.5) ** 2) / 2)
+    signal = np.random.default_rng(length).random((3, length))
+    expected = ndimage.correlate1d(signal, window / window.sum(), axis=-1, mode="mirror")
+    matrix = m._reflected_gaussian(length, dtype=torch.float64).numpy()
+    np.testing.assert_allclose(signal @ matrix.T, expected, rtol=0, atol=1e-14)
+
+
 def test_ssim_with_gradients_uses_torchmetrics():
     target = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     preds = target.clone().mul(0.9).requires_grad_(True)
