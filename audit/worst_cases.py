@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR
+from .grouping import group_labels as _group_labels
 from .identity import IDENTITY_DRIFT
 from .skin import ITA_SHIFT, LIGHTNESS_SHIFT
 
@@ -29,6 +30,7 @@ __all__ = [
     "WORST_CASE_COLUMNS",
     "WORST_MEASURES",
     "measure_statistics",
+    "may_enter_worst_cases",
     "worst_cases",
 ]
 
@@ -163,6 +165,52 @@ def worst_cases(
     for column in shown:
         picked[column] = per_image[column].iloc[picks].to_numpy()
     return picked
+
+
+def may_enter_worst_cases(
+    kept: pd.DataFrame, new: pd.DataFrame, *, attributes: Sequence[str], measures: Sequence[str],
+    k: int = WORST_CASES_K,
+) -> bool:
+    """Whether a row of ``new`` could be among :func:`worst_cases` of ``kept`` and ``new`` together.
+
+    ``kept`` holds the ``k`` worst images of every group so far (the picks of a stream's earlier
+    batches). A new row can enter only where its group has fewer than ``k`` valued kept rows for a
+    measure, or where its magnitude reaches the ``k``-th largest kept one; when no row can, the
+    picks of ``kept`` plus ``new`` are ``kept``'s own and a stream can skip ranking them again.
+    Ties count as a possible entry (the path decides them), so the answer errs only toward True.
+
+    Args:
+        kept: the rows picked so far: ``<attributes>`` and ``measures`` columns.
+        new: a batch's rows, the same columns.
+        attributes: the attributes whose intersection makes the groups (as :func:`worst_cases`'s default).
+        measures: the ranked columns.
+        k: images per group and measure.
+
+    Returns:
+        False when :func:`worst_cases` of the union would pick exactly ``kept``'s rows.
+
+    Example:
+        >>> import pandas as pd
+        >>> kept = pd.DataFrame({"tone": ["dark"] * 2, "mse_error": [0.5, 0.4]})
+        >>> may_enter_worst_cases(kept, pd.DataFrame({"tone": ["dark"], "mse_error": [0.1]}),
+        ...                       attributes=["tone"], measures=["mse_error"], k=2)
+        False
+        >>> may_enter_worst_cases(kept, pd.DataFrame({"tone": ["light"], "mse_error": [0.1]}),
+        ...                       attributes=["tone"], measures=["mse_error"], k=2)
+        True
+    """
+    import numpy as np
+
+    kept_groups, new_groups = _group_labels(kept, attributes), _group_labels(new, attributes)
+    for measure in measures:
+        kept_sizes = np.abs(kept[measure].to_numpy(dtype=float, na_value=np.nan))
+        new_sizes = np.abs(new[measure].to_numpy(dtype=float, na_value=np.nan))
+        valued = ~np.isnan(new_sizes)
+        for group in np.unique(new_groups[valued]):
+            held = kept_sizes[(kept_groups == group) & ~np.isnan(kept_sizes)]
+            if len(held) < k or new_sizes[valued & (new_groups == group)].max() >= np.sort(held)[-k]:
+                return True
+    return False
 
 
 def measure_statistics(tables: Mapping[str, pd.DataFrame], measure: str) -> pd.DataFrame:

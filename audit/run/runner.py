@@ -28,7 +28,7 @@ from genfair import models
 from genfair.audit.faults import store_lock
 from genfair.audit.panel import audit_frame, majority_groups, majority_notes, score_batch
 from genfair.audit.result import AuditResult
-from genfair.audit.worst_cases import WORST_CASES_K, WORST_MEASURES, worst_cases
+from genfair.audit.worst_cases import WORST_CASES_K, WORST_MEASURES, may_enter_worst_cases, worst_cases
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
 from genfair.reports.tracking import activate_experiment, check_tracking_uri, resolve_tracking_uri
@@ -636,6 +636,8 @@ def _keep_worst(kept: pd.DataFrame | None, images: dict[int, tuple[bytes, bytes]
     """
     measures = [name for name in WORST_MEASURES if name in scores]
     scored = rows.assign(**{name: np.asarray(scores[name], dtype=float) for name in measures})
+    if kept is not None and not may_enter_worst_cases(kept, scored, attributes=attributes, measures=measures):
+        return kept, images  # most batches of a long split: ranking again would pick the same rows
     candidates = scored if kept is None else pd.concat([kept, scored])
     candidates = candidates[~candidates.index.duplicated(keep="first")].sort_index()  # DDP pads with repeats
     picked = set(worst_cases(candidates, attributes=attributes, measures=measures, k=WORST_CASES_K).index)

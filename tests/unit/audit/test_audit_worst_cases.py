@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from genfair.audit import worst_cases as wc
 from genfair.audit.worst_cases import WORST_CASE_COLUMNS, measure_statistics, worst_cases
 
 
@@ -100,3 +101,35 @@ def test_measure_statistics_finds_the_interval_table_of_each_measure() -> None:
     assert ita[["estimate", "table"]].values.tolist() == [[4.0, "skin_tone_intervals"]]
     assert measure_statistics(tables, "mse_error")["table"].tolist() == ["group_intervals"]
     assert measure_statistics(tables, "identity_drift").empty
+
+
+def test_a_stream_that_skips_batches_no_row_may_enter_picks_what_the_whole_frame_does() -> None:
+    rng = np.random.default_rng(7)
+    n = 3200
+    frame = pd.DataFrame({
+        "path": [f"img/{i:04d}.png" for i in rng.permutation(n)],
+        "subject": [f"s{i // 5}" for i in range(n)],
+        "gender": rng.choice(["female", "male"], n), "tone": rng.choice(["dark", "light", "mid"], n),
+        # rounded to a few values: ties the path must break; a few NaN, never picked
+        "mse_error": np.round(rng.gamma(2.0, 0.01, n), 3), "ita_shift": np.round(rng.normal(0, 3, n), 0),
+    })
+    frame.loc[rng.choice(n, 30, replace=False), "ita_shift"] = np.nan
+    measures, attributes = ["mse_error", "ita_shift"], ["gender"]
+    kept, skipped = None, 0
+    for start in range(0, n, 32):
+        batch = frame.iloc[start:start + 32]
+        if kept is not None and not wc.may_enter_worst_cases(kept, batch, attributes=attributes, measures=measures,
+                                                             k=3):
+            skipped += 1
+            continue
+        union = batch if kept is None else pd.concat([kept, batch]).sort_index()  # as the run does
+        kept = union.loc[sorted(set(wc.worst_cases(union, attributes=attributes, measures=measures, k=3).index))]
+    whole = wc.worst_cases(frame, attributes=attributes, measures=measures, k=3)
+    pd.testing.assert_frame_equal(wc.worst_cases(kept, attributes=attributes, measures=measures, k=3), whole)
+    assert skipped > 50, f"later batches rarely hold a new worst case: {skipped} of 100 skipped"
+    # a tie with the k-th kept magnitude may enter (the path decides), a group never seen always may
+    tied = kept[kept["gender"] == "female"].nlargest(3, "mse_error").iloc[[-1]]
+    assert wc.may_enter_worst_cases(kept, tied.assign(path="img/0000-first.png"), attributes=attributes,
+                                    measures=["mse_error"], k=3)
+    other = batch.iloc[:1].assign(gender="new")
+    assert wc.may_enter_worst_cases(kept, other, attributes=attributes, measures=measures, k=3)
