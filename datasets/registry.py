@@ -7,7 +7,7 @@ Builders register with :func:`register` when :mod:`genfair.datasets` is imported
 Example:
     >>> from genfair import datasets
     >>> datasets.names()
-    ('digits', 'faces')
+    ('cosmo', 'digits', 'faces')
     >>> spec = datasets.get("faces")(cache_dir=Path("cache"), image_size=32, seed=0)  # doctest: +SKIP
 """
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from .cosmo import CosmoConfig, ensure_cosmo
 from .digits import DigitsConfig, ensure_digits
 from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces
 
@@ -162,3 +163,23 @@ def build_digits(*, cache_dir: Path, image_size: int, seed: int, composition: st
     _check_composition(composition)
     manifest = ensure_digits(DigitsConfig(image_size=image_size, seed=seed), cache_dir)
     return DatasetSpec(name="digits", manifest_path=manifest, attributes=("digit",))
+
+
+@register("cosmo")
+def build_cosmo(*, cache_dir: Path, image_size: int, seed: int, composition: str = "as-given") -> DatasetSpec:
+    """Simulated 2-D log-normal density fields (:mod:`genfair.datasets.cosmo`), cut into patches, cached.
+
+    Single channel; a patch's subject is the box it was cut from; split by box.
+
+    Args:
+        cache_dir: folder for cached datasets.
+        image_size: patch side in pixels (8..256).
+        seed: the simulation's seed (the boxes, hence the split, depend on it).
+        composition: only ``"as-given"`` is generated here (see :func:`build_digits`).
+
+    Returns:
+        The spec; attribute ``("environment",)``, each patch's dominant 2-D T-web environment.
+    """
+    _check_composition(composition)
+    manifest = ensure_cosmo(CosmoConfig(image_size=image_size, seed=seed), cache_dir)
+    return DatasetSpec(name="cosmo", manifest_path=manifest, attributes=("environment",))
