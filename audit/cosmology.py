@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOX_COLUMN",
+    "PIXEL_GROUPING",
     "ENVIRONMENT_ERROR_COLUMNS",
     "POWER_SPECTRUM_COLUMNS",
     "environment_error_table",
@@ -45,9 +46,11 @@ __all__ = [
 ]
 
 BOX_COLUMN = "box"
-ENVIRONMENT_ERROR_COLUMNS = ("environment", "pixels", "pixel_share", "boxes", "evidence", "mse_error", "ci_low",
+#: ``grouping`` of the per-pixel table (its groups are pixel labels, not the patches' attribute).
+PIXEL_GROUPING = "pixel_environment"
+ENVIRONMENT_ERROR_COLUMNS = ("grouping", "group", "pixels", "pixel_share", "boxes", "evidence", "mse_error", "ci_low",
                              "ci_high", "mae_error", "mae_ci_low", "mae_ci_high")
-POWER_SPECTRUM_COLUMNS = ("group", "k_low", "k_high", "beyond_input", "patches", "boxes", "evidence",
+POWER_SPECTRUM_COLUMNS = ("grouping", "group", "metric", "k_low", "k_high", "beyond_input", "patches", "boxes", "evidence",
                           "power_ratio", "ci_low", "ci_high")
 _PREFIX = "cosmo_"
 
@@ -210,8 +213,9 @@ def environment_error_table(per_image: pd.DataFrame, *, environment_names: Seque
         min_boxes: fewest boxes with pixels of an environment for an interval.
 
     Returns:
-        One row per environment, columns :data:`ENVIRONMENT_ERROR_COLUMNS`; ``pixel_share`` is the
-        environment's share of all test pixels.
+        One row per environment (``grouping`` :data:`PIXEL_GROUPING`, ``group`` the environment),
+        columns :data:`ENVIRONMENT_ERROR_COLUMNS`; ``pixel_share`` is the environment's share of all
+        test pixels.
     """
     import numpy as np
     import pandas as pd
@@ -225,7 +229,7 @@ def environment_error_table(per_image: pd.DataFrame, *, environment_names: Seque
     for e, name in enumerate(environment_names):
         sse, sae, pixels = totals[3 * e: 3 * e + 3]
         n_boxes = int(pd.Series(per_image[columns[3 * e + 2]].to_numpy() > 0).groupby(boxes).any().sum())
-        row = {"environment": name, "pixels": int(pixels), "pixel_share": pixels / all_pixels if all_pixels else np.nan,
+        row = {"grouping": PIXEL_GROUPING, "group": name, "pixels": int(pixels), "pixel_share": pixels / all_pixels if all_pixels else np.nan,
                "boxes": n_boxes, "evidence": "sufficient" if n_boxes >= min_boxes else "insufficient",
                "mse_error": sse / pixels if pixels else np.nan, "mae_error": sae / pixels if pixels else np.nan}
         for metric, offset, low, high in (("mse_error", 0, "ci_low", "ci_high"), ("mae_error", 1, "mae_ci_low", "mae_ci_high")):
@@ -253,7 +257,8 @@ def power_spectrum_table(per_image: pd.DataFrame, *, attribute: str, edges: Sequ
             within each group).
 
     Returns:
-        Rows ``all`` then each group, each per bin; columns :data:`POWER_SPECTRUM_COLUMNS`.
+        Rows of grouping ``overall`` (group ``all``) then of ``attribute``'s groups, each per bin
+        (``metric`` names the bin: ``k_4_8``); columns :data:`POWER_SPECTRUM_COLUMNS`.
     """
     import numpy as np
     import pandas as pd
@@ -261,14 +266,15 @@ def power_spectrum_table(per_image: pd.DataFrame, *, attribute: str, edges: Sequ
     n_bins = len(edges) - 1
     columns = [f"{_PREFIX}pk_{label}_{b}" for label in ("output", "target") for b in range(n_bins)]
     rows = []
-    groups = [("all", per_image)] + [(str(g), part) for g, part in per_image.groupby(attribute, sort=True)]
-    for number, (group, part) in enumerate(groups):
+    groups = [("overall", "all", per_image)]
+    groups += [(attribute, str(g), part) for g, part in per_image.groupby(attribute, sort=True)]
+    for number, (grouping, group, part) in enumerate(groups):
         values = part[columns].to_numpy(dtype=np.float64)
         resampled, n_boxes = _box_resamples(part[BOX_COLUMN].astype(str).to_numpy(), values,
                                             n_resamples=n_resamples, seed=seed + number)
         totals = values.sum(axis=0)
         for b in range(n_bins):
-            row = {"group": group, "k_low": edges[b], "k_high": edges[b + 1], "beyond_input": edges[b + 1] > input_nyquist,
+            row = {"grouping": grouping, "group": group, "metric": f"k_{edges[b]:g}_{edges[b + 1]:g}", "k_low": edges[b], "k_high": edges[b + 1], "beyond_input": edges[b + 1] > input_nyquist,
                    "patches": len(part), "boxes": n_boxes,
                    "evidence": "sufficient" if n_boxes >= min_boxes else "insufficient",
                    "power_ratio": totals[b] / totals[n_bins + b], "ci_low": np.nan, "ci_high": np.nan}

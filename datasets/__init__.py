@@ -28,7 +28,7 @@ from .manifest import (
     ManifestError,
     load_manifest,
 )
-from .registry import COMPOSITIONS, GENERATES_BALANCED, REGISTRY, DatasetBuilder, DatasetSpec, get, names, register
+from .registry import COMPOSITIONS, GENERATES_BALANCED, REGISTRY, SINGLE_CHANNEL, DatasetBuilder, DatasetSpec, get, names, register
 from .splits import subject_disjoint_split
 from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces, generate_synthetic_faces
 from .utkface import import_utkface
@@ -61,6 +61,7 @@ __all__ = [
     "load_manifest",
     "COMPOSITIONS",
     "GENERATES_BALANCED",
+    "SINGLE_CHANNEL",
     "DatasetSpec",
     "DatasetBuilder",
     "REGISTRY",

@@ -43,6 +43,7 @@ from .config import (
     run_metadata,
     run_tags,
 )
+from .cosmology import cosmology_scorer
 from .face_tools import MissingFaceTools, read_batch, require_face_tools
 from .sources import DiskSource, ModuleSource, TrainedSource, bicubic_baseline
 from .stages import EnterPrediction, RunStages, close_stopped_run, in_stages
@@ -372,6 +373,10 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
                          primary_metric=config.primary_metric, classifier_held_out=checked.get("held_out"),
                          min_accuracy=config.classifier_min_accuracy)
     tables = dict(result.tables)
+    cosmology = cosmology_scorer(datamodule.manifest, scale=plan.scale)
+    if cosmology is not None:  # --dataset cosmo: errors and power spectra by cosmic-web environment
+        tables.update(cosmology.tables(per_image, scores.index, attributes=attributes, image_size=config.image_size,
+                                       seed=config.seed))
     if "held_out" in checked:  # the rows classifier_validity is computed from, so it can be recomputed
         tables["classifier_held_out"] = checked["held_out"]
     ordered = [row for row in rows.index[_grid_picks(rows.reset_index(drop=True), attributes)] if row in shard.shown]
@@ -435,6 +440,7 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
     parts, shown, inputs, latents = [], {}, [], []
     worst: tuple[pd.DataFrame | None, dict[int, tuple[bytes, bytes]]] = (None, {})
     runnable = source.runnable()
+    cosmology = cosmology_scorer(datamodule.manifest, scale=plan.scale)
     making = "prediction" if isinstance(source, ModuleSource | _TrainThenRun) else "data"
     batches = in_stages(source.batches(), stages, making=making)
     for batch in _progress(batches, total=math.ceil(len(rows) / datamodule.batch_size), enabled=progress_bar):
@@ -447,6 +453,8 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
         scores = score_batch(batch["image"], batch["output"], masks=faces.pop("masks", batch.get("mask")),
                              baseline=bicubic_baseline(batch, plan.scale) if plan.baseline else None,
                              classify=classify, **faces)
+        if cosmology is not None:
+            scores.update(cosmology.score(batch))
         index = batch["index"].numpy()
         parts.append(pd.DataFrame(scores, index=index))
         for position, row in enumerate(index.tolist()):

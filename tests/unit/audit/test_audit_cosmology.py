@@ -106,7 +106,7 @@ def _toy(n_boxes: int) -> pd.DataFrame:
 
 
 def test_environment_table_pools_pixels_by_hand() -> None:
-    table = environment_error_table(_toy(6), environment_names=NAMES, n_resamples=400).set_index("environment")
+    table = environment_error_table(_toy(6), environment_names=NAMES, n_resamples=400).set_index("group")
     # void: sum over boxes of 8 (b + 1) / 100 over 48 pixels = (8 * 21 / 100) / 48 = 0.035
     assert table.at["void", "mse_error"] == pytest.approx(0.035)
     assert table.at["filament", "mse_error"] == pytest.approx(0.005)
@@ -120,7 +120,7 @@ def test_environment_table_pools_pixels_by_hand() -> None:
 def test_environment_table_interval_is_a_box_bootstrap() -> None:
     # 6 boxes with box means 0.01 .. 0.06 (equal pixels): the interval is the expanded percentile
     # interval of the mean of 6 values drawn with replacement, computed here independently
-    table = environment_error_table(_toy(6), environment_names=NAMES, n_resamples=4000, seed=3).set_index("environment")
+    table = environment_error_table(_toy(6), environment_names=NAMES, n_resamples=4000, seed=3).set_index("group")
     rng = np.random.default_rng(0)
     means = np.arange(1, 7) / 100
     draws = means[rng.integers(0, 6, (20000, 6))].mean(axis=1)
@@ -133,7 +133,7 @@ def test_environment_table_interval_is_a_box_bootstrap() -> None:
 
 
 def test_environment_table_marks_few_boxes_insufficient() -> None:
-    table = environment_error_table(_toy(3), environment_names=NAMES, n_resamples=100).set_index("environment")
+    table = environment_error_table(_toy(3), environment_names=NAMES, n_resamples=100).set_index("group")
     assert table.at["void", "evidence"] == "insufficient" and np.isnan(table.at["void", "ci_low"])
 
 
@@ -146,6 +146,7 @@ def test_power_spectrum_table_by_hand() -> None:
     table = power_spectrum_table(pd.DataFrame(rows), attribute="environment", edges=(1.0, 2.0, 4.0), input_nyquist=2.0,
                                  n_resamples=200)
     ratio = table.set_index(["group", "k_low"])["power_ratio"]
+    assert table["metric"].tolist()[:2] == ["k_1_2", "k_2_4"] and table["grouping"].tolist()[0] == "overall"
     assert ratio[("all", 1.0)] == pytest.approx(1.0)
     assert ratio[("all", 2.0)] == pytest.approx(1.5 / 5.0)  # pooled: (0.5 + 1) / (1 + 4)
     assert ratio[("void", 2.0)] == pytest.approx(0.5) and ratio[("filament", 2.0)] == pytest.approx(0.25)

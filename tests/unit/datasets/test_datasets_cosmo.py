@@ -174,6 +174,11 @@ def test_registry_builds_cosmo(tmp_path) -> None:
     assert manifest.attributes == ("environment",)
 
 
+def test_registry_refuses_a_patch_size_out_of_range(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"side in pixels \(--image-size\) must be in \[8, 256\] for the cosmo dataset, got 300"):
+        datasets.get("cosmo")(cache_dir=tmp_path, image_size=300, seed=0)
+
+
 @pytest.mark.parametrize(("changes", "match"), [
     ({"boxes": 4, "val_boxes": 2, "test_boxes": 2}, r"val_boxes \+ test_boxes \(2 \+ 2\) must leave training boxes"),
     ({"spectrum": "bbks"}, r"spectrum must be one of \['power_law', 'lcdm'\], got 'bbks'"),

@@ -1,0 +1,63 @@
+"""Terminal tables of the cosmology audit (``--dataset cosmo``): errors and power spectra by environment.
+
+Reads the ``environment_errors`` and ``power_spectrum`` tables of
+:mod:`genfair.audit.cosmology`; see there for what each number means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+__all__ = ["print_cosmology"]
+
+ENVIRONMENT_CAPTION = ("Per-pixel error by 2-D T-web environment of the target (void / filament / knot; 2-D has no "
+                       "sheet); intervals resample simulated boxes.")
+SPECTRUM_CAPTION = ("Output P(k) / target P(k), pooled over the patches of each dominant environment (1: faithful; "
+                    "below 1: too smooth); k in units of the patch's fundamental; * beyond the input's Nyquist, "
+                    "scales the low-resolution input does not resolve. Intervals resample boxes.")
+
+
+def print_cosmology(console: Console, tables: Mapping[str, pd.DataFrame]) -> None:
+    """The environment-error and power-spectrum tables, each with its caption, when the audit has them."""
+    if "environment_errors" in tables:
+        console.print(_environment_table(tables["environment_errors"]))
+        console.print(ENVIRONMENT_CAPTION)
+    if "power_spectrum" in tables:
+        console.print(_spectrum_table(tables["power_spectrum"]))
+        console.print(SPECTRUM_CAPTION)
+
+
+def _environment_table(frame: pd.DataFrame) -> Table:
+    from .terminal import _interval, _table
+
+    table = _table("Per-pixel error by cosmic-web environment (95% CI over boxes)", "environment", "pixels", "share",
+                   "boxes", "MSE ↓", "95% CI", "MAE ↓", "95% CI")
+    for row in frame.itertuples(index=False):
+        flag = "" if row.evidence == "sufficient" else "*"
+        table.add_row(str(row.group), str(row.pixels), f"{row.pixel_share:.1%}", f"{row.boxes}{flag}",
+                      f"{row.mse_error:.4g}", _interval(row.ci_low, row.ci_high, ".4g"), f"{row.mae_error:.4g}",
+                      _interval(row.mae_ci_low, row.mae_ci_high, ".4g"))
+    return table
+
+
+def _spectrum_table(frame: pd.DataFrame) -> Table:
+    from .terminal import _interval, _table
+
+    groups = list(dict.fromkeys(frame["group"]))
+    table = _table("Power-spectrum fidelity P_out(k) / P_target(k) by dominant environment (95% CI over boxes)",
+                   "k", *(f"{group} ({int(frame.loc[frame['group'] == group, 'patches'].iloc[0])} patches)"
+                          for group in groups))
+    for (low, high, beyond), rows in frame.groupby(["k_low", "k_high", "beyond_input"], sort=False):
+        cells = []
+        for group in groups:
+            row = rows[rows["group"] == group].iloc[0]
+            interval = _interval(row["ci_low"], row["ci_high"])
+            cells.append(f"{row['power_ratio']:.3f} {interval}" if interval else f"{row['power_ratio']:.3f} ({row['boxes']} boxes)")
+        table.add_row(f"{low:g}–{high:g}{'*' if beyond else ''}", *cells)
+    return table
