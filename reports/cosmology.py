@@ -1,4 +1,4 @@
-"""Terminal tables of the cosmology audit (``--dataset cosmo``): errors and power spectra by environment.
+"""Tables of the cosmology audit (``--dataset cosmo``) for the terminal and the comparison report.
 
 Reads the ``environment_errors`` and ``power_spectrum`` tables of
 :mod:`genfair.audit.cosmology`; see there for what each number means.
@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-__all__ = ["print_cosmology"]
+    from genfair.audit.result import AuditResult
+
+__all__ = ["cosmology_section", "print_cosmology"]
 
 ENVIRONMENT_CAPTION = ("Per-pixel error by 2-D T-web environment of the target (void / filament / knot; 2-D has no "
                        "sheet); intervals resample simulated boxes.")
@@ -61,3 +63,43 @@ def _spectrum_table(frame: pd.DataFrame) -> Table:
             cells.append(f"{row['power_ratio']:.3f} {interval}" if interval else f"{row['power_ratio']:.3f} ({row['boxes']} boxes)")
         table.add_row(f"{low:g}–{high:g}{'*' if beyond else ''}", *cells)
     return table
+
+
+def cosmology_section(audits: Mapping[str, AuditResult]) -> tuple[str, str] | None:
+    """The report's cosmic-web section: ``(html, markdown)``, or None when no audit has the tables.
+
+    Two tables over the models: each environment's per-pixel MSE and MAE with their intervals,
+    and each k-bin's output/target power per dominant environment.
+    """
+    import html
+
+    import pandas as pd
+
+    from .comparison import _markdown_table
+    from .terminal import _interval
+
+    errors, spectra = [], []
+    for model, audit in audits.items():
+        if "environment_errors" not in audit.tables:
+            continue
+        for row in audit.tables["environment_errors"].itertuples(index=False):
+            errors.append({"model": model, "environment": row.group, "pixel share": f"{row.pixel_share:.1%}",
+                           "boxes": row.boxes, "MSE": f"{row.mse_error:.4g} {_interval(row.ci_low, row.ci_high, '.4g')}",
+                           "MAE": f"{row.mae_error:.4g} {_interval(row.mae_ci_low, row.mae_ci_high, '.4g')}"})
+        frame = audit.tables["power_spectrum"]
+        for (low, high, beyond), rows in frame.groupby(["k_low", "k_high", "beyond_input"], sort=False):
+            cells = {f"{row.group} ({row.patches} patches)": f"{row.power_ratio:.3f} {_interval(row.ci_low, row.ci_high)}"
+                     for row in rows.itertuples(index=False)}
+            spectra.append({"model": model, "k": f"{low:g}–{high:g}{'*' if beyond else ''}", **cells})
+    if not errors:
+        return None
+    tables = [pd.DataFrame(errors), pd.DataFrame(spectra).fillna("")]
+    heading = "Super-resolution by cosmic-web environment"
+    captions = [ENVIRONMENT_CAPTION, SPECTRUM_CAPTION]
+    page = [f"<h2>{html.escape(heading)}</h2>"]
+    markdown = [f"## {heading}", ""]
+    for table, caption in zip(tables, captions):
+        page += ['<div class="table">' + table.to_html(index=False, escape=True, border=0) + "</div>",
+                 f'<p class="notes">{html.escape(caption)}</p>']
+        markdown += [_markdown_table(table), "", caption, ""]
+    return "\n".join(page), "\n".join(markdown)

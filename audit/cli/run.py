@@ -23,6 +23,7 @@ from ._common import (
     app,
     bin_pairs,
     console,
+    dataset_channels,
     key_values,
     quiet_libraries,
     split_list,
@@ -177,7 +178,6 @@ def run(
             raise ValueError("--baseline and --junit need --policy FILE (the rules to check); add it or drop them")
         # before training, so that a bad policy or baseline fails fast
         gate = None if policy is None else load_gate(policy, baseline, tracking_uri)
-        from genfair import datasets
         from genfair.audit.run import RunConfig, run_audit
 
         quiet_libraries(debug)
@@ -206,7 +206,7 @@ def run(
             batch_size=batch_size,
             seed=seed,
             image_size=image_size,
-            channels=1 if manifest is None and dataset in datasets.SINGLE_CHANNEL else 3,
+            channels=dataset_channels(dataset, manifest),
             scale=scale,
             model_options=key_values(model_option or [], option="--model-option"),
             accelerator=accelerator,
