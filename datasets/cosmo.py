@@ -105,7 +105,9 @@ class CosmoConfig:
         val_boxes: boxes in the validation split.
         test_boxes: boxes in the test split (the audit panel), >= 1.
         spectrum: ``"power_law"`` or ``"lcdm"`` (see the module docstring).
-        spectral_index: ``n`` of ``P ~ k^n`` (power law) or ``n_s`` (lcdm).
+        spectral_index: ``n`` of ``P ~ k^n`` (power law) or ``n_s`` (lcdm); None: -1.5 for the
+            power law (more small-scale power than a 2-D projection of LambdaCDM, so that
+            super-resolution has something to restore), 1 for lcdm.
         box_mpc: box side in Mpc/h (only the lcdm shape depends on it).
         sigma: rms density contrast of the field at the cell scale, > 0.
         smoothing: Gaussian smoothing radius of the T-web, in cells, >= 0.
@@ -121,7 +123,7 @@ class CosmoConfig:
     val_boxes: int = 2
     test_boxes: int = 6
     spectrum: Spectrum = "power_law"
-    spectral_index: float = -1.5
+    spectral_index: float | None = None
     box_mpc: float = 500.0
     sigma: float = 1.0
     smoothing: float = 2.0
@@ -150,6 +152,13 @@ class CosmoConfig:
                 raise ValueError(f"CosmoConfig.{name} must be > {low}, got {getattr(self, name)!r}")
         if not self.smoothing >= 0:
             raise ValueError(f"CosmoConfig.smoothing must be >= 0 cells, got {self.smoothing!r}")
+
+    @property
+    def index(self) -> float:
+        """The spectral index in use (``spectral_index``, or the spectrum's default)."""
+        if self.spectral_index is not None:
+            return self.spectral_index
+        return -1.5 if self.spectrum == "power_law" else 1.0
 
     @property
     def box_cells(self) -> int:
@@ -195,10 +204,11 @@ def lcdm_spectrum(k: np.ndarray, *, box_mpc: float, n_s: float = 1.0, gamma: flo
         gamma: shape parameter ``Omega_m h`` (0.21 for Omega_m = 0.3, h = 0.7).
     """
     physical = 2.0 * math.pi * np.asarray(k, dtype=np.float64) / box_mpc
-    q = np.where(physical > 0, physical, 1.0) / gamma
+    safe = np.where(physical > 0, physical, 1.0)
+    q = safe / gamma
     transfer = np.log(1 + 2.34 * q) / (2.34 * q) * (1 + 3.89 * q + (16.1 * q) ** 2 + (5.46 * q) ** 3
                                                    + (6.71 * q) ** 4) ** -0.25
-    return np.where(physical > 0, physical**n_s * transfer**2, 0.0)
+    return np.where(physical > 0, safe**n_s * transfer**2, 0.0)
 
 
 def gaussian_random_field(spectrum: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -269,9 +279,9 @@ def _spectrum(config: CosmoConfig) -> np.ndarray:
     ky, kx = wavenumbers(config.box_cells)
     k = np.hypot(ky, kx)
     if config.spectrum == "power_law":
-        shape = power_law_spectrum(k, index=config.spectral_index)
+        shape = power_law_spectrum(k, index=config.index)
     else:
-        shape = lcdm_spectrum(k, box_mpc=config.box_mpc, n_s=config.spectral_index)
+        shape = lcdm_spectrum(k, box_mpc=config.box_mpc, n_s=config.index)
     return shape * (config.sigma**2 / shape.mean())
 
 

@@ -196,3 +196,20 @@ def test_generate_refuses_a_full_folder(tmp_path) -> None:
     (tmp_path / "x").write_text("")
     with pytest.raises(FileExistsError, match="output folder for cosmo is not empty"):
         generate_cosmo(CosmoConfig(image_size=8, patches_per_side=1, boxes=3, val_boxes=1, test_boxes=1), tmp_path)
+
+
+def test_lcdm_shape_has_the_primordial_slope_on_large_scales_and_falls_on_small() -> None:
+    from genfair.datasets.cosmo import lcdm_spectrum
+
+    # T(q) -> 1 as q -> 0, so P ~ k^n_s there; for q >> 1, T ~ ln(q) / q^2 and P falls
+    # like k^(n_s - 4) ln(k)^2: local slopes about 1 and between -3 and -2 (n_s = 1).
+    k = np.array([1e-4, 2e-4, 400.0, 800.0])
+    p = lcdm_spectrum(k, box_mpc=500.0)
+    assert math.log(p[1] / p[0], 2) == pytest.approx(1.0, abs=0.01)
+    assert -3.0 < math.log(p[3] / p[2], 2) < -2.0
+    assert lcdm_spectrum(np.array([0.0]), box_mpc=500.0)[0] == 0.0
+
+
+def test_lcdm_boxes_generate(tmp_path) -> None:
+    config = CosmoConfig(image_size=8, patches_per_side=2, boxes=3, val_boxes=1, test_boxes=1, spectrum="lcdm")
+    assert len(pd.read_csv(generate_cosmo(config, tmp_path / "out"))) == 12
