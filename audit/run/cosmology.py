@@ -35,8 +35,11 @@ class CosmologyScorer:
     def environment_maps(self, rows: Sequence[int]) -> torch.Tensor:
         """``(B, H, W)`` int64 environment codes of manifest rows ``rows``, read from their PNGs."""
         column = self.manifest.frame[ENVIRONMENT_COLUMN]
-        return torch.stack([torch.from_numpy(np.asarray(Image.open(self.manifest.root / column.iat[row]), dtype=np.int64))
-                            for row in rows])
+        maps = []
+        for row in rows:
+            with Image.open(self.manifest.root / column.iat[row]) as image:
+                maps.append(torch.from_numpy(np.asarray(image, dtype=np.int64)))
+        return torch.stack(maps)
 
     def score(self, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """The batch's cosmology columns (``cosmo_*``), as numpy arrays of length ``B``.

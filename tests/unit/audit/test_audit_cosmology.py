@@ -83,6 +83,9 @@ def test_environment_errors_match_a_loop() -> None:
 
 
 def test_environment_errors_reject_bad_codes() -> None:
+    with pytest.raises(ValueError, match=r"preds and target must have the same shape, got \(1, 1, 2, 2\) and \(1, 1, 4, 4\)"):
+        per_sample_environment_errors(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 4, 4), torch.zeros(1, 2, 2),
+                                      n_environments=3)
     with pytest.raises(ValueError, match=r"environment codes must be in 0..2, got 0..3"):
         per_sample_environment_errors(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2),
                                       torch.tensor([[[0, 3], [1, 1]]]), n_environments=3)
