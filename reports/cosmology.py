@@ -14,9 +14,11 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from matplotlib.figure import Figure
+
     from genfair.audit.result import AuditResult
 
-__all__ = ["cosmology_section", "print_cosmology"]
+__all__ = ["cosmology_section", "power_spectrum_figure", "print_cosmology"]
 
 ENVIRONMENT_CAPTION = ("Per-pixel error by 2-D T-web environment of the target (void / filament / knot; 2-D has no "
                        "sheet); intervals resample simulated boxes.")
@@ -103,3 +105,35 @@ def cosmology_section(audits: Mapping[str, AuditResult]) -> tuple[str, str] | No
                  f'<p class="notes">{html.escape(caption)}</p>']
         markdown += [_markdown_table(table), "", caption, ""]
     return "\n".join(page), "\n".join(markdown)
+
+
+def power_spectrum_figure(frame: pd.DataFrame) -> Figure:
+    """P_out / P_target against k, one line per group with its 95% band, the input's Nyquist shaded beyond.
+
+    Args:
+        frame: :func:`genfair.audit.cosmology.power_spectrum_table`'s rows.
+
+    Returns:
+        A figure with one axes (log k, ratio; a dotted line at 1, a faithful spectrum).
+    """
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.0, 3.6))
+    axes = figure.add_subplot()
+    for group, rows in frame.groupby("group", sort=False):
+        k = np.sqrt(rows["k_low"].to_numpy() * rows["k_high"].to_numpy())  # each octave's geometric centre
+        line, = axes.plot(k, rows["power_ratio"], marker="o", label=f"{group} ({int(rows['patches'].iloc[0])} patches)")
+        axes.fill_between(k, rows["ci_low"], rows["ci_high"], color=line.get_color(), alpha=0.2, linewidth=0)
+    beyond = frame.loc[frame["beyond_input"], "k_low"]
+    if len(beyond):
+        axes.axvspan(float(beyond.min()), float(frame["k_high"].max()), color="0.9", zorder=0,
+                     label="beyond the input's Nyquist")
+    axes.axhline(1.0, color="0.4", linestyle=":", linewidth=1)
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("k (fundamentals of the patch)")
+    axes.set_ylabel("P_out(k) / P_target(k)")
+    axes.set_title("Power-spectrum fidelity by dominant environment (95% CI over boxes)", fontsize=9)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    return figure

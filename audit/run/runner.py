@@ -31,6 +31,7 @@ from genfair.audit.result import AuditResult
 from genfair.audit.worst_cases import WORST_CASES_K, WORST_MEASURES, worst_cases
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
+from genfair.reports.cosmology import power_spectrum_figure
 from genfair.reports.tracking import activate_experiment, check_tracking_uri, resolve_tracking_uri
 
 from .config import (
@@ -719,6 +720,8 @@ def _log_result(result: AuditResult, attributes: Sequence[str], shown: dict[str,
         "error_by_group": error_by_group_figure(result.per_image, metric="mse_error", attributes=attributes),
         "reconstructions": reconstruction_grid_figure(to_hwc(shown["originals"]), to_hwc(shown["outputs"]), labels),
     }
+    if "power_spectrum" in result.tables:  # --dataset cosmo
+        figures["power_spectrum"] = power_spectrum_figure(result.tables["power_spectrum"])
     log_audit(result, figures=figures)
 
 

@@ -36,6 +36,7 @@ def test_cosmo_run_has_environment_tables_in_terminal_and_mlflow(workdir: Path) 
     assert metrics["power_spectrum/k_2_4/power_ratio"] > 0  # overall row: no grouping in the key
     table = json.loads(Path(client.download_artifacts(run_id, "tables/power_spectrum.json", str(workdir))).read_text())
     assert {"grouping", "group", "power_ratio", "ci_low", "beyond_input"} <= set(table["columns"])
+    assert "figures/power_spectrum.png" in {entry.path for entry in client.list_artifacts(run_id, "figures")}
 
 
 def test_cosmo_rejects_a_patch_size_it_cannot_cut(workdir: Path) -> None:

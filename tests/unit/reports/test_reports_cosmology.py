@@ -9,7 +9,7 @@ import pandas as pd
 from rich.console import Console
 
 from genfair.audit.result import AuditResult
-from genfair.reports.cosmology import cosmology_section, print_cosmology
+from genfair.reports.cosmology import cosmology_section, power_spectrum_figure, print_cosmology
 
 ERRORS = pd.DataFrame({"grouping": ["pixel_environment"] * 2, "group": ["void", "knot"], "pixels": [900, 100],
                        "pixel_share": [0.9, 0.1], "boxes": [6, 3], "evidence": ["sufficient", "insufficient"],
@@ -40,3 +40,12 @@ def test_report_section_only_for_audits_with_the_tables() -> None:
     assert "<h2>Super-resolution by cosmic-web environment</h2>" in page
     assert "| sr | void | 90.0% | 6 | 0.002 [0.0018, 0.0023] | 0.03 [0.029, 0.031] |" in markdown
     assert "| sr | 2–4* | 0.210 [0.150, 0.270] |" in markdown
+
+
+def test_power_spectrum_figure_draws_a_line_per_group_at_octave_centres() -> None:
+    frame = pd.concat([SPECTRUM, SPECTRUM.assign(grouping="environment", group="void")], ignore_index=True)
+    axes = power_spectrum_figure(frame).axes[0]
+    lines = [line for line in axes.get_lines() if line.get_marker() == "o"]
+    assert len(lines) == 2
+    assert np.allclose(lines[0].get_xdata(), [np.sqrt(2), np.sqrt(8)])
+    assert np.allclose(lines[1].get_ydata(), [0.84, 0.21])
