@@ -6,7 +6,9 @@ dominant environment):
 - **Per-pixel errors by environment** (:func:`per_sample_environment_errors`): every pixel is
   labelled void, filament or knot (2-D T-web of the target's box, made by the dataset), and the
   squared and absolute errors are summed per label. An environment's MSE is its pixels' mean
-  squared error over the whole test split (pixel-weighted), so small knots weigh by their area.
+  squared error over the whole test split (pixel-weighted), so small knots weigh by their area;
+  its relative error is that summed squared error over the summed squared target (dense knots
+  have larger values, hence larger absolute errors, by construction).
 - **Power-spectrum fidelity** (:func:`per_sample_power_spectrum`): the output's binned power
   spectrum over the target's, per octave of ``|k|`` (in units of the patch's fundamental
   ``2 pi / H``), pooled over the patches of each dominant environment: ``sum P_out / sum P_target``.
@@ -49,7 +51,8 @@ BOX_COLUMN = "box"
 #: ``grouping`` of the per-pixel table (its groups are pixel labels, not the patches' attribute).
 PIXEL_GROUPING = "pixel_environment"
 ENVIRONMENT_ERROR_COLUMNS = ("grouping", "group", "pixels", "pixel_share", "boxes", "evidence", "mse_error", "ci_low",
-                             "ci_high", "mae_error", "mae_ci_low", "mae_ci_high")
+                             "ci_high", "mae_error", "mae_ci_low", "mae_ci_high", "relative_error", "relative_ci_low",
+                             "relative_ci_high")
 POWER_SPECTRUM_COLUMNS = ("grouping", "group", "metric", "k_low", "k_high", "beyond_input", "patches", "boxes", "evidence",
                           "power_ratio", "ci_low", "ci_high")
 _PREFIX = "cosmo_"
@@ -154,7 +157,9 @@ def per_sample_environment_errors(preds: Tensor, target: Tensor, environments: T
 
 def cosmology_columns(preds: Tensor, target: Tensor, environments: Tensor, *, environment_names: Sequence[str],
                       edges: Sequence[float]) -> dict[str, Tensor]:
-    """The per-image columns the cosmology tables read: ``cosmo_{sse,sae,pixels}_<env>``, ``cosmo_pk_{output,target}_<b>``.
+    """The per-image columns the cosmology tables read: ``cosmo_{sse,sae,pixels,sst}_<env>``, ``cosmo_pk_{output,target}_<b>``.
+
+    ``sst`` is the target's own summed square over the environment's pixels (the relative error's denominator).
 
     Args:
         preds, target: ``(N, C, H, W)`` in [0, 1]; environments: ``(N, H, W)`` codes into ``environment_names``.
@@ -165,10 +170,12 @@ def cosmology_columns(preds: Tensor, target: Tensor, environments: Tensor, *, en
     """
     squared, absolute, pixels = per_sample_environment_errors(preds, target, environments,
                                                               n_environments=len(environment_names))
+    signal, _, _ = per_sample_environment_errors(torch.zeros_like(target), target, environments,
+                                                 n_environments=len(environment_names))  # sum of target^2
     columns: dict[str, Tensor] = {}
     for e, name in enumerate(environment_names):
         columns.update({f"{_PREFIX}sse_{name}": squared[:, e], f"{_PREFIX}sae_{name}": absolute[:, e],
-                        f"{_PREFIX}pixels_{name}": pixels[:, e]})
+                        f"{_PREFIX}pixels_{name}": pixels[:, e], f"{_PREFIX}sst_{name}": signal[:, e]})
     for label, images in (("output", preds), ("target", target)):
         spectrum = per_sample_power_spectrum(images, edges=edges)
         columns.update({f"{_PREFIX}pk_{label}_{b}": spectrum[:, b] for b in range(spectrum.shape[1])})
@@ -201,13 +208,24 @@ def _interval(estimate: float, resampled: np.ndarray, n_boxes: int, level: float
     return float(low), float(high)
 
 
+#: Per environment: the table's estimate, its interval's columns, and the (numerator, denominator) sums.
+_ENVIRONMENT_ESTIMATES = (("mse_error", "ci_low", "ci_high", "sse", "pixels"),
+                          ("mae_error", "mae_ci_low", "mae_ci_high", "sae", "pixels"),
+                          ("relative_error", "relative_ci_low", "relative_ci_high", "sse", "sst"))
+_ENVIRONMENT_SUMS = ("sse", "sae", "pixels", "sst")
+
+
 def environment_error_table(per_image: pd.DataFrame, *, environment_names: Sequence[str], n_resamples: int = 1000,
                             level: float = 0.95, seed: int = 0, min_boxes: int = 5) -> pd.DataFrame:
-    """Per-pixel MSE and MAE of each environment over the test split, with intervals over boxes.
+    """Per-pixel MSE, MAE and relative squared error of each environment over the test split, with intervals over boxes.
+
+    ``relative_error`` is the environment's summed squared error over its summed squared target
+    (error power over signal power, both in image units), so a dense environment's larger values do
+    not by themselves make its error look larger.
 
     Args:
-        per_image: one row per patch with ``box`` and :func:`cosmology_columns`' ``sse``, ``sae``
-            and ``pixels`` columns.
+        per_image: one row per patch with ``box`` and :func:`cosmology_columns`' ``sse``, ``sae``,
+            ``pixels`` and ``sst`` columns.
         environment_names: the environments, in code order.
         n_resamples, level, seed: the box bootstrap (every environment of a drawn box together).
         min_boxes: fewest boxes with pixels of an environment for an interval.
@@ -220,24 +238,27 @@ def environment_error_table(per_image: pd.DataFrame, *, environment_names: Seque
     import numpy as np
     import pandas as pd
 
-    columns = [f"{_PREFIX}{kind}_{name}" for name in environment_names for kind in ("sse", "sae", "pixels")]
-    values = per_image[columns].to_numpy(dtype=np.float64)
+    at = {(name, kind): j for j, (name, kind) in enumerate((n, k) for n in environment_names for k in _ENVIRONMENT_SUMS)}
+    values = per_image[[f"{_PREFIX}{kind}_{name}" for name, kind in at]].to_numpy(dtype=np.float64)
     boxes = per_image[BOX_COLUMN].astype(str).to_numpy()
     resampled, _ = _box_resamples(boxes, values, n_resamples=n_resamples, seed=seed)
-    totals, all_pixels = values.sum(axis=0), values[:, 2::3].sum()
+    totals = values.sum(axis=0)
+    all_pixels = sum(totals[at[(name, "pixels")]] for name in environment_names)
     rows = []
-    for e, name in enumerate(environment_names):
-        sse, sae, pixels = totals[3 * e: 3 * e + 3]
-        n_boxes = int(pd.Series(per_image[columns[3 * e + 2]].to_numpy() > 0).groupby(boxes).any().sum())
-        row = {"grouping": PIXEL_GROUPING, "group": name, "pixels": int(pixels), "pixel_share": pixels / all_pixels if all_pixels else np.nan,
-               "boxes": n_boxes, "evidence": "sufficient" if n_boxes >= min_boxes else "insufficient",
-               "mse_error": sse / pixels if pixels else np.nan, "mae_error": sae / pixels if pixels else np.nan}
-        for metric, offset, low, high in (("mse_error", 0, "ci_low", "ci_high"), ("mae_error", 1, "mae_ci_low", "mae_ci_high")):
+    for name in environment_names:
+        pixels = totals[at[(name, "pixels")]]
+        n_boxes = int(pd.Series(values[:, at[(name, "pixels")]] > 0).groupby(boxes).any().sum())
+        row = {"grouping": PIXEL_GROUPING, "group": name, "pixels": int(pixels),
+               "pixel_share": pixels / all_pixels if all_pixels else np.nan, "boxes": n_boxes,
+               "evidence": "sufficient" if n_boxes >= min_boxes else "insufficient"}
+        for estimate, low, high, numerator, denominator in _ENVIRONMENT_ESTIMATES:
+            top, bottom = at[(name, numerator)], at[(name, denominator)]
+            row[estimate] = totals[top] / totals[bottom] if totals[bottom] else np.nan
             row[low] = row[high] = np.nan
             if row["evidence"] == "sufficient":
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    ratio = resampled[:, 3 * e + offset] / resampled[:, 3 * e + 2]
-                row[low], row[high] = _interval(row[metric], ratio, n_boxes, level)
+                    ratio = resampled[:, top] / resampled[:, bottom]
+                row[low], row[high] = _interval(row[estimate], ratio, n_boxes, level)
         rows.append(row)
     return pd.DataFrame(rows, columns=list(ENVIRONMENT_ERROR_COLUMNS))
 

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["cosmology_section", "power_spectrum_figure", "print_cosmology"]
 
 ENVIRONMENT_CAPTION = ("Per-pixel error by 2-D T-web environment of the target (void / filament / knot; 2-D has no "
-                       "sheet); intervals resample simulated boxes.")
+                       "sheet); relative: squared error over the target's squared values (dense knots have larger "
+                       "absolute errors by construction); intervals resample simulated boxes.")
 SPECTRUM_CAPTION = ("Output P(k) / target P(k), pooled over the patches of each dominant environment (1: faithful; "
                     "below 1: too smooth); k in units of the patch's fundamental; * beyond the input's Nyquist, "
                     "scales the low-resolution input does not resolve. Intervals resample boxes.")
@@ -41,12 +42,13 @@ def _environment_table(frame: pd.DataFrame) -> Table:
     from .terminal import _interval, _table
 
     table = _table("Per-pixel error by cosmic-web environment (95% CI over boxes)", "environment", "pixels", "share",
-                   "boxes", "MSE ↓", "95% CI", "MAE ↓", "95% CI")
+                   "boxes", "MSE ↓", "95% CI", "MAE ↓", "95% CI", "relative ↓", "95% CI")
     for row in frame.itertuples(index=False):
         flag = "" if row.evidence == "sufficient" else "*"
         table.add_row(str(row.group), str(row.pixels), f"{row.pixel_share:.1%}", f"{row.boxes}{flag}",
                       f"{row.mse_error:.4g}", _interval(row.ci_low, row.ci_high, ".4g"), f"{row.mae_error:.4g}",
-                      _interval(row.mae_ci_low, row.mae_ci_high, ".4g"))
+                      _interval(row.mae_ci_low, row.mae_ci_high, ".4g"), f"{row.relative_error:.3f}",
+                      _interval(row.relative_ci_low, row.relative_ci_high))
     return table
 
 
@@ -87,7 +89,8 @@ def cosmology_section(audits: Mapping[str, AuditResult]) -> tuple[str, str] | No
         for row in audit.tables["environment_errors"].itertuples(index=False):
             errors.append({"model": model, "environment": row.group, "pixel share": f"{row.pixel_share:.1%}",
                            "boxes": row.boxes, "MSE": f"{row.mse_error:.4g} {_interval(row.ci_low, row.ci_high, '.4g')}",
-                           "MAE": f"{row.mae_error:.4g} {_interval(row.mae_ci_low, row.mae_ci_high, '.4g')}"})
+                           "MAE": f"{row.mae_error:.4g} {_interval(row.mae_ci_low, row.mae_ci_high, '.4g')}",
+                           "relative": f"{row.relative_error:.3f} {_interval(row.relative_ci_low, row.relative_ci_high)}"})
         frame = audit.tables["power_spectrum"]
         for (low, high, beyond), rows in frame.groupby(["k_low", "k_high", "beyond_input"], sort=False):
             cells = {f"{row.group} ({row.patches} patches)": f"{row.power_ratio:.3f} {_interval(row.ci_low, row.ci_high)}"

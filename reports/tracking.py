@@ -107,7 +107,7 @@ TABLE_METRICS: dict[str, tuple[str, tuple[str, ...] | str]] = {
     "vs_bicubic_groups": ("all", ("difference", "p_value")),
     "vs_bicubic_disparities": ("all", ("difference", "p_value")),
     # --dataset cosmo: each environment's per-pixel error, and output/target power per k-bin and environment
-    "environment_errors": ("all", ("mse_error", "ci_low", "ci_high", "mae_error", "pixel_share")),
+    "environment_errors": ("all", ("mse_error", "ci_low", "ci_high", "mae_error", "relative_error", "pixel_share")),
     "power_spectrum": ("all", ("power_ratio", "ci_low", "ci_high")),
 }
 TABLES_FOLDER = "tables"

@@ -96,7 +96,8 @@ def test_environment_errors_reject_bad_codes() -> None:
 
 def _toy(n_boxes: int) -> pd.DataFrame:
     # two patches per box; box b's void pixels have squared error (b + 1) / 100 each, its filament
-    # pixels 0.5 / 100; patch 0 has 6 void and 2 filament pixels, patch 1 has 2 void and 6 filament.
+    # pixels 0.5 / 100; patch 0 has 6 void and 2 filament pixels, patch 1 has 2 void and 6 filament;
+    # void pixels have target 0.5 (square 0.25), filament pixels 0.1 (square 0.01).
     rows = []
     for b in range(n_boxes):
         for void, filament in ((6, 2), (2, 6)):
@@ -104,7 +105,8 @@ def _toy(n_boxes: int) -> pd.DataFrame:
                          "cosmo_sse_void": void * (b + 1) / 100, "cosmo_sae_void": void * math.sqrt((b + 1) / 100),
                          "cosmo_pixels_void": void, "cosmo_sse_filament": filament * 0.005,
                          "cosmo_sae_filament": filament * math.sqrt(0.005), "cosmo_pixels_filament": filament,
-                         "cosmo_sse_knot": 0.0, "cosmo_sae_knot": 0.0, "cosmo_pixels_knot": 0})
+                         "cosmo_sse_knot": 0.0, "cosmo_sae_knot": 0.0, "cosmo_pixels_knot": 0,
+                         "cosmo_sst_void": void * 0.25, "cosmo_sst_filament": filament * 0.01, "cosmo_sst_knot": 0.0})
     return pd.DataFrame(rows)
 
 
@@ -113,6 +115,10 @@ def test_environment_table_pools_pixels_by_hand() -> None:
     # void: sum over boxes of 8 (b + 1) / 100 over 48 pixels = (8 * 21 / 100) / 48 = 0.035
     assert table.at["void", "mse_error"] == pytest.approx(0.035)
     assert table.at["filament", "mse_error"] == pytest.approx(0.005)
+    # relative: void 0.035 / 0.25 = 0.14, filament 0.005 / 0.01 = 0.5 (larger, though its MSE is smaller)
+    assert table.at["void", "relative_error"] == pytest.approx(0.14)
+    assert table.at["filament", "relative_error"] == pytest.approx(0.5)
+    assert table.at["filament", "relative_ci_low"] == pytest.approx(0.5)
     assert table.at["void", "pixel_share"] == pytest.approx(0.5)
     assert table.at["void", "ci_low"] < 0.035 < table.at["void", "ci_high"]
     # every box has the same filament error: every resample gives 0.005 (boxes, not pixels, are drawn)
@@ -158,7 +164,9 @@ def test_power_spectrum_table_by_hand() -> None:
 
 
 def test_cosmology_columns_names() -> None:
-    columns = cosmology_columns(torch.zeros(2, 1, 8, 8), torch.rand(2, 1, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long),
+    target = torch.rand(2, 1, 8, 8)
+    columns = cosmology_columns(torch.zeros(2, 1, 8, 8), target, torch.zeros(2, 8, 8, dtype=torch.long),
                                 environment_names=NAMES, edges=octave_edges(8))
-    assert sorted(columns) == sorted([f"cosmo_{k}_{n}" for n in NAMES for k in ("sse", "sae", "pixels")]
+    assert torch.allclose(columns["cosmo_sst_void"], target.square().sum(dim=(1, 2, 3)))
+    assert sorted(columns) == sorted([f"cosmo_{k}_{n}" for n in NAMES for k in ("sse", "sae", "pixels", "sst")]
                                      + [f"cosmo_pk_{label}_{b}" for label in ("output", "target") for b in range(2)])
