@@ -39,17 +39,24 @@ def print_cosmology(console: Console, tables: Mapping[str, pd.DataFrame]) -> Non
 
 
 def _environment_table(frame: pd.DataFrame) -> Table:
-    from .terminal import _interval, _table
+    from .terminal import _table
 
     table = _table("Per-pixel error by cosmic-web environment (95% CI over boxes)", "environment", "pixels", "share",
-                   "boxes", "MSE ↓", "95% CI", "MAE ↓", "95% CI", "relative ↓", "95% CI")
+                   "boxes", "MSE ↓ (95% CI)", "MAE ↓ (95% CI)", "relative ↓ (95% CI)")
     for row in frame.itertuples(index=False):
         flag = "" if row.evidence == "sufficient" else "*"
         table.add_row(str(row.group), str(row.pixels), f"{row.pixel_share:.1%}", f"{row.boxes}{flag}",
-                      f"{row.mse_error:.4g}", _interval(row.ci_low, row.ci_high, ".4g"), f"{row.mae_error:.4g}",
-                      _interval(row.mae_ci_low, row.mae_ci_high, ".4g"), f"{row.relative_error:.3f}",
-                      _interval(row.relative_ci_low, row.relative_ci_high))
+                      *_cells(row))
     return table
+
+
+def _cells(row: object) -> tuple[str, str, str]:
+    """MSE, MAE and relative error of one ``environment_errors`` row, each with its interval (3 digits)."""
+    from .terminal import _interval
+
+    return tuple(f"{getattr(row, name):.3g} {_interval(getattr(row, low), getattr(row, high), '.3g')}".strip()
+                 for name, low, high in (("mse_error", "ci_low", "ci_high"), ("mae_error", "mae_ci_low", "mae_ci_high"),
+                                         ("relative_error", "relative_ci_low", "relative_ci_high")))
 
 
 def _spectrum_table(frame: pd.DataFrame) -> Table:
@@ -88,9 +95,7 @@ def cosmology_section(audits: Mapping[str, AuditResult]) -> tuple[str, str] | No
             continue
         for row in audit.tables["environment_errors"].itertuples(index=False):
             errors.append({"model": model, "environment": row.group, "pixel share": f"{row.pixel_share:.1%}",
-                           "boxes": row.boxes, "MSE": f"{row.mse_error:.4g} {_interval(row.ci_low, row.ci_high, '.4g')}",
-                           "MAE": f"{row.mae_error:.4g} {_interval(row.mae_ci_low, row.mae_ci_high, '.4g')}",
-                           "relative": f"{row.relative_error:.3f} {_interval(row.relative_ci_low, row.relative_ci_high)}"})
+                           "boxes": row.boxes, **dict(zip(("MSE", "MAE", "relative"), _cells(row)))})
         frame = audit.tables["power_spectrum"]
         for (low, high, beyond), rows in frame.groupby(["k_low", "k_high", "beyond_input"], sort=False):
             cells = {f"{row.group} ({row.patches} patches)": f"{row.power_ratio:.3f} {_interval(row.ci_low, row.ci_high)}"
