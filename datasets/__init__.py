@@ -1,6 +1,6 @@
 """genfair.datasets: manifests, the synthetic Faces95-style generator, digits, the Faces95 importer, loaders.
 
-Importing the package registers the datasets (``names()`` lists them: ``digits``, ``faces``). The
+Importing the package registers the datasets (``names()`` lists them: ``cosmo``, ``digits``, ``faces``). The
 torch/Lightning side (:class:`FacesDataModule`, :class:`ManifestImageDataset`, :class:`DecodedImages`,
 :func:`load_image`, :func:`load_mask`, :func:`load_output`, :data:`LOWRES_SCALES`) is imported on first use, so reading
 or importing manifests stays light (``pytorch_lightning`` alone takes seconds to import).
@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .celeba import import_celeba
+from .cosmo import ENVIRONMENT_COLUMN, ENVIRONMENTS, CosmoConfig, ensure_cosmo, generate_cosmo
 from .digits import DigitsConfig, ensure_digits, generate_digits
 from .faces95 import import_faces95
 from .fairface import import_fairface
@@ -27,7 +28,7 @@ from .manifest import (
     ManifestError,
     load_manifest,
 )
-from .registry import COMPOSITIONS, GENERATES_BALANCED, REGISTRY, DatasetBuilder, DatasetSpec, get, names, register
+from .registry import COMPOSITIONS, GENERATES_BALANCED, REGISTRY, SINGLE_CHANNEL, DatasetBuilder, DatasetSpec, get, names, register
 from .splits import subject_disjoint_split
 from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces, generate_synthetic_faces
 from .utkface import import_utkface
@@ -60,6 +61,7 @@ __all__ = [
     "load_manifest",
     "COMPOSITIONS",
     "GENERATES_BALANCED",
+    "SINGLE_CHANNEL",
     "DatasetSpec",
     "DatasetBuilder",
     "REGISTRY",
@@ -69,6 +71,11 @@ __all__ = [
     "SyntheticFacesConfig",
     "generate_synthetic_faces",
     "ensure_synthetic_faces",
+    "CosmoConfig",
+    "ENVIRONMENTS",
+    "ENVIRONMENT_COLUMN",
+    "ensure_cosmo",
+    "generate_cosmo",
     "DigitsConfig",
     "generate_digits",
     "ensure_digits",

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["MANIFEST_NAME", "CONFIG_NAME", "CHECKSUMS_NAME", "is_complete", "ensure_cached", "write_checksums"]
+__all__ = ["MANIFEST_NAME", "CONFIG_NAME", "CHECKSUMS_NAME", "is_complete", "ensure_cached", "write_checksums", "check_empty_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,3 +133,16 @@ def ensure_cached(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target / MANIFEST_NAME
+
+
+def check_empty_folder(out: Path, *, what: str, ensure: str) -> None:
+    """Raise unless ``out`` is missing or an empty folder (where a generator writes ``what``).
+
+    Raises:
+        FileExistsError: ``out`` exists and is not an empty folder; the fix names ``ensure``.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(
+            f"{out}: output folder for {what} is not empty; fix: pass a new or empty folder "
+            f"(or use {ensure}, which caches by config)"
+        )

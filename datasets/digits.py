@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ._cache import CONFIG_NAME, MANIFEST_NAME, ensure_cached
+from ._cache import CONFIG_NAME, MANIFEST_NAME, check_empty_folder, ensure_cached
 from .splits import subject_disjoint_split
 
 __all__ = [
@@ -141,11 +141,7 @@ def generate_digits(config: DigitsConfig, out_dir: str | os.PathLike[str]) -> Pa
         ImportError: scikit-learn is not installed.
     """
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(
-            f"{out}: output folder for digits is not empty; fix: pass a new or empty folder "
-            f"(or use ensure_digits, which caches by config)"
-        )
+    check_empty_folder(out, what="digits", ensure="ensure_digits")
     images, digits = _load_digits()
     size = config.image_size
     for digit in np.unique(digits):

@@ -7,7 +7,7 @@ Builders register with :func:`register` when :mod:`genfair.datasets` is imported
 Example:
     >>> from genfair import datasets
     >>> datasets.names()
-    ('digits', 'faces')
+    ('cosmo', 'digits', 'faces')
     >>> spec = datasets.get("faces")(cache_dir=Path("cache"), image_size=32, seed=0)  # doctest: +SKIP
 """
 
@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from .cosmo import CosmoConfig, ensure_cosmo
 from .digits import DigitsConfig, ensure_digits
 from .synthetic import SyntheticFacesConfig, ensure_synthetic_faces
 
-__all__ = ["BALANCED_FACES", "COMPOSITIONS", "GENERATES_BALANCED", "DatasetSpec", "DatasetBuilder", "REGISTRY", "register", "get", "names"]
+__all__ = ["BALANCED_FACES", "COMPOSITIONS", "GENERATES_BALANCED", "SINGLE_CHANNEL", "DatasetSpec", "DatasetBuilder", "REGISTRY", "register", "get", "names"]
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
@@ -56,6 +57,8 @@ class DatasetBuilder(Protocol):
 
 #: Training compositions: the data as given, or balanced across the intersectional groups.
 COMPOSITIONS = ("as-given", "balanced")
+#: The datasets of single-channel images (``audit run`` reads them with one channel, not RGB).
+SINGLE_CHANNEL = ("cosmo",)
 #: The datasets whose builder generates a balanced counterfactual itself (others are subsampled).
 GENERATES_BALANCED = ("faces",)
 #: The balanced counterfactual of the synthetic faces: Faces95's 62 training subjects spread evenly
@@ -63,6 +66,8 @@ GENERATES_BALANCED = ("faces",)
 BALANCED_FACES = {"train_lighter_male": 15, "train_lighter_female": 16, "train_darker_male": 15,
                   "train_darker_female": 16}
 
+
+ERR_COSMO_SIZE = "a cosmo patch's side in pixels"
 
 REGISTRY: dict[str, DatasetBuilder] = {}
 """Registered builders by key (lowercase)."""
@@ -162,3 +167,29 @@ def build_digits(*, cache_dir: Path, image_size: int, seed: int, composition: st
     _check_composition(composition)
     manifest = ensure_digits(DigitsConfig(image_size=image_size, seed=seed), cache_dir)
     return DatasetSpec(name="digits", manifest_path=manifest, attributes=("digit",))
+
+
+@register("cosmo")
+def build_cosmo(*, cache_dir: Path, image_size: int, seed: int, composition: str = "as-given") -> DatasetSpec:
+    """Simulated 2-D log-normal density fields (:mod:`genfair.datasets.cosmo`), cut into patches, cached.
+
+    Single channel; a patch's subject is the box it was cut from; split by box.
+
+    Args:
+        cache_dir: folder for cached datasets.
+        image_size: patch side in pixels (8..256).
+        seed: the simulation's seed (the boxes, hence the split, depend on it).
+        composition: only ``"as-given"`` is generated here (see :func:`build_digits`).
+
+    Returns:
+        The spec; attribute ``("environment",)``, each patch's dominant 2-D T-web environment.
+
+    Raises:
+        ValueError: an unknown composition, or a patch side outside 8..256.
+    """
+    _check_composition(composition)
+    if not 8 <= image_size <= 256:
+        raise ValueError(f"{ERR_COSMO_SIZE} (--image-size) must be in [8, 256] for the cosmo dataset, got {image_size}; "
+                         f"fix: pass 64 (the default) or another size in that range")
+    manifest = ensure_cosmo(CosmoConfig(image_size=image_size, seed=seed), cache_dir)
+    return DatasetSpec(name="cosmo", manifest_path=manifest, attributes=("environment",))

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from ._cache import CONFIG_NAME, MANIFEST_NAME, ensure_cached
+from ._cache import CONFIG_NAME, MANIFEST_NAME, check_empty_folder, ensure_cached
 
 __all__ = [
     "CONFIG_NAME",
@@ -580,11 +580,7 @@ def generate_synthetic_faces(config: SyntheticFacesConfig, out_dir: str | os.Pat
 
 
 def _check_output_folder(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(
-            f"{out}: output folder for synthetic faces is not empty; fix: pass a new or empty folder "
-            f"(or use ensure_synthetic_faces, which caches by config)"
-        )
+    check_empty_folder(out, what="synthetic faces", ensure="ensure_synthetic_faces")
 
 
 def _draw_subjects(config: SyntheticFacesConfig, subjects: list[_Subject], out: Path) -> list[dict[str, Any]]:

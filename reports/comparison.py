@@ -337,13 +337,15 @@ def write_report(
         notes: further paragraphs (plain text): how the numbers were made, where they come from.
         audits: ``{model: audit}``; those with a ``worst_cases`` table add the worst-case section
             after the figures (:func:`genfair.reports.worst_cases.worst_case_section`; its Markdown
-            images go to ``figures/worst_cases/``).
+            images go to ``figures/worst_cases/``); those with cosmology tables (``--dataset cosmo``)
+            add the cosmic-web section (:func:`genfair.reports.cosmology.cosmology_section`).
 
     Returns:
         ``(html_path, markdown_path)``.
     """
     from genfair.audit.result import write_atomic
 
+    from .cosmology import cosmology_section
     from .worst_cases import CSS as WORST_CASE_CSS
     from .worst_cases import IMAGE_FOLDER, worst_case_section
 
@@ -367,6 +369,8 @@ def write_report(
         body.append(f'<figure><img alt="{caption}" src="data:image/png;base64,{encoded}">'
                     f"<figcaption>{caption}</figcaption></figure>")
     body += [worst.html] if worst is not None else []
+    cosmic = cosmology_section(audits) if audits else None
+    body += [cosmic[0]] if cosmic is not None else []
     css = _CSS + (WORST_CASE_CSS if worst is not None else "")
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{css}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
@@ -374,6 +378,7 @@ def write_report(
     markdown += [note + "\n" for note in notes]
     markdown += [f"![{FIGURE_TITLES.get(name, name)}](figures/{name}.png)\n" for name in images]
     markdown += [worst.markdown] if worst is not None else []
+    markdown += [cosmic[1]] if cosmic is not None else []
 
     html_path, markdown_path = out / "report.html", out / "report.md"
     write_atomic(html_path, lambda temp: Path(temp).write_text(page, encoding="utf-8"))

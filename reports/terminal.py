@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .cosmology import print_cosmology
+
 if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
@@ -80,7 +82,8 @@ def _sections(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
 
 
 def print_audit(console: Console, result: AuditResult) -> None:
-    """Every table of an audit: per-group error, disparities, skin colour, classifier, representation, baseline."""
+    """Every table of an audit: per-group error, disparities, skin colour, classifier, representation, baseline,
+    and the cosmic-web environments (``--dataset cosmo``)."""
     console.print(_group_table(result))
     if any(result.per_group["n_subjects"] < FEW_SUBJECTS):
         console.print(f"* fewer than {FEW_SUBJECTS} people: an anecdote, not evidence.")
@@ -113,6 +116,7 @@ def print_audit(console: Console, result: AuditResult) -> None:
         model = result.metadata.get("model", "model")
         print_comparison(console, tables["vs_bicubic_groups"], tables["vs_bicubic_disparities"],
                          a="bicubic", b=str(model))
+    print_cosmology(console, tables)
 
 
 def _group_table(result: AuditResult) -> Table:

@@ -106,6 +106,9 @@ TABLE_METRICS: dict[str, tuple[str, tuple[str, ...] | str]] = {
     "model_facts": ("overall", ALL_VALUES),
     "vs_bicubic_groups": ("all", ("difference", "p_value")),
     "vs_bicubic_disparities": ("all", ("difference", "p_value")),
+    # --dataset cosmo: each environment's per-pixel error, and output/target power per k-bin and environment
+    "environment_errors": ("all", ("mse_error", "ci_low", "ci_high", "mae_error", "relative_error", "pixel_share")),
+    "power_spectrum": ("all", ("power_ratio", "ci_low", "ci_high")),
 }
 TABLES_FOLDER = "tables"
 TAGGED_METADATA = {"model": "genfair.model", "dataset": "genfair.dataset"}

@@ -122,6 +122,13 @@ def bin_pairs(items: list[str] | None) -> tuple[tuple[str, str], ...]:
     return key_values(items or [], option="--bins", example="age=18,30,45,65")
 
 
+def dataset_channels(dataset: str, manifest: object | None) -> int:
+    """The channels a run reads: 1 for a named single-channel dataset (``cosmo``), else 3 (RGB)."""
+    from genfair import datasets
+
+    return 1 if manifest is None and dataset in datasets.SINGLE_CHANNEL else 3
+
+
 def quiet_libraries(debug: bool) -> None:
     """Lightning's device banners and MLflow's chatter add nothing to the printed table.
 

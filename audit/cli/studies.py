@@ -16,6 +16,7 @@ from ._common import (
     app,
     bin_pairs,
     console,
+    dataset_channels,
     quiet_libraries,
     split_list,
     user_errors,
@@ -75,7 +76,8 @@ def compare(
         base = RunConfig(
             dataset=dataset, manifest=str(manifest) if manifest is not None else None,
             attributes=split_list(attributes), epochs=epochs, batch_size=batch_size, seed=seed,
-            image_size=image_size, scale=scale, classifier_epochs=classifier_epochs, accelerator=accelerator,
+            image_size=image_size, channels=dataset_channels(dataset, manifest), scale=scale,
+            classifier_epochs=classifier_epochs, accelerator=accelerator,
             devices=devices, strategy=strategy, experiment=experiment, tracking_uri=tracking_uri, allow_outside_root=allow_outside_root,
             bins=bin_pairs(bins), missing=missing, fit=fit,
         )
@@ -159,8 +161,8 @@ def attribute(
         base = RunConfig(
             dataset=dataset, manifest=str(manifest) if manifest is not None else None,
             attributes=split_list(attributes), epochs=epochs, batch_size=batch_size, seed=seed,
-            image_size=image_size, accelerator=accelerator, devices=devices, strategy=strategy,
-            allow_outside_root=allow_outside_root,
+            image_size=image_size, channels=dataset_channels(dataset, manifest), accelerator=accelerator,
+            devices=devices, strategy=strategy, allow_outside_root=allow_outside_root,
             experiment=experiment, tracking_uri=tracking_uri,
             bins=bin_pairs(bins), missing=missing, fit=fit,
         )

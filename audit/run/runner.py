@@ -31,6 +31,7 @@ from genfair.audit.result import AuditResult
 from genfair.audit.worst_cases import WORST_CASES_K, WORST_MEASURES, may_enter_worst_cases, worst_cases
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
+from genfair.reports.cosmology import power_spectrum_figure
 from genfair.reports.tracking import activate_experiment, check_tracking_uri, resolve_tracking_uri
 
 from .config import (
@@ -43,6 +44,7 @@ from .config import (
     run_metadata,
     run_tags,
 )
+from .cosmology import cosmology_scorer
 from .face_tools import MissingFaceTools, read_batch, require_face_tools
 from .sources import DiskSource, ModuleSource, TrainedSource, bicubic_baseline
 from .stages import EnterPrediction, RunStages, close_stopped_run, in_stages
@@ -372,6 +374,10 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
                          primary_metric=config.primary_metric, classifier_held_out=checked.get("held_out"),
                          min_accuracy=config.classifier_min_accuracy)
     tables = dict(result.tables)
+    cosmology = cosmology_scorer(datamodule.manifest, scale=plan.scale)
+    if cosmology is not None:  # --dataset cosmo: errors and power spectra by cosmic-web environment
+        tables.update(cosmology.tables(per_image, scores.index, attributes=attributes, image_size=config.image_size,
+                                       seed=config.seed))
     if "held_out" in checked:  # the rows classifier_validity is computed from, so it can be recomputed
         tables["classifier_held_out"] = checked["held_out"]
     ordered = [row for row in rows.index[_grid_picks(rows.reset_index(drop=True), attributes)] if row in shard.shown]
@@ -435,6 +441,7 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
     parts, shown, inputs, latents = [], {}, [], []
     worst: tuple[pd.DataFrame | None, dict[int, tuple[bytes, bytes]]] = (None, {})
     runnable = source.runnable()
+    cosmology = cosmology_scorer(datamodule.manifest, scale=plan.scale)
     making = "prediction" if isinstance(source, ModuleSource | _TrainThenRun) else "data"
     batches = in_stages(source.batches(), stages, making=making)
     for batch in _progress(batches, total=math.ceil(len(rows) / datamodule.batch_size), enabled=progress_bar):
@@ -447,6 +454,8 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
         scores = score_batch(batch["image"], batch["output"], masks=faces.pop("masks", batch.get("mask")),
                              baseline=bicubic_baseline(batch, plan.scale) if plan.baseline else None,
                              classify=classify, **faces)
+        if cosmology is not None:
+            scores.update(cosmology.score(batch))
         index = batch["index"].numpy()
         parts.append(pd.DataFrame(scores, index=index))
         for position, row in enumerate(index.tolist()):
@@ -713,6 +722,8 @@ def _log_result(result: AuditResult, attributes: Sequence[str], shown: dict[str,
         "error_by_group": error_by_group_figure(result.per_image, metric="mse_error", attributes=attributes),
         "reconstructions": reconstruction_grid_figure(to_hwc(shown["originals"]), to_hwc(shown["outputs"]), labels),
     }
+    if "power_spectrum" in result.tables:  # --dataset cosmo
+        figures["power_spectrum"] = power_spectrum_figure(result.tables["power_spectrum"])
     log_audit(result, figures=figures)
 
 

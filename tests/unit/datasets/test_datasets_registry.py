@@ -19,18 +19,18 @@ def scratch_registry(monkeypatch):
 
 
 def test_faces_and_digits_are_registered():
-    assert datasets.names() == ("digits", "faces")
+    assert datasets.names() == ("cosmo", "digits", "faces")
     assert datasets.get("faces") is datasets.REGISTRY["faces"]
     assert datasets.get("digits") is datasets.REGISTRY["digits"]
 
 
 def test_unknown_key_lists_keys_and_suggests():
-    with pytest.raises(ValueError, match=r"^unknown dataset 'face'; valid keys: 'digits', 'faces'; did you mean 'faces'\?$"):
+    with pytest.raises(ValueError, match=r"^unknown dataset 'face'; valid keys: 'cosmo', 'digits', 'faces'; did you mean 'faces'\?$"):
         datasets.get("face")
 
 
 def test_unknown_key_without_a_close_match():
-    with pytest.raises(ValueError, match=r"^unknown dataset 'mnist'; valid keys: 'digits', 'faces'$"):
+    with pytest.raises(ValueError, match=r"^unknown dataset 'mnist'; valid keys: 'cosmo', 'digits', 'faces'$"):
         datasets.get("mnist")
 
 
