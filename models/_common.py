@@ -10,7 +10,7 @@ import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -20,6 +20,15 @@ from .objectives import ObjectiveMixin
 
 MAX_SEED = 2**32 - 1
 """Largest allowed ``seed`` of a model config (``torch.Generator.manual_seed`` takes 64 bits; we keep 32)."""
+
+LrSchedule = Literal["plateau", "constant"]
+LR_SCHEDULES: tuple[str, ...] = ("plateau", "constant")
+"""Allowed values of a model config's ``lr_schedule``."""
+PLATEAU_FACTOR = 0.5
+"""``lr_schedule="plateau"``: the factor the learning rate is multiplied by when the validation loss stalls."""
+PLATEAU_PATIENCE = 1
+"""``lr_schedule="plateau"``: epochs without a better validation loss tolerated before the rate drops (with
+early stopping's patience 3, a stalled run tries one lower rate before it stops)."""
 
 
 def is_int(value: object) -> bool:
@@ -92,6 +101,22 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def with_lr_schedule(optimizer: torch.optim.Optimizer, schedule: str) -> Any:
+    """What ``configure_optimizers`` returns: ``optimizer`` alone, or with a plateau schedule on ``val/loss``.
+
+    ``"plateau"``: :class:`torch.optim.lr_scheduler.ReduceLROnPlateau` (factor
+    :data:`PLATEAU_FACTOR`, patience :data:`PLATEAU_PATIENCE`) stepped after each validation on
+    ``val/loss``; without a validation loop (no ``val/loss``) the rate stays constant.
+    ``"constant"``: the optimiser's rate throughout.
+    """
+    if schedule == "constant":
+        return optimizer
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=PLATEAU_FACTOR,
+                                                           patience=PLATEAU_PATIENCE)
+    return {"optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch", "strict": False}}
 
 
 def group_norm(channels: int) -> nn.GroupNorm:

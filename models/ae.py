@@ -40,13 +40,16 @@ import torch
 from torch import Tensor, nn
 
 from ._common import (
+    LR_SCHEDULES,
     ConfiguredModule,
+    LrSchedule,
     check_choice,
     check_positive_int,
     check_positive_real,
     check_seed,
     int_tuple_field,
     seeded,
+    with_lr_schedule,
 )
 from .losses import per_sample_pixel_loss
 from .registry import register
@@ -85,6 +88,8 @@ class AEConfig:
         optimizer: ``"adam"`` or ``"adadelta"`` (the lecture's two choices).
         learning_rate: The optimiser's learning rate; None uses :data:`DEFAULT_LEARNING_RATES`
             (1e-3 for Adam, 1.0 for Adadelta).
+        lr_schedule: ``"plateau"`` halves the learning rate when the validation loss stalls
+            (see :func:`~genfair.models._common.with_lr_schedule`), ``"constant"`` keeps it.
         seed: Seeds the weight initialisation. ``0 <= seed < 2**32``.
 
     Raises:
@@ -100,6 +105,7 @@ class AEConfig:
     output_activation: OutputActivation = "sigmoid"
     optimizer: AEOptimizer = "adam"
     learning_rate: float | None = None
+    lr_schedule: LrSchedule = "plateau"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -113,6 +119,7 @@ class AEConfig:
         check_choice("AEConfig", "optimizer", self.optimizer, AE_OPTIMIZERS)
         if self.learning_rate is not None:
             check_positive_real("AEConfig", "learning_rate", self.learning_rate)
+        check_choice("AEConfig", "lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_seed("AEConfig", self.seed)
 
     @property
@@ -224,9 +231,11 @@ class AE(ConfiguredModule):
         self._log_terms(stage, {"loss": loss, "mse": mse}, batch_size=images.shape[0])
         return loss
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         lr = self.config.effective_learning_rate
         if self.config.optimizer == "adadelta":
-            return torch.optim.Adadelta(self.parameters(), lr=lr)
-        return torch.optim.Adam(self.parameters(), lr=lr)
+            optimizer: torch.optim.Optimizer = torch.optim.Adadelta(self.parameters(), lr=lr)
+        else:
+            optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        return with_lr_schedule(optimizer, self.config.lr_schedule)
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._common import LR_SCHEDULES, LrSchedule, with_lr_schedule
 from .objectives import ObjectiveMixin
 from .registry import register
 
@@ -71,10 +72,17 @@ class VAEConfig:
         hidden_channels: Output channels of the encoder blocks, from the input side; the decoder
             mirrors them. A list (e.g. from YAML) is converted to a tuple.
         beta: Weight of the KL term (``loss = reconstruction + beta * kl``); 0 disables it.
+        kl_warmup_epochs: Training epochs over which the KL weight rises linearly to ``beta``
+            (``beta * min(1, (epoch + 1) / kl_warmup_epochs)``), so the decoder learns to
+            reconstruct before the prior pulls the codes together; 0 uses ``beta`` from the
+            first epoch. Validation and test always weigh the KL by ``beta``: the validation
+            loss that early stopping and the learning-rate schedule watch is the real objective.
         reconstruction_loss: ``"bce"`` (Bernoulli likelihood, BCE with logits) or ``"mse"``
             (squared error of ``sigmoid(logits)``), summed over pixels of each image.
         learning_rate: AdamW learning rate.
         weight_decay: AdamW (decoupled) weight decay.
+        lr_schedule: ``"plateau"`` halves the learning rate when the validation loss stalls
+            (see :func:`~genfair.models._common.with_lr_schedule`), ``"constant"`` keeps it.
         seed: Seeds the weight initialisation and the module's reparameterisation noise, so a
             config fully determines a run without touching the global RNG. ``0 <= seed < 2**32``.
 
@@ -87,9 +95,11 @@ class VAEConfig:
     latent_dim: int = 32
     hidden_channels: tuple[int, ...] = (32, 64, 128)
     beta: float = 1.0
+    kl_warmup_epochs: int = 5
     reconstruction_loss: ReconstructionLoss = "bce"
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    lr_schedule: LrSchedule = "plateau"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -108,6 +118,10 @@ class VAEConfig:
             raise ValueError(f"VAEConfig.image_size must be divisible by 2 ** len(hidden_channels) = {factor}, got image_size={self.image_size!r} with hidden_channels={hidden!r}; use a multiple of {factor} or fewer hidden blocks")
         if not _is_real(self.beta) or self.beta < 0:
             raise ValueError(f"VAEConfig.beta must be a finite number >= 0, got {self.beta!r}")
+        if not _is_int(self.kl_warmup_epochs) or self.kl_warmup_epochs < 0:
+            raise ValueError(f"VAEConfig.kl_warmup_epochs must be an int >= 0, got {self.kl_warmup_epochs!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"VAEConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"VAEConfig.reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, got {self.reconstruction_loss!r}")
         if not _is_real(self.learning_rate) or self.learning_rate <= 0:
@@ -461,8 +475,9 @@ class VAE(ObjectiveMixin, pl.LightningModule):
         logits = self.decode(self.reparameterize(mu, logvar))
         reconstruction = per_sample_reconstruction_loss(logits, images, kind=self.config.reconstruction_loss)
         kl = per_sample_kl_loss(mu, logvar)
-        terms = _mean_terms(reconstruction, kl, beta=self.config.beta)
-        terms["loss"] = self._objective_loss(reconstruction + self.config.beta * kl, batch, stage=stage, plain=terms["loss"])
+        beta = self.kl_weight(stage)
+        terms = _mean_terms(reconstruction, kl, beta=beta)
+        terms["loss"] = self._objective_loss(reconstruction + beta * kl, batch, stage=stage, plain=terms["loss"])
         for name, value in terms.items():
             self.log(
                 f"{stage}/{name}",
@@ -474,6 +489,22 @@ class VAE(ObjectiveMixin, pl.LightningModule):
                 sync_dist=stage != "train",
             )
         return terms["loss"]
+
+    def kl_weight(self, stage: str) -> float:
+        """The KL term's weight in ``stage``: ``beta``, warmed up over ``kl_warmup_epochs`` in training.
+
+        Args:
+            stage: ``"train"``, ``"val"`` or ``"test"``.
+
+        Returns:
+            ``beta * min(1, (epoch + 1) / kl_warmup_epochs)`` in training (epoch 0 outside a
+            trainer), ``beta`` otherwise.
+        """
+        warmup, beta = self.config.kl_warmup_epochs, float(self.config.beta)
+        if stage != "train" or warmup == 0:
+            return beta
+        epoch = self.trainer.current_epoch if self._trainer is not None else 0
+        return beta * min(1.0, (epoch + 1) / warmup)
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")
@@ -537,7 +568,8 @@ class VAE(ObjectiveMixin, pl.LightningModule):
         saved = checkpoint.get(NOISE_CHECKPOINT_KEY)
         self._restored_noise = dict(saved) if isinstance(saved, Mapping) else None
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(
             self.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
         )
+        return with_lr_schedule(optimizer, self.config.lr_schedule)

@@ -95,9 +95,12 @@ def test_encode_latent_rejects_wrong_shape() -> None:
 
 @pytest.mark.parametrize(("optimizer", "cls", "lr"), [("adam", torch.optim.Adam, 1e-3), ("adadelta", torch.optim.Adadelta, 1.0)])
 def test_optimizers(optimizer: str, cls: type, lr: float) -> None:
-    opt = AE(replace(SMALL, optimizer=optimizer)).configure_optimizers()
+    opt = AE(replace(SMALL, optimizer=optimizer, lr_schedule="constant")).configure_optimizers()
     assert type(opt) is cls and opt.defaults["lr"] == lr
-    assert AE(replace(SMALL, optimizer=optimizer, learning_rate=0.25)).configure_optimizers().defaults["lr"] == 0.25
+    planned = AE(replace(SMALL, optimizer=optimizer, learning_rate=0.25)).configure_optimizers()  # default: plateau
+    assert type(planned["optimizer"]) is cls and planned["optimizer"].defaults["lr"] == 0.25
+    assert isinstance(planned["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert planned["lr_scheduler"]["monitor"] == "val/loss"
 
 
 @pytest.mark.parametrize(("loss", "activation"), [("mse", "sigmoid"), ("bce", "sigmoid"), ("mse", "linear")])

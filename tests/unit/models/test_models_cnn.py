@@ -90,6 +90,22 @@ def test_validation_logs_configured_loss_and_mse(loss: str, make_loader: Callabl
 
 
 def test_optimizer_is_adamw_with_config_values() -> None:
-    opt = ConvAE(replace(SMALL, learning_rate=0.01, weight_decay=0.1)).configure_optimizers()
+    opt = ConvAE(replace(SMALL, learning_rate=0.01, weight_decay=0.1, lr_schedule="constant")).configure_optimizers()
     assert type(opt) is torch.optim.AdamW
     assert (opt.defaults["lr"], opt.defaults["weight_decay"]) == (0.01, 0.1)
+
+
+def test_plateau_schedule_halves_the_rate_when_the_validation_loss_stalls() -> None:
+    planned = ConvAE(replace(SMALL, learning_rate=0.01)).configure_optimizers()  # the default schedule
+    optimizer, scheduler = planned["optimizer"], planned["lr_scheduler"]["scheduler"]
+    assert planned["lr_scheduler"]["monitor"] == "val/loss"
+    rates = []
+    for val_loss in (1.0, 0.5, 0.6, 0.7, 0.8):  # better, then three epochs without a better loss
+        scheduler.step(val_loss)
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == [0.01, 0.01, 0.01, 0.005, 0.005]  # dropped once the stall outlasted patience 1
+
+
+def test_config_rejects_unknown_lr_schedule() -> None:
+    with pytest.raises(ValueError, match=r"ConvAEConfig.lr_schedule must be one of \('plateau', 'constant'\), got 'cosine'"):
+        replace(SMALL, lr_schedule="cosine")

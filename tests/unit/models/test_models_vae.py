@@ -459,3 +459,30 @@ def test_a_fresh_fit_of_a_loaded_model_replays_the_noise_from_the_seed(tmp_path:
     replayed = torch.Generator().manual_seed(SMALL.seed)
     torch.randn((B, SMALL.latent_dim), generator=replayed)  # fast_dev_run: one training batch
     assert torch.equal(loaded._noise_generator.get_state(), replayed.get_state())
+
+
+def test_kl_warmup_raises_the_training_weight_and_keeps_validation_at_beta() -> None:
+    model = VAE(replace(SMALL, beta=2.0, kl_warmup_epochs=4))
+    assert (model.kl_weight("train"), model.kl_weight("val"), model.kl_weight("test")) == (0.5, 2.0, 2.0)
+    seen: list[tuple[float, float]] = []
+
+    class Record(pl.Callback):
+        def on_train_epoch_end(self, trainer: pl.Trainer, module: VAE) -> None:
+            metrics = trainer.callback_metrics  # this epoch's training means
+            seen.append((module.kl_weight("train"), float(metrics["train/loss_epoch"] - metrics["train/reconstruction_epoch"]) / float(metrics["train/kl_epoch"])))
+
+    _trainer(max_epochs=2, limit_val_batches=0, callbacks=[Record()]).fit(model, train_dataloaders=_loader())
+    assert [weight for weight, _ in seen] == [0.5, 1.0]  # 2.0 * (epoch + 1) / 4
+    for weight, used in seen:
+        assert used == pytest.approx(weight, rel=1e-4)  # the logged training loss weighed the KL by it
+    assert VAE(replace(SMALL, beta=2.0, kl_warmup_epochs=0)).kl_weight("train") == 2.0
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("kl_warmup_epochs", -1, r"VAEConfig.kl_warmup_epochs must be an int >= 0, got -1"),
+    ("kl_warmup_epochs", 1.5, r"VAEConfig.kl_warmup_epochs must be an int >= 0, got 1.5"),
+    ("lr_schedule", "cosine", r"VAEConfig.lr_schedule must be one of \('plateau', 'constant'\), got 'cosine'"),
+])
+def test_config_rejects_bad_warmup_and_schedule(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replace(SMALL, **{field: value})
