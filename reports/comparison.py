@@ -31,7 +31,7 @@ from genfair.audit.grouping import GROUPING_SEPARATOR, group_labels
 if TYPE_CHECKING:
     from genfair.audit.result import AuditResult
 
-__all__ = ["comparison_figures", "display_table", "effects_figure", "write_report"]
+__all__ = ["comparison_figures", "display_table", "effects_figure", "learning_curve_figure", "write_report"]
 
 FIGURE_TITLES = {
     "group_error": "Error per group, every model (95% intervals resample people)",
@@ -41,6 +41,7 @@ FIGURE_TITLES = {
     "lightness_shift": "Skin lightness shift ΔL* per group (positive: output lighter; 95% intervals)",
     "hue_shift": "Skin hue shift Δh* per group (positive: output yellower, negative: redder; 95% intervals)",
     "latent_space": "Latent space of each autoencoder in 2-D (PCA, t-SNE), coloured by group",
+    "learning_curves": "Learning curves: each trained model's training and validation loss per epoch (ring: best validation epoch, the weights audited)",
     "effects": "Where the excess error comes from: each effect per group (95% intervals; open: within retraining noise)",
 }
 
@@ -244,6 +245,42 @@ def comparison_figures(
     figures["latent_space"] = _latent_figure(results, attributes, perplexity=perplexity,
                                              early_exaggeration=early_exaggeration, seed=seed)
     return {name: figure for name, figure in figures.items() if figure is not None}
+
+
+def learning_curve_figure(curves: pd.DataFrame) -> Figure | None:
+    """One panel per trained model: training and validation loss per epoch, the best validation epoch ringed.
+
+    Args:
+        curves: :func:`genfair.reports.tracking.learning_curves`' frame (model, stage, epoch, loss).
+
+    Returns:
+        The figure, or None when no model trained. Each panel has its own y scale (log): the
+        models' losses are not on one scale (the VAE's is summed over pixels, the others' averaged).
+    """
+    trained = list(dict.fromkeys(curves["model"]))
+    if not trained:
+        return None
+    columns = min(4, len(trained))
+    rows = math.ceil(len(trained) / columns)
+    figure = _figure(3.2 * columns, 2.6 * rows)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes in grid.flat[len(trained):]:
+        axes.set_visible(False)
+    for axes, model in zip(grid.flat, trained):
+        for stage, style in (("train", "-"), ("val", "--")):
+            line = curves[(curves["model"] == model) & (curves["stage"] == stage)]
+            if len(line):
+                axes.plot(line["epoch"], line["loss"], style, label=stage)
+        val = curves[(curves["model"] == model) & (curves["stage"] == "val")]
+        if len(val):
+            best = val.loc[val["loss"].idxmin()]
+            axes.plot([best["epoch"]], [best["loss"]], "o", fillstyle="none", color="black")
+        axes.set_yscale("log")
+        axes.set_title(f"{model} ({int(curves.loc[curves['model'] == model, 'epoch'].max())} epochs)")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel("loss")
+        axes.legend(fontsize="small")
+    return figure
 
 
 def _with_interval(value: Any, low: Any, high: Any, fmt: str = ".3g") -> str:

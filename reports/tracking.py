@@ -753,3 +753,36 @@ def finished_audits(experiment: str, *, tracking_uri: str) -> dict[str, str]:
         raise FileNotFoundError(f"MLflow experiment {experiment!r} in {tracking_uri} holds no finished audit run; "
                                 f"run `audit run --experiment {experiment}` or `audit compare` first")
     return dict(reversed(list(latest.items())))
+
+
+LEARNING_CURVE_COLUMNS = ("model", "stage", "epoch", "loss")
+"""Columns of :func:`learning_curves`: ``stage`` is ``"train"`` or ``"val"``, ``epoch`` counts from 1."""
+
+
+def learning_curves(run_ids: Mapping[str, str], *, tracking_uri: str) -> pd.DataFrame:
+    """Each model's training and validation loss per epoch, read back from its MLflow run.
+
+    Args:
+        run_ids: ``{model: run id}``; a model whose run logged no ``train/loss`` (nothing
+            trained by gradient steps: ``pca``, fitted in one pass, ``bicubic``, a model run as
+            it is) has no rows.
+        tracking_uri: the store the runs are in.
+
+    Returns:
+        One row per model, stage and epoch (:data:`LEARNING_CURVE_COLUMNS`), the epoch's mean
+        loss as the run logged it; an epoch logged twice (a resumed run) keeps its last value.
+    """
+    import mlflow
+    import pandas as pd
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    rows = []
+    for model, run_id in run_ids.items():
+        for stage in ("train", "val"):
+            for metric in sorted(client.get_metric_history(run_id, f"{stage}/loss") if run_id else [],
+                                 key=lambda m: m.timestamp):
+                rows.append({"model": model, "stage": stage, "epoch": int(metric.step) + 1, "loss": float(metric.value)})
+    frame = pd.DataFrame(rows, columns=list(LEARNING_CURVE_COLUMNS))
+    frame = frame.drop_duplicates(["model", "stage", "epoch"], keep="last")
+    frame = frame[frame["model"].isin(frame.loc[frame["stage"] == "train", "model"])]
+    return frame.sort_values(["model", "stage", "epoch"], kind="stable").reset_index(drop=True)

@@ -24,6 +24,10 @@ from ._common import (
 
 
 ALL_MODELS = "ae,vae,cnn,sr,pca,bicubic"
+# audit compare's training defaults: genfair.audit.run.config.CONVERGENCE_MAX_EPOCHS and
+# CONVERGENCE_PATIENCE (spelled here so that `audit --help` does not import torch; a test keeps them equal).
+COMPARE_MAX_EPOCHS = 300
+COMPARE_PATIENCE = 5
 PriorityOption = Annotated[
     str, typer.Option(help="Rank by fidelity, fairness or speed, or weights like fairness=2,fidelity=1.")
 ]
@@ -44,7 +48,11 @@ def compare(
     missing: MissingOption = "error",
     fit: FitOption = "crop",
     allow_outside_root: Annotated[bool, typer.Option(help="Accept manifest paths outside its folder.")] = False,
-    epochs: Annotated[int, typer.Option("--epochs", "--max-epochs", help="Most training epochs per model.")] = 10,
+    epochs: Annotated[int, typer.Option(
+        "--epochs", "--max-epochs",
+        help="Most training epochs per model; by default a cap that early stopping reaches first.")] = COMPARE_MAX_EPOCHS,
+    patience: Annotated[int, typer.Option(
+        help="Epochs without a better validation loss before a model stops (0: never stop early).")] = COMPARE_PATIENCE,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     seed: Annotated[int, typer.Option(help="One seed for every model: same split, same people.")] = 0,
     image_size: Annotated[int, typer.Option(help="Side of the square images, in pixels.")] = 64,
@@ -65,7 +73,11 @@ def compare(
     tracking_uri: TrackingUriOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Train and audit several models on the same data, split and seed; rank them; write a report."""
+    """Train and audit several models on the same data, split and seed; rank them; write a report.
+
+    Every learned model trains until early stopping on its validation loss (the default
+    --epochs is a cap it is not meant to reach); the report shows each one's learning curves.
+    """
     with user_errors(debug):
         from genfair.audit.run import RunConfig
         from genfair.audit.run.studies import run_comparison
@@ -75,7 +87,7 @@ def compare(
         quiet_libraries(debug)
         base = RunConfig(
             dataset=dataset, manifest=str(manifest) if manifest is not None else None,
-            attributes=split_list(attributes), epochs=epochs, batch_size=batch_size, seed=seed,
+            attributes=split_list(attributes), epochs=epochs, patience=patience, batch_size=batch_size, seed=seed,
             image_size=image_size, channels=dataset_channels(dataset, manifest), scale=scale,
             classifier_epochs=classifier_epochs, accelerator=accelerator,
             devices=devices, strategy=strategy, experiment=experiment, tracking_uri=tracking_uri, allow_outside_root=allow_outside_root,

@@ -70,8 +70,8 @@ def run_comparison(
         ValueError: an unknown model, or a bad option of one (checked before anything trains).
     """
     from genfair.audit.ranking import comparison_table, rank_models, recommendation
-    from genfair.reports.comparison import comparison_figures, display_table, write_report
-    from genfair.reports.tracking import finished_audits, load_audit
+    from genfair.reports.comparison import comparison_figures, display_table, learning_curve_figure, write_report
+    from genfair.reports.tracking import finished_audits, learning_curves, load_audit
 
     tracking_uri = resolve_tracking_uri(base.tracking_uri)
     configs = {name: dataclasses.replace(base, model=name, scale=base.scale if has_scale(name) else None)
@@ -109,6 +109,10 @@ def run_comparison(
         text = recommendation(ranked, results, priority, seed=base.seed)
         figures = comparison_figures(results, perplexity=perplexity, early_exaggeration=early_exaggeration,
                                      seed=base.seed)
+        curves = learning_curves(run_ids, tracking_uri=tracking_uri)
+        curve_figure = learning_curve_figure(curves)
+        if curve_figure is not None:
+            figures["learning_curves"] = curve_figure
         first = next(iter(results.values()))
         notes = [
             f"Dataset {first.metadata.get('dataset')}, seed {first.metadata.get('run', {}).get('seed')}, "
@@ -119,8 +123,15 @@ def run_comparison(
             "group of the finest grouping; p is the permutation test's, Holm-adjusted. Images per second: CPU "
             "inference over the test split, measured alike for every model.",
         ]
+        if len(curves):
+            reached = curves.groupby("model", sort=False)["epoch"].max()
+            notes.append("Training: each learned model until early stopping on its validation loss, audited with the "
+                         "weights of its best validation epoch; epochs trained: "
+                         + ", ".join(f"{model} {int(epochs)}" for model, epochs in reached.items())
+                         + " (learning_curves.csv, and the learning-curve figure).")
         out.mkdir(parents=True, exist_ok=True)
         ranked.to_csv(out / "comparison.csv", index=False)
+        curves.to_csv(out / "learning_curves.csv", index=False)
         html, markdown = write_report(out, title=f"Which model suits {first.metadata.get('dataset')}?",
                                       table=display_table(ranked), recommendation=text, figures=figures, notes=notes,
                                       audits=results)

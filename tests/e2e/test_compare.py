@@ -40,6 +40,9 @@ def test_compare_ranks_the_models_and_writes_the_report(compared: tuple[Path, st
     assert "Which model suits the task?" in output and "comes first" in output
     for name in ("report.html", "report.md", "comparison.csv", "figures/samples.png", "figures/group_error.png"):
         assert (folder / "report" / name).is_file(), name
+    curves = pd.read_csv(folder / "report" / "learning_curves.csv")  # pca and bicubic train nothing
+    assert list(curves.columns) == ["model", "stage", "epoch", "loss"] and curves.empty
+    assert not (folder / "report" / "figures" / "learning_curves.png").exists()
     page = (folder / "report" / "report.html").read_text()
     assert "<td>pca</td>" in page and "<td>bicubic</td>" in page
     for model in ("pca", "bicubic"):  # each group's worst images, linked to its statistic's row and back
@@ -103,3 +106,12 @@ def test_the_report_opens_in_a_real_browser_without_errors(compared: tuple[Path,
     assert any(image.alt.startswith("original of") for image in page.images), "the worst cases are on the page"
     assert "pca" in page.text and "bicubic" in page.text and "comes first" in page.text
     assert page.screenshot.stat().st_size > 0
+
+
+def test_compare_trains_until_early_stopping_by_default() -> None:
+    from genfair.audit.cli import studies
+    from genfair.audit.run.config import CONVERGENCE_MAX_EPOCHS, CONVERGENCE_PATIENCE
+
+    assert (studies.COMPARE_MAX_EPOCHS, studies.COMPARE_PATIENCE) == (CONVERGENCE_MAX_EPOCHS, CONVERGENCE_PATIENCE)
+    code, output = invoke("compare", "--help")
+    assert code == 0 and "--patience" in output

@@ -18,7 +18,8 @@ def results(make_audit):
 
 def test_every_figure_is_drawn_from_the_audits(results):
     figures = comparison_figures(results, perplexity=5.0, early_exaggeration=4.0)
-    assert set(figures) == set(FIGURE_TITLES) - {"effects"}  # effects belong to an attribution
+    # effects belong to an attribution; the learning curves come from the runs' MLflow histories
+    assert set(figures) == set(FIGURE_TITLES) - {"effects", "learning_curves"}
     latent_axes = [axes for axes in figures["latent_space"].axes if axes.get_title()]
     assert len(latent_axes) == 4, "PCA and t-SNE for each of the two models with latent codes"
     assert "t-SNE (perplexity 5, exaggeration 4)" in latent_axes[1].get_title()
@@ -62,3 +63,19 @@ def test_the_effects_figure_has_a_panel_per_effect_and_marks_noise():
     assert [axes.get_title() for axes in figure.axes] == ["representation contrast", "objective contrast"]
     faces = {line.get_markerfacecolor() for line in figure.axes[0].lines if line.get_marker() == "o"}
     assert "white" in faces, "an effect within retraining noise is drawn open"
+
+
+def test_the_learning_curve_figure_has_a_panel_per_trained_model():
+    import pandas as pd
+
+    from genfair.reports.comparison import learning_curve_figure
+
+    curves = pd.DataFrame({"model": ["ae"] * 4 + ["vae"] * 2, "stage": ["train", "train", "val", "val", "val", "val"],
+                           "epoch": [1, 2, 1, 2, 1, 2], "loss": [0.5, 0.3, 0.6, 0.4, 900.0, 800.0]})
+    figure = learning_curve_figure(curves)
+    panels = [axes for axes in figure.axes if axes.get_visible()]
+    assert [axes.get_title() for axes in panels] == ["ae (2 epochs)", "vae (2 epochs)"]
+    assert [len(axes.get_lines()) for axes in panels] == [3, 2]  # train, val, the best epoch's ring (vae: no train)
+    assert list(panels[0].get_lines()[2].get_xdata()) == [2]
+    assert learning_curve_figure(curves.iloc[0:0]) is None
+    assert "learning_curves" in FIGURE_TITLES

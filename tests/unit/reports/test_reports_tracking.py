@@ -446,3 +446,21 @@ def test_activate_experiment_holds_when_another_process_creates_it_meanwhile(
         pass
     assert created and experiment.experiment_id == created[0] != "0"
     assert run.info.experiment_id == created[0]
+
+
+def test_learning_curves_read_each_runs_epoch_losses_back(tmp_path: Path) -> None:
+    from genfair.reports.tracking import learning_curves
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("curves")
+    trained, untrained = (client.create_run(experiment).info.run_id for _ in range(2))
+    for epoch, (train, val) in enumerate([(0.5, 0.6), (0.3, 0.4), (0.2, 0.45)]):
+        client.log_metric(trained, "train/loss", train, step=epoch)
+        client.log_metric(trained, "val/loss", val, step=epoch)
+    client.log_metric(trained, "val/loss", 0.35, step=1)  # epoch 2 logged again (a resumed run): the last value stays
+    client.log_metric(untrained, "val/loss", 0.1, step=0)  # pca: one validation pass, no training epochs
+    curves = learning_curves({"ae": trained, "pca": untrained}, tracking_uri=uri)
+    expected = pd.DataFrame({"model": ["ae"] * 6, "stage": ["train"] * 3 + ["val"] * 3, "epoch": [1, 2, 3] * 2,
+                             "loss": [0.5, 0.3, 0.2, 0.6, 0.35, 0.45]})
+    pd.testing.assert_frame_equal(curves, expected)
