@@ -7,7 +7,8 @@ defaults: patience CONVERGENCE_PATIENCE, at most CONVERGENCE_MAX_EPOCHS epochs, 
 to bind). Prints a Markdown table for docs/benchmarks.md, with the epochs each model trained.
 
     .venv/bin/python benchmarks/zoo_vs_baselines.py [--epochs 300] [--patience 5] [--scale 4]
-        [--models ae,cnn,vae,sr] [--manifest ../shared/data/london-faces/manifest.csv] [--image-size 64]
+        [--models ae,cnn,vae,sr] [--manifest ../shared/data/london-faces/manifest.csv --attributes gender,race_binary]
+        [--image-size 64]
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--models", default="ae,cnn,vae,sr")
     parser.add_argument("--manifest", default=None, help="a manifest to use instead of the synthetic faces")
+    parser.add_argument("--attributes", default=None, help="the manifest's sensitive attributes, comma-separated")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         base = RunConfig(epochs=args.epochs, patience=args.patience, image_size=args.image_size,
-                         manifest=args.manifest, tracking_uri=uri, cache_dir=str(Path(tmp) / "cache"),
+                         manifest=args.manifest, attributes=tuple(args.attributes.split(",")) if args.attributes else None,
+                         tracking_uri=uri, cache_dir=str(Path(tmp) / "cache"),
                          experiment="zoo-vs-baselines", accelerator="cpu",
                          classifier_epochs=0)  # the classifier does not change any model's MSE
 
