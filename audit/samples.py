@@ -16,13 +16,16 @@ And per grouping, bias amplification (read from the corrected shares where the c
 valid, else from the raw labels, ``basis`` says which):
 
 - ``majority_amplification``: the majority's share of the samples minus its share of the
-  training images (the majority: the training set's largest group). Positive: the model
+  training images (the majority: the training set's largest group; NaN, and ``majority_group``
+  ``""``, where the largest share is tied, as in a balanced set). Positive: the model
   generates the majority more often than its data showed it.
 - ``directional_amplification``: Wang and Russakovsky's (ICML 2021) directional bias
   amplification in its marginal form: ``(1/K) Σ_g [y_g Δ_g - (1 - y_g) Δ_g]``, with
   ``Δ_g = sample share - training share`` and ``y_g = 1`` where the group is over-represented in
   training (share > 1/K). Positive: the model exaggerates the skew of its training data;
-  0: it reproduces it; negative: it evens it out.
+  0: it reproduces it; negative: it evens it out. On a balanced training set it is 0 whatever
+  the samples (no group is over-represented, and the shares' changes sum to 0): read the
+  composition table there.
 
 Pure numpy and pandas; seeded.
 """
@@ -163,17 +166,20 @@ def sample_composition(
         use_corrected = bool(np.isfinite(corrected).all())
         basis = "corrected" if use_corrected else "raw"
         estimate, draws = (corrected, corrected_draws) if use_corrected else (share, raw_draws)
-        majority = int(np.argmax(training_share))
-        majority_draws = draws[:, majority] - training_share[majority]
+        tied = np.isclose(training_share, training_share.max()).sum() > 1  # a balanced set: no majority
+        majority = None if tied else int(np.argmax(training_share))
+        majority_draws = (np.full(len(draws), np.nan) if majority is None
+                          else draws[:, majority] - training_share[majority])
         directional_draws = _directional(draws, training_share)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             majority_low, majority_high = np.nanquantile(majority_draws, [alpha, 1 - alpha])
             directional_low, directional_high = np.nanquantile(directional_draws, [alpha, 1 - alpha])
         amplifications.append({
-            "grouping": grouping, "majority_group": names[majority], "basis": basis,
-            "majority_training_share": training_share[majority], "majority_sample_share": estimate[majority],
-            "majority_amplification": estimate[majority] - training_share[majority],
+            "grouping": grouping, "majority_group": "" if majority is None else names[majority], "basis": basis,
+            "majority_training_share": np.nan if majority is None else training_share[majority],
+            "majority_sample_share": np.nan if majority is None else estimate[majority],
+            "majority_amplification": np.nan if majority is None else estimate[majority] - training_share[majority],
             "majority_amplification_ci_low": majority_low, "majority_amplification_ci_high": majority_high,
             "directional_amplification": float(_directional(estimate, training_share)),
             "directional_amplification_ci_low": directional_low,

@@ -97,3 +97,14 @@ def test_rejects_bad_input() -> None:
         sample_composition(frame, attributes=["gender"], training=frame, panel=frame, n_resamples=0)
     with pytest.raises(ValueError, match=r"level must be in \(0, 1\), got 1.5"):
         sample_composition(frame, attributes=["gender"], training=frame, panel=frame, level=1.5)
+
+
+def test_a_balanced_training_set_has_no_majority_to_amplify() -> None:
+    training = pd.DataFrame({"skin_tone": ["darker", "lighter"] * 10})
+    samples = pd.DataFrame({"skin_tone": ["darker"] * 99 + ["lighter"]})  # a collapsed generator
+    composition, amplification = sample_composition(samples, attributes=["skin_tone"], training=training,
+                                                    panel=training, n_resamples=20)
+    row = amplification.iloc[0]
+    assert row["majority_group"] == "" and np.isnan(row["majority_amplification"])
+    assert row["directional_amplification"] == pytest.approx(0.0)  # degenerate on a balanced set, as documented
+    assert _row(composition, "skin_tone", "darker")["sample_share"] == pytest.approx(0.99)
