@@ -27,7 +27,7 @@ import pandas as pd
 
 from .grouping import group_table
 
-__all__ = ["MIN_ACCURACY", "corrected_representation", "flip_column", "label_flips"]
+__all__ = ["MIN_ACCURACY", "corrected_representation", "corrected_shares", "flip_column", "label_flips"]
 
 _SIMPLEX_WEIGHT = 10.0  # how hard the least squares holds the corrected shares to summing to 1
 MIN_ACCURACY = 0.8
@@ -72,6 +72,27 @@ def label_flips(per_image: pd.DataFrame, *, attributes: Sequence[str], original:
     for attribute, before, after in zip(attributes, original, output, strict=True):
         flips[flip_column(attribute)] = (per_image[before].astype(str) != per_image[after].astype(str)).astype(float)
     return group_table(flips, attributes=list(attributes), metrics=[flip_column(a) for a in attributes])
+
+
+def _confusion(true_codes: np.ndarray, seen_codes: np.ndarray, weights: np.ndarray,
+               n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-normalised confusion ``C[i, j]`` (P, K) over the P present true groups, and the (K,) mask of them."""
+    confusion = np.bincount(true_codes * n_classes + seen_codes, weights,
+                            n_classes * n_classes).reshape(n_classes, n_classes)
+    present = confusion.sum(axis=1) > 0
+    return confusion[present] / confusion[present].sum(axis=1, keepdims=True), present
+
+
+def _solve_shares(rates: np.ndarray, present: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The ``q`` (K,) on the simplex over the present groups that best solves ``Cᵀ q = labels / sum`` (NNLS)."""
+    from scipy.optimize import nnls
+
+    system = np.vstack([rates.T, np.full((1, rates.shape[0]), _SIMPLEX_WEIGHT)])
+    target = np.append(labels / labels.sum(), _SIMPLEX_WEIGHT)
+    q_present, _ = nnls(system, target)
+    q = np.zeros(present.size)
+    q[present] = q_present / q_present.sum() if q_present.sum() > 0 else q_present
+    return q
 
 
 def corrected_representation(
@@ -121,28 +142,18 @@ def corrected_representation(
         >>> out["own"].round(3).tolist(), out["share"].round(3).tolist()
         ([1.0, 1.0], [0.5, 0.5])
     """
-    from scipy.optimize import nnls
-
     true_codes, original_codes, output_codes = (np.asarray(a, dtype=np.int64)
                                                 for a in (true_codes, original_codes, output_codes))
     person = pd.factorize(np.asarray(subjects, dtype=object))[0]
     n_people = int(person.max()) + 1 if person.size else 0
 
     def estimate(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        confusion = np.bincount(true_codes * n_classes + original_codes, weights,
-                                n_classes * n_classes).reshape(n_classes, n_classes)
-        present = confusion.sum(axis=1) > 0
-        rates = confusion[present] / confusion[present].sum(axis=1, keepdims=True)  # (P, K)
+        rates, present = _confusion(true_codes, original_codes, weights, n_classes)
         if rates[np.arange(rates.shape[0]), np.flatnonzero(present)].min() < min_accuracy:
             return np.full(n_classes, np.nan), np.full(n_classes, np.nan)
-        system = np.vstack([rates.T, np.full((1, rates.shape[0]), _SIMPLEX_WEIGHT)])
 
         def solve(labels: np.ndarray) -> np.ndarray:
-            target = np.append(labels / labels.sum(), _SIMPLEX_WEIGHT)
-            q_present, _ = nnls(system, target)
-            q = np.zeros(n_classes)
-            q[present] = q_present / q_present.sum() if q_present.sum() > 0 else q_present
-            return q
+            return _solve_shares(rates, present, labels)
 
         outputs = np.bincount(output_codes, weights, n_classes)
         share = solve(outputs) if outputs.sum() > 0 else np.full(n_classes, np.nan)
@@ -169,3 +180,67 @@ def corrected_representation(
             low, high = np.nanquantile(values, [alpha, 1.0 - alpha], axis=0)
         result[f"{name}_low"], result[f"{name}_high"] = low, high
     return result
+
+
+def corrected_shares(
+    sample_codes: np.ndarray,
+    true_codes: np.ndarray,
+    original_codes: np.ndarray,
+    subjects: np.ndarray,
+    n_classes: int,
+    *,
+    n_resamples: int = 200,
+    seed: int = 0,
+    min_accuracy: float = MIN_ACCURACY,
+) -> dict[str, np.ndarray]:
+    """The true-group shares of independent images (a generator's samples), the classifier's errors taken out.
+
+    As :func:`corrected_representation`'s ``share``, but the labelled images belong to no person:
+    the confusion matrix ``C`` comes from held-out originals (``true_codes``, ``original_codes``,
+    one per image of ``subjects``), the labels ``p`` from the samples, and ``q`` solves ``Cᵀ q = p``
+    on the simplex. Each resample redraws the people of the confusion matrix (with replacement) and,
+    independently, the samples; a resample where some group's originals are read right less
+    often than ``min_accuracy`` is NaN.
+
+    Args:
+        sample_codes: ``(S,)`` int codes in ``[0, n_classes)``, the classifier's label of each sample.
+        true_codes, original_codes: ``(N,)`` int codes: each held-out image's group and its label.
+        subjects: ``(N,)`` each held-out image's person.
+        n_classes: ``K``.
+        n_resamples: bootstrap resamples (0: none).
+        seed: seeds the resampling.
+        min_accuracy: the accuracy every group's originals need, in [0, 1].
+
+    Returns:
+        ``share``: ``(K,)`` the corrected shares (NaN where the classifier is unreliable);
+        ``draws``: ``(n_resamples, K)`` the resampled shares.
+
+    Example:
+        >>> true = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+        >>> seen = np.array([0, 0, 0, 1, 1, 1, 1, 1])  # a quarter of group 0 read as 1
+        >>> samples = np.array([0] * 3 + [1] * 5)       # what 4 + 4 samples look like to it
+        >>> corrected_shares(samples, true, seen, np.arange(8), 2, n_resamples=0, min_accuracy=0.75)["share"].round(3).tolist()
+        [0.5, 0.5]
+    """
+    sample_codes, true_codes, original_codes = (np.asarray(a, dtype=np.int64)
+                                                for a in (sample_codes, true_codes, original_codes))
+    person = pd.factorize(np.asarray(subjects, dtype=object))[0]
+    n_people = int(person.max()) + 1 if person.size else 0
+    counts = np.bincount(sample_codes, minlength=n_classes).astype(float)
+
+    def estimate(weights: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        rates, present = _confusion(true_codes, original_codes, weights, n_classes)
+        if not present.any() or rates[np.arange(rates.shape[0]), np.flatnonzero(present)].min() < min_accuracy:
+            return np.full(n_classes, np.nan)
+        return _solve_shares(rates, present, labels) if labels.sum() > 0 else np.full(n_classes, np.nan)
+
+    share = estimate(np.ones(true_codes.size), counts)
+    if n_resamples == 0 or n_people == 0 or counts.sum() == 0:
+        return {"share": share, "draws": np.full((n_resamples, n_classes), np.nan)}
+    rng = np.random.default_rng(seed)
+    draws = np.array([
+        estimate(rng.multinomial(n_people, np.full(n_people, 1.0 / n_people))[person].astype(float),
+                 rng.multinomial(int(counts.sum()), counts / counts.sum()).astype(float))
+        for _ in range(n_resamples)
+    ])
+    return {"share": share, "draws": draws}

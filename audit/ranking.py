@@ -90,8 +90,12 @@ def _row(frame: pd.DataFrame | None, **keys: Any) -> dict[str, Any]:
 
 
 def _task(result: AuditResult) -> str:
+    """What the model did, as models are ranked within it: ``"reconstruction"``, ``"upsampling xS"``
+    (each scale its own task) or ``"generation"``."""
     scale = result.metadata.get("model_config", {}).get("scale")
-    return f"upsampling x{scale}" if scale else "reconstruction"
+    if scale:
+        return f"upsampling x{scale}"
+    return str(result.metadata.get("task") or "reconstruction")
 
 
 def comparison_table(
@@ -162,10 +166,14 @@ def comparison_table(
 
 
 def rank_models(table: pd.DataFrame, priority: Mapping[str, float]) -> pd.DataFrame:
-    """``table`` sorted by the weighted sum of each criterion's rank; adds ``score`` (lower first).
+    """``table`` ranked within each task by the weighted sum of each criterion's rank; adds ``score`` and ``rank``.
 
-    Ties in a criterion share the average rank; a model missing a criterion's value ranks last
-    in it. Equal scores keep the lower overall error first.
+    Models are ranked only against models of their own ``task`` (when the table has one):
+    reconstruction, upsampling at one scale, generation; a bicubic upsampler is never ranked
+    against an autoencoder. Within a task, ties in a criterion share the average rank; a model
+    missing a criterion's value ranks last in it; equal scores keep the lower overall error
+    first. ``rank`` is 1 for the first model of each task. Tasks keep their order of first
+    appearance in ``table``.
 
     Example:
         >>> import pandas as pd
@@ -174,13 +182,24 @@ def rank_models(table: pd.DataFrame, priority: Mapping[str, float]) -> pd.DataFr
         >>> rank_models(table, {"fairness": 1.0})["model"].tolist(), rank_models(table, {"fidelity": 1.0})["model"].tolist()
         (['b', 'a'], ['a', 'b'])
     """
+    tasks = table["task"] if "task" in table else _constant_series(table, "")
+    order = {task: position for position, task in enumerate(dict.fromkeys(tasks))}
     score = 0.0
     for name, weight in priority.items():
         column, lower = CRITERIA[name]
-        ranks = table[column].rank(ascending=lower, method="average", na_option="bottom")
+        ranks = table[column].groupby(tasks.to_numpy()).rank(ascending=lower, method="average", na_option="bottom")
         score = score + weight * ranks
-    ranked = table.assign(score=score)
-    return ranked.sort_values(["score", "error"], kind="stable").reset_index(drop=True)
+    ranked = table.assign(score=score, _task_order=tasks.map(order).to_numpy())
+    ranked = ranked.sort_values(["_task_order", "score", "error"], kind="stable").reset_index(drop=True)
+    ranked["rank"] = ranked.groupby("_task_order").cumcount() + 1
+    return ranked.drop(columns="_task_order")
+
+
+def _constant_series(table: pd.DataFrame, value: Any) -> pd.Series:
+    """A series of ``value`` on ``table``'s index (the one task of a table without a ``task`` column)."""
+    import pandas as pd
+
+    return pd.Series([value] * len(table), index=table.index, dtype=object)
 
 
 def _interval(low: float, high: float, fmt: str = ".3g") -> str:
@@ -198,7 +217,8 @@ def recommendation(
 ) -> str:
     """One plain-language paragraph: which model comes first, why, and how sure that is.
 
-    The first two models of ``ranked`` are compared on the same images
+    One paragraph per task of ``ranked`` (models are ranked within their task only). In each,
+    the first two models of the task are compared on the same images
     (:func:`genfair.audit.compare_models`, people resampled): the difference in overall error
     and the change in disparity, each with a 95% interval; an interval that includes 0 is
     reported as "indistinguishable at this sample size".
@@ -212,17 +232,31 @@ def recommendation(
     Returns:
         The paragraph (Markdown: model names in bold).
     """
-    from .compare import compare_models
-
     wanted = " and ".join(f"{name}" + (f" (weight {weight:g})" if len(priority) > 1 else "")
                           for name, weight in priority.items())
-    first = ranked.iloc[0]
+    tasks = ranked["task"] if "task" in ranked else _constant_series(ranked, "")
+    paragraphs = [_task_paragraph(ranked[(tasks == task).to_numpy()].reset_index(drop=True), results, wanted,
+                                  n_resamples=n_resamples, n_permutations=n_permutations, seed=seed)
+                  for task in dict.fromkeys(tasks)]
     people = ""
-    per_image = results[first["model"]].per_image
+    per_image = results[ranked.iloc[0]["model"]].per_image
     if "subject" in per_image:
-        attributes = list(results[first["model"]].metadata.get("attributes", []))
+        attributes = list(results[ranked.iloc[0]["model"]].metadata.get("attributes", []))
         smallest = per_image.groupby(attributes)["subject"].nunique().min() if attributes else None
         people = f" with {smallest} people in the smallest group" if smallest is not None else ""
+    closing = (f"These are estimates from the test panel{people}: differences inside the intervals cannot be "
+               f"told apart, and a bigger panel, not a lower threshold, is the way to tell them apart.")
+    if len(paragraphs) == 1:
+        return f"{paragraphs[0]} {closing}"
+    return "\n\n".join([*paragraphs, "Models are ranked within their task only: each paragraph is one task. " + closing])
+
+
+def _task_paragraph(ranked: pd.DataFrame, results: Mapping[str, AuditResult], wanted: str, *,
+                    n_resamples: int, n_permutations: int, seed: int) -> str:
+    """The recommendation's sentences for the models of one task (``ranked``: that task's rows, best first)."""
+    from .compare import compare_models
+
+    first = ranked.iloc[0]
     text = [
         f"Ranked by {wanted}, **{first['model']}** ({first['task']}) comes first: overall {first['metric']} "
         f"{first['error']:.4g} {_interval(first['error_ci_low'], first['error_ci_high'])}; its worst-served group, "
@@ -243,8 +277,6 @@ def recommendation(
         else:
             text.append(f"The runner-up, **{second['model']}**, was audited on other images, so the two cannot be "
                         f"compared image by image; compare their intervals in the table.")
-    text.append(f"These are estimates from the test panel{people}: differences inside the intervals cannot be "
-                f"told apart, and a bigger panel, not a lower threshold, is the way to tell them apart.")
     return " ".join(text)
 
 

@@ -17,7 +17,9 @@ pointing at the class their module registers with :func:`register`; :func:`get` 
 :func:`names` load them, once, on their first call (see :mod:`genfair.models.registry`).
 
 Registered: ``ae`` (dense autoencoder), ``bicubic`` (super-resolution baseline, never trained),
-``cnn`` (convolutional autoencoder), ``pca`` (linear baseline, fitted in one pass), ``sr``
+``cnn`` (convolutional autoencoder), ``gan`` (DCGAN-style generator, task ``"generation"``), ``pca``
+(linear baseline, fitted in one pass), ``pulse`` (super-resolution by latent search through a
+``gan`` or ``vae`` prior), ``sr``
 (residual super-resolution), ``vae`` (variational autoencoder).
 
 Every module's ``predict_step(batch, batch_idx)`` returns
@@ -49,6 +51,9 @@ from .vae import (
 )
 from .ae import AE, AE_OPTIMIZERS, DEFAULT_LEARNING_RATES, AEConfig
 from .cnn import ConvAE, ConvAEConfig
+from .gan import GAN, GAN_LOSSES, GANConfig
+from .latent_search import SearchResult, latent_search
+from .pulse import PRIORS, PULSE_SCALES, Pulse, PulseConfig
 from .sr import SCALES, SR, Bicubic, BicubicConfig, SRConfig, bicubic_upsample
 from .pca import PCA, PCAConfig, fit_pca
 from .classifier import AttributeClassifier, AttributeClassifierConfig
@@ -64,6 +69,15 @@ from .objectives import (
 __all__ = [
     "AE",
     "AE_OPTIMIZERS",
+    "GAN",
+    "GAN_LOSSES",
+    "GANConfig",
+    "PRIORS",
+    "PULSE_SCALES",
+    "Pulse",
+    "PulseConfig",
+    "SearchResult",
+    "latent_search",
     "DEFAULT_DRO_STEP_SIZE",
     "DEFAULT_LEARNING_RATES",
     "ENTRY_POINT_GROUP",

@@ -118,6 +118,31 @@ def with_lr_schedule(optimizer: torch.optim.Optimizer, schedule: str) -> Any:
     return {"optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch", "strict": False}}
 
+def sample_latents(decode: Any, n: object, *, latent_dim: int, seed: int, like: Tensor,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """Decode ``n`` draws ``z ~ N(0, I_d)``: a generative model's samples.
+
+    Args:
+        decode: latent codes (n, d) -> images (n, C, H, W) float in [0, 1].
+        n: number of images, >= 1.
+        latent_dim: ``d``.
+        seed: seeds the default generator, so repeated calls return the same images.
+        like: a tensor (a parameter of the model) whose device and dtype the codes take.
+        generator: source of the draws (on any device); default ``torch.Generator().manual_seed(seed)``.
+
+    Returns:
+        (n, C, H, W) float in [0, 1], without gradients.
+
+    Raises:
+        ValueError: If ``n`` is not a positive int.
+    """
+    if not is_int(n) or n < 1:  # type: ignore[operator]
+        raise ValueError(f"sample needs a positive int number of images, got {n!r}")
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+    z = torch.randn((n, latent_dim), generator=generator, device=generator.device)  # type: ignore[arg-type]
+    with torch.no_grad():
+        return decode(z.to(device=like.device, dtype=like.dtype))
+
 
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with up to 8 groups: each image is normalised on its own, independent of its batch."""

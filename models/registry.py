@@ -6,8 +6,8 @@ its LightningModule with :func:`register`. Callers look a model up by the name a
     spec = get("vae")
     model = spec.module.from_config(spec.config(image_size=64, channels=3, seed=0))
 
-Every :class:`ModelSpec` also says what the model does (``task``: ``"reconstruction"`` or
-``"upsampling"``), a one-line ``description``, the ``baseline`` it should beat (another registry
+Every :class:`ModelSpec` also says what the model does (``task``: ``"reconstruction"``,
+``"upsampling"`` or ``"generation"``), a one-line ``description``, the ``baseline`` it should beat (another registry
 key, or None) and its ``origin`` (``"built in"``, or ``"plugin <distribution> <version>"``).
 
 Plugins (models from other pip-installed packages)
@@ -63,9 +63,10 @@ logger = logging.getLogger(__name__)
 REQUIRED_CONFIG_FIELDS = ("image_size", "channels", "seed")
 """Fields every model config must have: a model learns its input shape and its seed from its config."""
 
-TASKS = ("reconstruction", "upsampling")
-"""What a model does: ``"reconstruction"`` (image in, same image out: the autoencoders) or
-``"upsampling"`` (``batch["lowres"]`` in, the full-size image out; its config has a ``scale``)."""
+TASKS = ("reconstruction", "upsampling", "generation")
+"""What a model does: ``"reconstruction"`` (image in, same image out: the autoencoders),
+``"upsampling"`` (``batch["lowres"]`` in, the full-size image out; its config has a ``scale``) or
+``"generation"`` (a generator without an encoder: its output for an image is its closest sample)."""
 
 UPSAMPLING_FIELD = "scale"
 """The config field that makes a model an upsampling model (its downsampling factor)."""
@@ -116,8 +117,9 @@ class ModelSpec:
         max_epochs: How many epochs the model trains for, whatever the user asks: None = the
             user's choice (``--epochs``); 1 = one pass over the training split (``pca``);
             0 = no training at all (``bicubic``: the pipeline skips ``fit``).
-        task: ``"reconstruction"`` (image (B, C, H, W) -> image (B, C, H, W)) or ``"upsampling"``
-            (``lowres`` (B, C, H/s, W/s) -> image (B, C, H, W), ``s = config.scale``).
+        task: ``"reconstruction"`` (image (B, C, H, W) -> image (B, C, H, W)), ``"upsampling"``
+            (``lowres`` (B, C, H/s, W/s) -> image (B, C, H, W), ``s = config.scale``) or
+            ``"generation"`` (image -> the generator's closest image, found by latent search).
         description: One line saying what the model is (``""`` when not given).
         baseline: The registry key of the model this one should beat (``"pca"`` for the learned
             autoencoders, ``"bicubic"`` for ``sr``), or None for the baselines themselves.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import LR_SCHEDULES, LrSchedule, with_lr_schedule
+from ._common import LR_SCHEDULES, LrSchedule, sample_latents, with_lr_schedule
 from .objectives import ObjectiveMixin
 from .registry import register
 
@@ -425,7 +425,6 @@ class VAE(ObjectiveMixin, pl.LightningModule):
             return mu
         return mu + self._noise_like(mu) * torch.exp(0.5 * logvar)
 
-    @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Decode ``n`` draws from the prior ``N(0, I)``.
 
@@ -440,12 +439,8 @@ class VAE(ObjectiveMixin, pl.LightningModule):
         Raises:
             ValueError: If ``n`` is not a positive int.
         """
-        if not _is_int(n) or n < 1:
-            raise ValueError(f"sample needs a positive int number of images, got {n!r}")
-        if generator is None:
-            generator = torch.Generator().manual_seed(self.config.seed)
-        z = torch.randn((n, self.config.latent_dim), generator=generator, device=generator.device)
-        return torch.sigmoid(self.decode(z.to(device=self.device, dtype=self.dtype)))
+        return sample_latents(self.decode_latent, n, latent_dim=self.config.latent_dim, seed=self.config.seed,
+                              like=self.from_latent.weight, generator=generator)
 
     # ------------------------------------------------------------------ Lightning hooks
 
@@ -455,6 +450,18 @@ class VAE(ObjectiveMixin, pl.LightningModule):
             got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
             raise ValueError(f"VAE batches must be dicts with keys 'image' and 'index', got {got} (missing {key!r})")
         return batch[key]
+
+    def _terms(self, batch: Mapping[str, Tensor], stage: str) -> dict[str, Tensor]:
+        """The batch's ``loss``, ``reconstruction``, ``kl`` and ``elbo`` (see :meth:`_shared_step`)."""
+        images = self._batch_tensor(batch, "image")
+        mu, logvar = self.encode(images)
+        logits = self.decode(self.reparameterize(mu, logvar))
+        reconstruction = per_sample_reconstruction_loss(logits, images, kind=self.config.reconstruction_loss)
+        kl = per_sample_kl_loss(mu, logvar)
+        beta = self.kl_weight(stage)
+        terms = _mean_terms(reconstruction, kl, beta=beta)
+        terms["loss"] = self._objective_loss(reconstruction + beta * kl, batch, stage=stage, plain=terms["loss"])
+        return terms
 
     def _shared_step(self, batch: Mapping[str, Tensor], stage: str) -> Tensor:
         """Loss of one batch; logs ``{stage}/loss``, ``{stage}/reconstruction``, ``{stage}/kl``, ``{stage}/elbo``.
@@ -470,14 +477,7 @@ class VAE(ObjectiveMixin, pl.LightningModule):
             objective's reduction of the per-image ``reconstruction + beta * kl`` (then logged
             as ``train/loss``).
         """
-        images = self._batch_tensor(batch, "image")
-        mu, logvar = self.encode(images)
-        logits = self.decode(self.reparameterize(mu, logvar))
-        reconstruction = per_sample_reconstruction_loss(logits, images, kind=self.config.reconstruction_loss)
-        kl = per_sample_kl_loss(mu, logvar)
-        beta = self.kl_weight(stage)
-        terms = _mean_terms(reconstruction, kl, beta=beta)
-        terms["loss"] = self._objective_loss(reconstruction + beta * kl, batch, stage=stage, plain=terms["loss"])
+        terms = self._terms(batch, stage)
         for name, value in terms.items():
             self.log(
                 f"{stage}/{name}",
@@ -485,7 +485,7 @@ class VAE(ObjectiveMixin, pl.LightningModule):
                 on_step=stage == "train",
                 on_epoch=True,
                 prog_bar=name == "loss",
-                batch_size=images.shape[0],
+                batch_size=batch["image"].shape[0],
                 sync_dist=stage != "train",
             )
         return terms["loss"]
@@ -497,14 +497,83 @@ class VAE(ObjectiveMixin, pl.LightningModule):
             stage: ``"train"``, ``"val"`` or ``"test"``.
 
         Returns:
-            ``beta * min(1, (epoch + 1) / kl_warmup_epochs)`` in training (epoch 0 outside a
-            trainer), ``beta`` otherwise.
+            ``beta * min(1, (epoch + 1) / kl_warmup_epochs)`` in training under a trainer,
+            ``beta`` otherwise (outside a trainer, e.g. trained as another model's prior through
+            :meth:`prior_step`, there is no epoch to warm up over).
         """
         warmup, beta = self.config.kl_warmup_epochs, float(self.config.beta)
-        if stage != "train" or warmup == 0:
+        if stage != "train" or warmup == 0 or self._trainer is None:
             return beta
-        epoch = self.trainer.current_epoch if self._trainer is not None else 0
-        return beta * min(1.0, (epoch + 1) / warmup)
+        return beta * min(1.0, (self.trainer.current_epoch + 1) / warmup)
+
+    # ------------------------------------------------------------------ as a prior (PULSE) and a likelihood
+
+    @property
+    def latent_dim(self) -> int:
+        """``d``, the dimension of the latent codes."""
+        return self.config.latent_dim
+
+    def decode_latent(self, z: Tensor) -> Tensor:
+        """Images of latent codes: (N, d) float -> (N, C, H, W) float in [0, 1] (``sigmoid(decode(z))``)."""
+        return torch.sigmoid(self.decode(z))
+
+    def prior_step(self, batch: Mapping[str, Tensor], optimizers: Sequence[torch.optim.Optimizer],
+                   backward: Callable[[Tensor], None]) -> dict[str, Tensor]:
+        """One optimiser step on the batch's negative ELBO, for a module that trains this VAE inside it.
+
+        Args:
+            batch: ``{"image": (B, C, H, W) float in [0, 1], ...}``.
+            optimizers: ``[configure_optimizers()]``.
+            backward: how to back-propagate (``manual_backward`` of the module being trained).
+
+        Returns:
+            The detached terms of :meth:`_terms` (``loss``, ``reconstruction``, ``kl``, ``elbo``).
+        """
+        (optimizer,) = optimizers
+        terms = self._terms(batch, "train")
+        optimizer.zero_grad(set_to_none=True)
+        backward(terms["loss"])
+        optimizer.step()
+        return {name: value.detach() for name, value in terms.items()}
+
+    def prior_validation_terms(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The terms of :meth:`_terms` on a validation batch (posterior means: deterministic)."""
+        return self._terms(batch, "val")
+
+    @torch.no_grad()
+    def bits_per_dim(self, images: Tensor, *, draws: int = 8, generator: torch.Generator | None = None) -> Tensor:
+        """Each image's negative ELBO in bits per dimension: an upper bound on ``-log2 p(x) / D``.
+
+        ``-ELBO = E_q[reconstruction(x, z)] + KL(q(z|x) || N(0, I))``, the expectation over ``draws``
+        reparameterised latents of the posterior, the KL analytic, divided by ``D ln 2`` with
+        ``D = C * H * W``. The reconstruction term is the config's likelihood (``"bce"``: Bernoulli,
+        the likelihood the model trains on, for continuous pixels a surrogate without the continuous
+        Bernoulli's normaliser; ``"mse"``: squared error, a likelihood only up to a constant). Higher:
+        the model finds the image less likely.
+
+        Args:
+            images: (N, C, H, W) float in [0, 1], matching the config.
+            draws: latent draws per image, >= 1.
+            generator: source of the draws (CPU); default seeded with ``config.seed``, so the
+                result is deterministic.
+
+        Returns:
+            (N,) float >= 0, bits per dimension, on the images' device.
+
+        Raises:
+            ValueError: If the image shape does not match the config or ``draws`` is not a positive int.
+        """
+        if not _is_int(draws) or draws < 1:
+            raise ValueError(f"draws must be a positive int, got {draws!r}")
+        generator = generator if generator is not None else torch.Generator().manual_seed(self.config.seed)
+        mu, logvar = self.encode(images)
+        reconstruction = torch.zeros(images.shape[0], device=images.device, dtype=images.dtype)
+        for _ in range(draws):
+            noise = torch.randn(mu.shape, generator=generator).to(device=mu.device, dtype=mu.dtype)
+            logits = self.decode(mu + noise * torch.exp(0.5 * logvar))
+            reconstruction += per_sample_reconstruction_loss(logits, images, kind=self.config.reconstruction_loss)
+        dims = math.prod(images.shape[1:])
+        return (reconstruction / draws + per_sample_kl_loss(mu, logvar)) / (dims * math.log(2.0))
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")

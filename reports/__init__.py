@@ -11,7 +11,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .figures import error_by_group_figure, higher_is_better_from_name, reconstruction_grid_figure
+    from .figures import (
+        error_by_group_figure,
+        higher_is_better_from_name,
+        reconstruction_grid_figure,
+        samples_grid_figure,
+    )
     from .terminal import print_audit, print_comparison
     from .tracking import audit_metrics, flatten_params, load_audit, log_audit, metric_key
 
@@ -26,12 +31,14 @@ __all__ = [
     "print_audit",
     "print_comparison",
     "reconstruction_grid_figure",
+    "samples_grid_figure",
 ]
 
 _HOMES = {
     "error_by_group_figure": "figures",
     "higher_is_better_from_name": "figures",
     "reconstruction_grid_figure": "figures",
+    "samples_grid_figure": "figures",
     "audit_metrics": "tracking",
     "flatten_params": "tracking",
     "load_audit": "tracking",

@@ -295,9 +295,9 @@ def display_table(ranked: pd.DataFrame) -> pd.DataFrame:
     """The comparison table as text for people: one row per model, intervals in brackets."""
     number = lambda value, fmt: f"{value:{fmt}}" if isinstance(value, (int, float)) and math.isfinite(value) else ""  # noqa: E731
     rows = []
-    for rank, row in enumerate(ranked.to_dict("records"), start=1):
+    for position, row in enumerate(ranked.to_dict("records"), start=1):
         rows.append({
-            "rank": str(rank),
+            "rank": str(row.get("rank", position)),  # within the model's task
             "model": row["model"],
             "task": row["task"],
             f"{row['metric']} (95% CI)": _with_interval(row["error"], row["error_ci_low"], row["error_ci_high"]),

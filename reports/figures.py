@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from genfair.audit.grouping import group_labels
 
 __all__ = ["error_by_group_figure", "higher_is_better_from_name", "reconstruction_grid_figure",
-           "worst_case_figures", "worst_cases_figure"]
+           "samples_grid_figure", "worst_case_figures", "worst_cases_figure"]
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +209,41 @@ def reconstruction_grid_figure(originals: np.ndarray, outputs: np.ndarray, label
         axes[0, column].set_title(str(labels[column]), fontsize=8)
     axes[0, 0].set_ylabel("original")
     axes[1, 0].set_ylabel("output")
+    return figure
+
+
+def samples_grid_figure(samples: np.ndarray, *, columns: int = 8, title: str = "") -> Figure:
+    """A grid of a generative model's samples, ``columns`` to a row.
+
+    Args:
+        samples: ``(N, H, W, C)`` float in [0, 1], C in {1, 3}, N >= 1.
+        columns: images per row, >= 1.
+        title: the figure's title (e.g. who the classifier says was generated).
+
+    Returns:
+        A figure with ``ceil(N / columns) * columns`` axes (the unused ones blank).
+
+    Raises:
+        ValueError: as :func:`reconstruction_grid_figure` for ``samples``; ``columns`` < 1.
+    """
+    samples = _checked_images(samples, "samples")
+    if not isinstance(columns, int) or columns < 1:
+        raise ValueError(f"columns must be a positive int, got {columns!r}")
+    n, channels = samples.shape[0], samples.shape[-1]
+    rows = -(-n // columns)
+    figure = Figure(figsize=(1.2 * columns, 1.2 * rows + (0.4 if title else 0.0)), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for position, ax in enumerate(axes.ravel()):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if position < n:
+            image = samples[position, :, :, 0] if channels == 1 else samples[position]
+            ax.imshow(image, cmap="gray" if channels == 1 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+        else:
+            ax.axis("off")
+    if title:
+        figure.suptitle(title, fontsize=9)
     return figure
 
 

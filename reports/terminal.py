@@ -112,6 +112,16 @@ def print_audit(console: Console, result: AuditResult) -> None:
     if "representation" in tables:
         console.print(_representation_table(tables["representation"]))
         console.print(_representation_tests_table(tables["representation_tests"]))
+    if "sample_composition" in tables:
+        from .generative import SAMPLES_CAPTION, sample_amplification_table, sample_composition_table
+
+        console.print(sample_composition_table(tables["sample_composition"]))
+        console.print(sample_amplification_table(tables["sample_amplification"]))
+        console.print(SAMPLES_CAPTION)
+    if "likelihood" in tables:
+        from .generative import likelihood_table
+
+        console.print(likelihood_table(tables["likelihood"], tables.get("likelihood_disparities")))
     if "vs_bicubic_groups" in tables:
         model = result.metadata.get("model", "model")
         print_comparison(console, tables["vs_bicubic_groups"], tables["vs_bicubic_disparities"],

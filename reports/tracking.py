@@ -78,7 +78,7 @@ GROUP_ID_COLUMNS = ("grouping", "group")
 #: Key columns of the extra tables, tried in this order: the first that identifies every row
 #: gives ``<table>/<grouping>/<group>/<metric>/<column>`` and so on.
 TABLE_KEYS = (("grouping", "group"), ("grouping", "group", "metric"), ("grouping", "metric"),
-              ("grouping", "group", "attribute"))
+              ("grouping", "group", "attribute"), ("grouping",))
 COUNT_COLUMNS = ("n_images", "n_subjects")
 DISPARITY_COLUMNS = ("grouping", "metric", "ratio", "difference")
 #: The table whose rows give the disparities' intervals and p-values, and the statistics logged
@@ -104,6 +104,12 @@ TABLE_METRICS: dict[str, tuple[str, tuple[str, ...] | str]] = {
     "identity_disparities": ("all", ("difference", "difference_ci_low", "difference_ci_high", "p_holm")),
     "representation_tests": ("all", ("p_value", "difference", "difference_ci_low", "difference_ci_high")),
     "model_facts": ("overall", ALL_VALUES),
+    # the samples audit: each group's share of the samples (raw, corrected) and of the training data; amplification
+    "sample_composition": ("all", ("sample_share", "corrected_share")),
+    "sample_amplification": ("all", ("majority_amplification", "directional_amplification")),
+    # the VAE's per-group -ELBO (bits per dimension) and its gaps
+    "likelihood": ("all", ("estimate",)),
+    "likelihood_disparities": ("all", ("difference", "p_holm")),
     "vs_bicubic_groups": ("all", ("difference", "p_value")),
     "vs_bicubic_disparities": ("all", ("difference", "p_value")),
     # --dataset cosmo: each environment's per-pixel error, and output/target power per k-bin and environment

@@ -105,6 +105,10 @@ def run(
                                "It trains on a balanced set: new generated people (faces) or the training split "
                                "drawn balanced by group.")
     ] = 5,
+    samples: Annotated[
+        int, typer.Option(help="Samples a model that can sample (vae, gan, pulse's prior) draws for the samples audit: "
+                               "whom it generates, by group, against its training data; 0 skips it.")
+    ] = 1000,
     classifier: Annotated[
         str, typer.Option(help="The attribute classifier: cnn (a small CNN, --classifier-epochs epochs) or embedding "
                                "(logistic regression on dlib's 128-D face embeddings, trained once on the same "
@@ -216,6 +220,7 @@ def run(
             precision=precision,
             patience=patience,
             classifier_epochs=classifier_epochs,
+            samples=samples,
             classifier=classifier,
             **({} if classifier_min_accuracy is None else {"classifier_min_accuracy": classifier_min_accuracy}),
             resume=str(resume) if resume is not None else None,
@@ -246,7 +251,7 @@ def _print_run_summary(outcome: RunOutcome) -> None:
         console.print(f"note: {note}", highlight=False)
     if outcome.seconds:
         spent = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in outcome.seconds.items())
-        console.print(f"time: {spent} (total {sum(outcome.seconds.values()):.1f} s)", highlight=False)
+        console.print(f"time: {spent} (total {sum(outcome.seconds.values()):.1f} s)", highlight=False, soft_wrap=True)
     console.print(f"MLflow run [bold]{outcome.run_id}[/] in {outcome.tracking_uri}")
     run_path = f"#/experiments/{outcome.experiment_id}/runs/{outcome.run_id}"
     if outcome.tracking_uri.startswith(("http://", "https://")):

@@ -36,6 +36,9 @@ DEFAULT_EPOCHS = 10
 #: every model stopped. ``--epochs`` caps it lower.
 CONVERGENCE_MAX_EPOCHS = 300
 CONVERGENCE_PATIENCE = 5
+
+DEFAULT_SAMPLES = 1000
+"""Samples a model that can sample draws from its prior for the samples audit (``--samples``)."""
 VERSIONED_PACKAGES = ("genfair", "torch", "pytorch-lightning", "torchmetrics", "fairlearn", "mlflow", "pandas")
 FACE_PACKAGES = ("dlib-bin", "face-recognition-models")  # versioned too when a run reads faces
 SKIN_MASKS = ("central", "landmarks")
@@ -87,6 +90,9 @@ class RunConfig:
             claims: its representation, representation-test and flip values are NaN, marked
             "classifier unreliable"; the CLEAM correction needs it of every group. In [0, 1];
             default :data:`genfair.audit.label_noise.MIN_ACCURACY`.
+        samples: how many samples a model that can sample (``vae``, ``gan``, ``pulse``'s prior)
+            draws from its prior for the samples audit (their composition by group, read by the
+            classifier); 0 skips it.
         resume: a checkpoint to continue training from.
         checkpoint: a trained checkpoint to audit without training.
         tracking_uri: MLflow tracking URI; None means ``$MLFLOW_TRACKING_URI`` or
@@ -155,6 +161,7 @@ class RunConfig:
     classifier_epochs: int = 5
     classifier: Literal["cnn", "embedding"] = "cnn"
     classifier_min_accuracy: float = MIN_ACCURACY
+    samples: int = DEFAULT_SAMPLES
     resume: str | None = None
     checkpoint: str | None = None
     tracking_uri: str | None = None
@@ -191,6 +198,8 @@ class RunConfig:
             raise ValueError("--inputs names the column of the inputs that --outputs came from: add --outputs COLUMN")
         if self.task is not None and self.task not in TASKS:
             raise ValueError(f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 0:
+            raise ValueError(f"--samples must be an int >= 0 (0 skips the samples audit), got {self.samples!r}")
         if self.name is not None and not self.name.strip():
             raise ValueError("--name must not be blank")
         for option, value, choices in (("--composition", self.composition, datasets.COMPOSITIONS),

@@ -30,7 +30,7 @@ from genfair.audit.panel import audit_frame, majority_groups, majority_notes, sc
 from genfair.audit.result import AuditResult
 from genfair.audit.worst_cases import WORST_CASES_K, WORST_MEASURES, may_enter_worst_cases, worst_cases
 from genfair.datasets import FacesDataModule, Manifest
-from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure
+from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure, samples_grid_figure
 from genfair.reports.cosmology import power_spectrum_figure
 from genfair.reports.tracking import activate_experiment, check_tracking_uri, resolve_tracking_uri
 
@@ -46,6 +46,7 @@ from .config import (
 )
 from .cosmology import cosmology_scorer
 from .face_tools import MissingFaceTools, read_batch, require_face_tools
+from .generative import can_sample, likelihood_tables, sample_tables
 from .sources import DiskSource, ModuleSource, TrainedSource, bicubic_baseline
 from .stages import EnterPrediction, RunStages, close_stopped_run, in_stages
 from .training import (
@@ -72,6 +73,8 @@ GRID_IMAGES_PER_GROUP = 2
 UNINFORMATIVE_SIDE = 4  # px: Laszkiewicz et al. (2024) feed upsamplers 4x4 averaged faces for UCPR
 UNINFORMATIVE_INPUTS = 200
 FACTS_IMAGES = 256  # test inputs timed for the model's images per second
+FACTS_CHUNK = 32  # timed at once
+FACTS_SECONDS = 3.0  # enough timing: the chunks after it are not run
 TRIM_EVERY = 16  # batches between returns of freed heap memory to the system
 
 
@@ -118,11 +121,12 @@ def plan_run(config: RunConfig, *, module: torch.nn.Module | None = None) -> Run
         spec = models.get(config.model)
         model_config = build_model_config(spec, config)
         scale = getattr(model_config, "scale", None)
-        task = "upsampling" if scale is not None else "reconstruction"
+        task = spec.task
         if config.task is not None and config.task != task:
             raise ValueError(f"--task {config.task}: model {config.model!r} does {task}; drop --task")
-        max_epochs = 0 if config.checkpoint else (spec.max_epochs if spec.max_epochs is not None
-                                                  else config.training_epochs)
+        trains = getattr(model_config, "trains", True)  # pulse with a trained prior: nothing to train
+        max_epochs = 0 if config.checkpoint or not trains else (spec.max_epochs if spec.max_epochs is not None
+                                                                else config.training_epochs)
     dataset_name, manifest = load_run_manifest(config)
     if kind != "registry":
         task = config.task or "reconstruction"
@@ -384,6 +388,16 @@ def audit_plan(plan: RunPlan, source: Any, metadata: dict[str, Any], workdir: Pa
     figures = {"picks": [int(np.flatnonzero(scores.index == row)[0]) for row in ordered],
                "originals": torch.stack([shard.shown[row][0] for row in ordered]),
                "outputs": torch.stack([shard.shown[row][1] for row in ordered])}
+    if classify is not None and config.samples > 0 and can_sample(runnable):  # whom the model generates
+        stages.enter("samples")
+        generated, figures["generated"] = sample_tables(
+            runnable, classify, n=config.samples, attributes=attributes, training=train, panel=rows,
+            held_out=checked.get("held_out"), seed=config.seed, min_accuracy=config.classifier_min_accuracy)
+        tables.update(generated)
+    if callable(getattr(runnable, "bits_per_dim", None)):  # whom the model finds least likely
+        stages.enter("likelihood")
+        tables.update(likelihood_tables(runnable, datamodule, attributes=attributes, seed=config.seed))
+    stages.enter("audit")
     if runnable is not None:
         tables["model_facts"] = _model_facts(runnable, torch.cat(shard.inputs)[:FACTS_IMAGES], shard.seconds)
     tables["samples"] = _samples(per_image, attributes, figures)
@@ -589,17 +603,23 @@ def _model_facts(module: torch.nn.Module, inputs: torch.Tensor, seconds_to_predi
 
     ``parameters`` counts the weights and the floating-point buffers (PCA's components and
     mean are fitted buffers, not trainable weights). Throughput is measured here, on the CPU,
-    over up to :data:`FACTS_IMAGES` test inputs (one warm-up batch first), so every model is timed alike.
+    over up to :data:`FACTS_IMAGES` test inputs (one warm-up batch first), so every model is timed alike,
+    in chunks of :data:`FACTS_CHUNK` until :data:`FACTS_SECONDS` have passed.
     """
     learned = [*module.parameters(), *(b for b in module.buffers() if b.is_floating_point())]
     parameters = sum(tensor.numel() for tensor in learned)
     _outputs_of(module, inputs[:8])  # warm-up: first-call allocations are not the model's speed
-    start = time.perf_counter()
-    _outputs_of(module, inputs)
-    seconds = time.perf_counter() - start
+    timed, seconds = 0, 0.0
+    for chunk in inputs.split(FACTS_CHUNK):  # a slow model (a latent search per image) is timed on fewer
+        start = time.perf_counter()
+        _outputs_of(module, chunk)
+        seconds += time.perf_counter() - start
+        timed += len(chunk)
+        if seconds > FACTS_SECONDS:
+            break
     return pd.DataFrame({"grouping": ["overall"], "group": ["all"], "parameters": [float(parameters)],
                          "seconds_to_predictions": [seconds_to_predictions],
-                         "images_per_second": [len(inputs) / seconds if seconds > 0 else math.nan]})
+                         "images_per_second": [timed / seconds if seconds > 0 else math.nan]})
 
 
 def _png(image: torch.Tensor) -> bytes:
@@ -724,6 +744,8 @@ def _log_result(result: AuditResult, attributes: Sequence[str], shown: dict[str,
     }
     if "power_spectrum" in result.tables:  # --dataset cosmo
         figures["power_spectrum"] = power_spectrum_figure(result.tables["power_spectrum"])
+    if shown.get("generated") is not None:
+        figures["generated_samples"] = samples_grid_figure(to_hwc(shown["generated"]), title="samples from the model's prior")
     log_audit(result, figures=figures)
 
 

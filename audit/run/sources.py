@@ -14,7 +14,9 @@ disk the rows that have an output; under DDP, this rank's share), in increasing 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,7 +148,12 @@ class DiskSource:
 
     def batches(self, batch_size: int | None = None) -> Iterator[Batch]:
         # one worker process decodes the next files while this one scores (2 cores: +30-60% pairs/s)
-        for batch in _loader(self.datamodule, batch_size, workers=max(self.datamodule.num_workers, DECODE_WORKERS)):
+        workers = max(self.datamodule.num_workers, DECODE_WORKERS)
+        with _threads_beside(workers):
+            yield from self._batches(_loader(self.datamodule, batch_size, workers=workers))
+
+    def _batches(self, loader: DataLoader) -> Iterator[Batch]:
+        for batch in loader:
             if self.inputs:  # the input the model saw, for the bicubic baseline, at the run's low resolution
                 side = batch["image"].shape[-1] // self.datamodule.lowres_scale
                 batch["lowres"] = torch.stack([
@@ -157,6 +164,22 @@ class DiskSource:
 
     def runnable(self) -> None:
         return None
+
+
+@contextlib.contextmanager
+def _threads_beside(workers: int) -> Iterator[None]:
+    """torch's intra-op threads in this process cut to the cores the ``workers`` leave (at least one).
+
+    Threads that outnumber the free cores wait for each other: beside one decoding worker on two
+    cores, SSIM's matrix products on two threads scored 10,000 pairs several times slower than
+    on one (``benchmarks/outputs_throughput.py``).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, len(os.sched_getaffinity(0)) - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _loader(datamodule: FacesDataModule, batch_size: int | None, *, workers: int | None = None) -> DataLoader:

@@ -263,6 +263,11 @@ def run_attribution(
                for cell in cells}
     for config in configs.values():
         build_model_config(models.get(config.model), config)
+    for name in model_names:  # a cell with the mitigation would fail after the first cells trained
+        if not getattr(models.get(name).module, "supports_objectives", False):
+            raise ValueError(f"--models {name}: its training has no per-image loss for --mitigation {mitigation} to "
+                             f"reweight; compare its training compositions with `audit run --model {name} "
+                             f"--composition balanced` against `--composition as-given` (benchmarks/pulse_finding.py)")
     stages = RunStages(first="children")
     with stages.installed():
         children = _run_children(base, configs, kind="attribute", model_names=model_names, progress_bar=progress_bar,

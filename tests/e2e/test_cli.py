@@ -52,11 +52,12 @@ def test_run_prints_the_per_group_table_and_the_run(faces_run: tuple[Path, str, 
     assert "Attribute classifier" in stdout
     assert "ΔITA°" in stdout and "95% CI" in stdout
     assert "Representation" in stdout and "RDP" in stdout and "as majority" in stdout
+    assert "Whom the model generates: 1000 samples" in stdout and "Whom the model finds least likely" in stdout
     assert (folder / "mlflow.db").exists(), "the embedded default store is a SQLite file in the working folder"
     # one line of time per stage, the same numbers as the run's time/<stage> metrics
     (line,) = [line for line in stdout.splitlines() if line.startswith("time: ")]
     printed = dict(re.findall(r"(\w+) ([\d.]+) s", line.removeprefix("time: ").split(" (total")[0]))
-    assert list(printed) == ["data", "training", "prediction", "classifier", "audit", "logging"]
+    assert list(printed) == ["data", "training", "prediction", "classifier", "audit", "samples", "likelihood", "logging"]
     logged = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").get_run(run_id).data.metrics
     for stage, seconds in printed.items():
         assert logged[f"time/{stage}"] == pytest.approx(float(seconds), abs=0.051)
@@ -78,6 +79,8 @@ def test_run_is_in_mlflow_with_metrics_params_and_artifacts(faces_run: tuple[Pat
     assert "attribute_preservation/skin_tone_flip_rate" in metrics
     assert "skin_tone_shift/gender_x_skin_tone/female_darker/ita_shift" in metrics
     assert 0 <= metrics["skin_tone_disparities/skin_tone/ita_shift/p_holm"] <= 1
+    assert metrics["likelihood/gender_x_skin_tone/female_darker/estimate"] > 0  # the VAE's -ELBO, bits per dimension
+    assert 0 <= metrics["sample_composition/gender/female/sample_share"] <= 1  # whom the VAE generates
     disparity = "disparity/gender_x_skin_tone/mse_error"
     assert 0 < metrics[f"{disparity}/p_holm"] <= 1
     assert metrics[f"{disparity}/ratio_ci_low"] <= metrics[f"{disparity}/ratio"] <= metrics[f"{disparity}/ratio_ci_high"]

@@ -64,6 +64,9 @@ def test_every_number_traces_to_a_child_of_one_parent_run(compared: tuple[Path, 
     assert set(children) == {"pca", "bicubic"}
     assert {f.path for f in client.list_artifacts(parent, "report")} >= {"report/report.html", "report/report.md"}
     table = pd.read_csv(folder / "report" / "comparison.csv").set_index("model")
+    # reconstruction and upsampling are different tasks: each model is first of its own
+    assert table["task"].to_dict() == {"pca": "reconstruction", "bicubic": "upsampling x2"}
+    assert table["rank"].to_dict() == {"pca": 1, "bicubic": 1}
     for model, run in children.items():
         row = table.loc[model]
         assert row["run_id"] == run.info.run_id

@@ -56,3 +56,30 @@ def test_the_recommendation_names_a_clear_winner_with_its_interval(make_audit):
     text = recommendation(ranked, results, {"fairness": 1.0}, n_resamples=200, n_permutations=199)
     assert text.startswith("Ranked by fairness, **fair** (reconstruction) comes first")
     assert "it is fairer" in text and "lower than **harmed**'s" in text
+
+
+def _as_task(result, *, scale=None, task=None):
+    import dataclasses
+
+    metadata = {**result.metadata, "model_config": {**result.metadata.get("model_config", {}),
+                                                    **({"scale": scale} if scale else {})}}
+    if task is not None:
+        metadata["task"] = task
+    return dataclasses.replace(result, metadata=metadata)
+
+
+def test_models_are_ranked_within_their_task_only(make_audit):
+    # pca reconstructs far better than bicubic upsamples; they must never be ranked against each other
+    results = {"bicubic": _as_task(make_audit(3.0), scale=4), "pca": make_audit(1.0), "vae": make_audit(2.0),
+               "sr": _as_task(make_audit(2.5), scale=4), "sr8": _as_task(make_audit(0.5), scale=8),
+               "gan": _as_task(make_audit(4.0), task="generation")}
+    ranked = rank_models(comparison_table(results), parse_priority("fidelity"))
+    by_model = ranked.set_index("model")
+    assert by_model.loc["bicubic", "task"] == "upsampling x4" and by_model.loc["gan", "task"] == "generation"
+    assert by_model["rank"].to_dict() == {"bicubic": 2, "pca": 1, "vae": 2, "sr": 1, "sr8": 1, "gan": 1}
+    assert ranked["task"].tolist() == ["upsampling x4", "upsampling x4", "reconstruction", "reconstruction",
+                                       "upsampling x8", "generation"]
+    text = recommendation(ranked, results, parse_priority("fidelity"), n_resamples=50, n_permutations=50)
+    paragraphs = text.split("\n\n")
+    assert len(paragraphs) == 5 and "**sr** (upsampling x4) comes first" in paragraphs[0]
+    assert "**pca** (reconstruction) comes first" in paragraphs[1] and "ranked within their task" in paragraphs[-1]

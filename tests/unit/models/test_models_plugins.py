@@ -54,7 +54,9 @@ BUILT_INS = {
     "ae": ("reconstruction", "pca"),
     "bicubic": ("upsampling", None),
     "cnn": ("reconstruction", "pca"),
+    "gan": ("generation", None),
     "pca": ("reconstruction", None),
+    "pulse": ("upsampling", "bicubic"),
     "sr": ("upsampling", "bicubic"),
     "vae": ("reconstruction", "pca"),
 }
@@ -243,7 +245,7 @@ def test_register_records_task_description_baseline(empty_registry: dict) -> Non
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"task": "denoising"}, r"task for model 'toy' must be one of 'reconstruction', 'upsampling', got 'denoising'"),
+        ({"task": "denoising"}, r"task for model 'toy' must be one of 'reconstruction', 'upsampling', 'generation', got 'denoising'"),
         ({"task": "upsampling"}, r"task='upsampling' but its config _ToyConfig lacks a 'scale' field; use task='reconstruction'"),
         ({"config": _ScaledConfig}, r"task='reconstruction' but its config _ScaledConfig has a 'scale' field; use task='upsampling'"),
         ({"description": "two\nlines"}, r"description for model 'toy' must be one line of text"),

@@ -44,7 +44,7 @@ def test_vae_is_registered_on_import() -> None:
 
 
 def test_every_zoo_model_is_registered_on_import() -> None:
-    assert models.names() == ("ae", "bicubic", "cnn", "pca", "sr", "vae")
+    assert models.names() == ("ae", "bicubic", "cnn", "gan", "pca", "pulse", "sr", "vae")
     assert models.get("ae").module is models.AE and models.get("cnn").module is models.ConvAE
     assert models.get("sr").config is models.SRConfig and models.get("bicubic").module is models.Bicubic
     assert (models.get("pca").max_epochs, models.get("bicubic").max_epochs, models.get("vae").max_epochs) == (1, 0, None)
@@ -72,7 +72,7 @@ def test_get_unknown_suggests_close_key(typed: str) -> None:
 
 
 def test_get_unknown_without_close_key_lists_valid_keys() -> None:
-    with pytest.raises(ValueError, match=r"^unknown model 'zzzzzz'; valid models: 'ae', 'bicubic', 'cnn', 'pca', 'sr', 'vae'$") as info:
+    with pytest.raises(ValueError, match=r"^unknown model 'zzzzzz'; valid models: 'ae', 'bicubic', 'cnn', 'gan', 'pca', 'pulse', 'sr', 'vae'$") as info:
         models.get("zzzzzz")
     assert "did you mean" not in str(info.value)
     assert "\n" not in str(info.value)

@@ -24,7 +24,9 @@ TINY = {
     "ae": models.AEConfig(image_size=16, channels=3, hidden_units=(32,), bottleneck=4),
     "bicubic": models.BicubicConfig(image_size=16, channels=3, scale=4),
     "cnn": models.ConvAEConfig(image_size=16, channels=3, hidden_channels=(4, 8), bottleneck=4),
+    "gan": models.GANConfig(image_size=16, channels=3, latent_dim=4, features=4, inversion_steps=2),
     "pca": models.PCAConfig(image_size=16, channels=3, bottleneck=4),
+    "pulse": models.PulseConfig(image_size=16, channels=3, scale=4, latent_dim=4, restarts=1, steps=2),
     "sr": models.SRConfig(image_size=16, channels=3, scale=4, features=8, residual_blocks=1),
     "vae": models.VAEConfig(image_size=16, channels=3, latent_dim=4, hidden_channels=(8, 16)),
 }
@@ -38,7 +40,7 @@ TRAINABLE = [name for name in ALL if models.get(name).max_epochs != 0]
 
 
 def test_every_registered_model_has_a_tiny_config() -> None:
-    assert set(models.names()) == set(TINY) == {"ae", "bicubic", "cnn", "pca", "sr", "vae"}
+    assert set(models.names()) == set(TINY) == {"ae", "bicubic", "cnn", "gan", "pca", "pulse", "sr", "vae"}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -55,7 +57,7 @@ def test_registry_entry_and_config_contract(name: str) -> None:
 
 def test_fixed_epochs() -> None:
     assert {name: models.get(name).max_epochs for name in ALL} == {
-        "ae": None, "bicubic": 0, "cnn": None, "pca": 1, "sr": None, "vae": None,
+        "ae": None, "bicubic": 0, "cnn": None, "gan": None, "pca": 1, "pulse": None, "sr": None, "vae": None,
     }
 
 
@@ -91,7 +93,7 @@ def test_outputs_stay_in_unit_interval_for_extreme_inputs(name: str, make_loader
 @pytest.mark.parametrize("name", ALL)
 def test_predict_step_rejects_index_mismatch(name: str, make_loader: Callable, make_trainer: Callable, batch: dict) -> None:
     model = _model(name, make_loader, make_trainer)
-    like = "lowres" if name in ("sr", "bicubic") else "image"
+    like = "lowres" if name in ("sr", "bicubic", "pulse") else "image"
     with pytest.raises(ValueError, match=rf"batch 'index' must have shape \(4,\) to match '{like}', got \(3,\)"):
         model.predict_step({**batch, "index": torch.arange(3)}, 0)
 
@@ -157,6 +159,6 @@ def test_construction_errors(name: str) -> None:
 @pytest.mark.parametrize("name", ALL)
 def test_predict_step_rejects_non_dict_batches(name: str, make_loader: Callable, make_trainer: Callable, batch: dict) -> None:
     model = _model(name, make_loader, make_trainer)
-    key = "lowres" if name in ("sr", "bicubic") else "image"
+    key = "lowres" if name in ("sr", "bicubic", "pulse") else "image"
     with pytest.raises(ValueError, match=rf"batches must be dicts with keys .*got list \(missing '{key}'\)"):
         model.predict_step([batch["image"], batch["index"]], 0)

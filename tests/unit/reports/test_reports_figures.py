@@ -136,3 +136,18 @@ def test_reconstruction_grid_figure_puts_originals_above_outputs(channels: int) 
 def test_reconstruction_grid_figure_rejects_bad_input(originals, outputs, labels, match) -> None:
     with pytest.raises(ValueError, match=match):
         reconstruction_grid_figure(originals, outputs, labels)
+
+
+def test_samples_grid_figure_shows_each_sample_once_and_blanks_the_rest() -> None:
+    from genfair.reports.figures import samples_grid_figure
+
+    samples = np.random.default_rng(0).random((10, 8, 8, 3))
+    figure = samples_grid_figure(samples, columns=4, title="samples")
+    shown = [ax for ax in figure.axes if ax.images]
+    assert len(figure.axes) == 12 and len(shown) == 10
+    np.testing.assert_allclose(shown[3].images[0].get_array(), samples[3])
+    assert figure._suptitle.get_text() == "samples"
+    with pytest.raises(ValueError, match=r"columns must be a positive int, got 0"):
+        samples_grid_figure(samples, columns=0)
+    with pytest.raises(ValueError, match=r"samples"):
+        samples_grid_figure(samples[0])
