@@ -26,7 +26,7 @@ import torch
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from genfair.audit.faults import BEST_CHECKPOINT, LAST_CHECKPOINT, NO_CHECKPOINT_MSG, RUNS_DIR, STOPPED_AT_TAG
+from genfair.audit.faults import BEST_CHECKPOINT, NO_CHECKPOINT_MSG, RUNS_DIR, STOPPED_AT_TAG
 from genfair.datasets.synthetic import SyntheticFacesConfig, ensure_synthetic_faces
 
 SMALL_FACES = SyntheticFacesConfig(image_size=16, images_per_subject=16, train_lighter_male=8, train_lighter_female=3,
@@ -143,7 +143,7 @@ SCENARIOS = {
                                ("compare", "--models", "pca", "--epochs", "1",
                                 "--experiment", "compare-report", "--out", "compare-report")),
     "attribute-child": Scenario(f"{RUNNER}:audit_frame", "SIGTERM",
-                                ("attribute", "--models", "pca", "--seeds", "1", "--epochs", "1",
+                                ("attribute", "--models", "ae", "--seeds", "1", "--epochs", "1",
                                  "--experiment", "attribute-child", "--out", "attribute-child")),
 }
 
@@ -293,7 +293,7 @@ def test_a_signal_during_the_report_kills_the_comparison_parent(outcomes: dict[s
 
 def test_a_killed_cell_kills_the_attribution_parent(outcomes: dict[str, Outcome], client: MlflowClient,
                                                     setting: tuple[Path, list[str]]) -> None:
-    """The cell's PCA has no optimiser step, so no best.ckpt: Lightning's save_last keeps its fitted model."""
+    """The cell (an ae: attribute needs a model with a per-image loss) keeps its trained model."""
     outcome = outcomes["attribute-child"]
     line = error_line(outcome.stderr)
     assert outcome.code == 143, outcome.stderr[-3000:]
@@ -301,9 +301,9 @@ def test_a_killed_cell_kills_the_attribution_parent(outcomes: dict[str, Outcome]
     (child,) = children
     assert (child.info.status, child.data.tags[STOPPED_AT_TAG]) == ("KILLED", "audit")
     assert (parent.info.status, parent.data.tags[STOPPED_AT_TAG]) == ("KILLED", "children")
-    kept = RUNS_DIR / child.info.run_id / LAST_CHECKPOINT
+    kept = RUNS_DIR / child.info.run_id / BEST_CHECKPOINT
     assert line == (f"error: SIGTERM stopped the run during its audit stage; MLflow run {child.info.run_id} "
                     f"marked KILLED; parent MLflow run {parent.info.run_id} marked KILLED; the trained model is "
                     f"kept: {kept}; audit it without training again with --checkpoint {kept}")
-    weights = torch.load(setting[0] / kept, map_location="cpu", weights_only=False)["state_dict"]
-    assert int(weights["n_samples"]) > 0 and weights["components"].abs().sum() > 0  # the fit, not the initial zeros
+    checkpoint = torch.load(setting[0] / kept, map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] > 0 and checkpoint["state_dict"], "the trained model, not its initial weights"
