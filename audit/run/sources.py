@@ -175,11 +175,16 @@ def _threads_beside(workers: int) -> Iterator[None]:
     on one (``benchmarks/outputs_throughput.py``).
     """
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(before, len(os.sched_getaffinity(0)) - workers)))
+    torch.set_num_threads(max(1, min(before, _usable_cores() - workers)))
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one, else every core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _loader(datamodule: FacesDataModule, batch_size: int | None, *, workers: int | None = None) -> DataLoader:
