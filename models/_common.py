@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any, ClassVar, Literal
 
 import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
 import torch
 from torch import Tensor, nn
 
@@ -147,6 +148,48 @@ def sample_latents(decode: Any, n: object, *, latent_dim: int, seed: int, like: 
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with up to 8 groups: each image is normalised on its own, independent of its batch."""
     return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+class ChannelsLastFit:
+    """Mixin of a convolutional LightningModule (before it in the bases): fit in the channels-last format.
+
+    On a CPU, oneDNN's convolutions run a training step of the default VAE and attribute classifier
+    (64x64, batch 32) 20-27% faster when the weights and the images are channels-last
+    (``benchmarks/channels_last.py``). Only while fitting: the weights go back to the default
+    format when the fit ends, so predictions and every tensor the audit reads keep the usual
+    (contiguous) layout. Values are unchanged; only the memory order (and so the order of the
+    floating-point sums inside a convolution) differs. ``fit_channels_last = False`` on a
+    subclass turns it off.
+    """
+
+    fit_channels_last: ClassVar[bool] = True
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.fit_channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def on_fit_end(self) -> None:
+        super().on_fit_end()
+        if self.fit_channels_last:
+            self.to(memory_format=torch.contiguous_format)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """While fitting, the batch's ``"image"`` (B, C, H, W) in channels-last format too."""
+        batch = super().on_after_batch_transfer(batch, dataloader_idx)
+        images = batch.get("image") if isinstance(batch, Mapping) else None
+        if (self.fit_channels_last and self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+                and isinstance(images, Tensor) and images.ndim == 4):
+            return {**batch, "image": images.contiguous(memory_format=torch.channels_last)}
+        return batch
+
+
+def adamw(parameters: Any, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where the parameters' device has one (CPU, CUDA): one kernel for
+    every tensor instead of a Python loop over them, the same update up to rounding."""
+    parameters = list(parameters)
+    fused = all(p.device.type in ("cpu", "cuda") for p in parameters) or None
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
 class ConfiguredModule(ObjectiveMixin, pl.LightningModule):

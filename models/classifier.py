@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._common import (
+    ChannelsLastFit,
     ConfiguredModule,
+    adamw,
     check_non_negative_real,
     check_positive_int,
     check_positive_real,
@@ -92,7 +94,7 @@ class AttributeClassifierConfig:
         check_seed("AttributeClassifierConfig", self.seed)
 
 
-class AttributeClassifier(ConfiguredModule):
+class AttributeClassifier(ChannelsLastFit, ConfiguredModule):
     """Conv classifier with one softmax head per sensitive attribute.
 
     Build it with ``AttributeClassifier(config)``, ``.from_config(config)`` or
@@ -255,10 +257,9 @@ class AttributeClassifier(ConfiguredModule):
         return {"index": index, "probabilities": probabilities}
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         self._dropout_generator = None  # each fit replays the dropout stream from config.seed
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
-        )
+        return adamw(self.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
 

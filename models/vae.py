@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import LR_SCHEDULES, LrSchedule, sample_latents, with_lr_schedule
+from ._common import LR_SCHEDULES, ChannelsLastFit, LrSchedule, adamw, sample_latents, with_lr_schedule
 from .objectives import ObjectiveMixin
 from .registry import register
 
@@ -258,7 +258,7 @@ def _build_decoder(config: VAEConfig) -> nn.Sequential:
 
 @register("vae", config=VAEConfig, baseline="pca",
           description="convolutional variational autoencoder with a Gaussian latent")
-class VAE(ObjectiveMixin, pl.LightningModule):
+class VAE(ChannelsLastFit, ObjectiveMixin, pl.LightningModule):
     """Convolutional VAE with a Gaussian latent; reconstructs images in [0, 1].
 
     Build it with ``VAE(config)``, ``VAE.from_config(config)`` or ``VAE(**asdict(config))`` (the
@@ -617,6 +617,7 @@ class VAE(ObjectiveMixin, pl.LightningModule):
         return False
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         # Each fit replays the noise stream from config.seed, except one that resumes a checkpoint
         # (``trainer.fit(ckpt_path=...)``, restored before this hook), which continues the saved stream.
         self._noise_generator = None
@@ -638,7 +639,5 @@ class VAE(ObjectiveMixin, pl.LightningModule):
         self._restored_noise = dict(saved) if isinstance(saved, Mapping) else None
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
-        )
+        optimizer = adamw(self.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
         return with_lr_schedule(optimizer, self.config.lr_schedule)
