@@ -352,13 +352,24 @@ def _ssim_on_cpu(preds: Tensor, target: Tensor, *, data_range: float) -> Tensor:
     n, channels, height, width = a.shape
     rows = _reflected_gaussian(height, dtype=compute)
     columns = _reflected_gaussian(width, dtype=compute)
-    moments = torch.stack([a, b, a * a, b * b, a * b]).reshape(-1, width)  # (5 N C H, W)
-    moments = (moments @ columns.T).reshape(-1, height, width)  # along each row...
-    mu_a, mu_b, aa, bb, ab = (rows @ moments).reshape(5, n, channels, height, width)  # ...then each column
+    # The five planes written into one buffer and the arithmetic done in place, in torchmetrics'
+    # order (the same values): a fresh tensor per step cost a third of the time at 64x64.
+    moments = torch.empty((5, n, channels, height, width), dtype=compute)
+    moments[0], moments[1] = a, b
+    torch.mul(a, a, out=moments[2])
+    torch.mul(b, b, out=moments[3])
+    torch.mul(a, b, out=moments[4])
+    along_rows = moments.view(-1, width) @ columns.T  # (5 N C H, W): along each row...
+    torch.matmul(rows, along_rows.view(-1, height, width), out=moments.view(-1, height, width))  # ...then each column
+    mu_a, mu_b, aa, bb, ab = moments
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_aa, mu_bb, mu_ab = mu_a * mu_a, mu_b * mu_b, mu_a * mu_b
-    var_a, var_b, cov = (aa - mu_aa).clamp_(min=0.0), (bb - mu_bb).clamp_(min=0.0), ab - mu_ab
-    index = ((2 * mu_ab + c1) * (2 * cov + c2)) / ((mu_aa + mu_bb + c1) * (var_a + var_b + c2))
+    mu_aa, mu_bb = mu_a * mu_a, mu_b * mu_b
+    mu_ab = mu_a.mul_(mu_b)
+    var_a, var_b, cov = aa.sub_(mu_aa).clamp_(min=0.0), bb.sub_(mu_bb).clamp_(min=0.0), ab.sub_(mu_ab)
+    # (2 mu_ab + c1)(2 cov + c2) / ((mu_aa + mu_bb + c1)(var_a + var_b + c2))
+    numerator = mu_ab.mul_(2).add_(c1).mul_(cov.mul_(2).add_(c2))
+    denominator = mu_aa.add_(mu_bb).add_(c1).mul_(var_a.add_(var_b).add_(c2))
+    index = numerator.div_(denominator)
     return index.reshape(n, -1).mean(-1).to(preds.dtype)
 
 
