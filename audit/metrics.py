@@ -57,6 +57,7 @@ BAD_METRIC_NAME_MSG = "metric names must be lowercase and end in"
 SSIM_MIN_SIZE = 6
 
 _SSIM_SIGMA = 1.5
+_SSIM_CHUNK_BYTES = 2 * 2**20  # the five filtered planes of this many bytes of images at once (about a cache)
 _HIGHER_SUFFIXES = ("_score",)
 _LOWER_SUFFIXES = ("_error", "_loss")
 
@@ -349,17 +350,41 @@ def _ssim_on_cpu(preds: Tensor, target: Tensor, *, data_range: float) -> Tensor:
 
     compute = torch.float32 if preds.dtype in (torch.float16, torch.bfloat16) else preds.dtype
     a, b = preds.detach().to(compute), target.detach().to(compute)
+    rows = _reflected_gaussian(a.shape[-2], dtype=compute)
+    columns = _reflected_gaussian(a.shape[-1], dtype=compute)
+    # a few images at a time, so that their five planes stay in the cache (32 at 64x64: ~25% slower)
+    per_image = 5 * a[0].numel() * a.element_size()
+    chunk = max(1, _SSIM_CHUNK_BYTES // per_image)
+    index = torch.cat([_ssim_index(x, y, rows, columns, data_range=data_range)
+                       for x, y in zip(a.split(chunk), b.split(chunk), strict=True)])
+    return index.to(preds.dtype)
+
+
+def _ssim_index(a: Tensor, b: Tensor, rows: Tensor, columns: Tensor, *, data_range: float) -> Tensor:
+    """Mean SSIM index of each of ``a``'s images against ``b``'s: ``(n,)``; ``rows`` ``(H, H)`` and
+    ``columns`` ``(W, W)``: :func:`_reflected_gaussian` of each axis."""
+    import torch
+
     n, channels, height, width = a.shape
-    rows = _reflected_gaussian(height, dtype=compute)
-    columns = _reflected_gaussian(width, dtype=compute)
-    moments = torch.stack([a, b, a * a, b * b, a * b]).reshape(-1, width)  # (5 N C H, W)
-    moments = (moments @ columns.T).reshape(-1, height, width)  # along each row...
-    mu_a, mu_b, aa, bb, ab = (rows @ moments).reshape(5, n, channels, height, width)  # ...then each column
+    compute = a.dtype
+    # The five planes written into one buffer and the arithmetic done in place, in torchmetrics'
+    # order (the same values): a fresh tensor per step cost a third of the time at 64x64.
+    moments = torch.empty((5, n, channels, height, width), dtype=compute)
+    moments[0], moments[1] = a, b
+    torch.mul(a, a, out=moments[2])
+    torch.mul(b, b, out=moments[3])
+    torch.mul(a, b, out=moments[4])
+    along_rows = moments.view(-1, width) @ columns.T  # (5 N C H, W): along each row...
+    torch.matmul(rows, along_rows.view(-1, height, width), out=moments.view(-1, height, width))  # ...then each column
+    mu_a, mu_b, aa, bb, ab = moments
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_aa, mu_bb, mu_ab = mu_a * mu_a, mu_b * mu_b, mu_a * mu_b
-    var_a, var_b, cov = (aa - mu_aa).clamp_(min=0.0), (bb - mu_bb).clamp_(min=0.0), ab - mu_ab
-    index = ((2 * mu_ab + c1) * (2 * cov + c2)) / ((mu_aa + mu_bb + c1) * (var_a + var_b + c2))
-    return index.reshape(n, -1).mean(-1).to(preds.dtype)
+    mu_aa, mu_bb = mu_a * mu_a, mu_b * mu_b
+    mu_ab = mu_a.mul_(mu_b)
+    var_a, var_b, cov = aa.sub_(mu_aa).clamp_(min=0.0), bb.sub_(mu_bb).clamp_(min=0.0), ab.sub_(mu_ab)
+    # (2 mu_ab + c1)(2 cov + c2) / ((mu_aa + mu_bb + c1)(var_a + var_b + c2))
+    numerator = mu_ab.mul_(2).add_(c1).mul_(cov.mul_(2).add_(c2))
+    denominator = mu_aa.add_(mu_bb).add_(c1).mul_(var_a.add_(var_b).add_(c2))
+    return numerator.div_(denominator).reshape(n, -1).mean(-1)
 
 
 def _reflected_gaussian(length: int, *, dtype: torch.dtype) -> Tensor:

@@ -14,7 +14,7 @@ position in the input, so the same frame gives the same picks however its rows w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .grouping import GROUP_SEPARATOR, GROUPING_SEPARATOR
 from .grouping import group_labels as _group_labels
@@ -31,6 +31,7 @@ __all__ = [
     "WORST_MEASURES",
     "measure_statistics",
     "may_enter_worst_cases",
+    "rows_that_may_enter",
     "worst_cases",
 ]
 
@@ -199,18 +200,53 @@ def may_enter_worst_cases(
         ...                       attributes=["tone"], measures=["mse_error"], k=2)
         True
     """
+    values = {measure: new[measure].to_numpy(dtype=float, na_value=float("nan")) for measure in measures}
+    return bool(rows_that_may_enter(kept, _group_labels(new, attributes), values, attributes=attributes, k=k).any())
+
+
+def rows_that_may_enter(
+    kept: pd.DataFrame, groups: Any, values: Mapping[str, Any], *, attributes: Sequence[str],
+    k: int = WORST_CASES_K,
+) -> Any:
+    """Which new rows could be among :func:`worst_cases` of ``kept`` and them together, row by row.
+
+    :func:`may_enter_worst_cases` for each row: a row may enter where, for some measure, it is
+    valued and its group has fewer than ``k`` valued kept rows or its magnitude reaches the
+    ``k``-th largest kept one (ties included). The rows that may not can be dropped from a
+    stream's candidates without changing its picks.
+
+    Args:
+        kept: the rows picked so far: ``<attributes>`` and the ``values``' measure columns.
+        groups: ``(n,)`` the new rows' group labels (:func:`genfair.audit.grouping.group_labels`
+            of ``attributes``).
+        values: measure -> ``(n,)`` float, the new rows' values (NaN: not valued).
+        attributes: the attributes whose intersection makes the groups.
+        k: images per group and measure.
+
+    Returns:
+        ``(n,)`` bool.
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> kept = pd.DataFrame({"tone": ["dark"] * 2, "mse_error": [0.5, 0.4]})
+        >>> rows_that_may_enter(kept, np.array(["dark", "dark", "light"]),
+        ...                     {"mse_error": np.array([0.1, 0.45, 0.1])}, attributes=["tone"], k=2).tolist()
+        [False, True, True]
+    """
     import numpy as np
 
-    kept_groups, new_groups = _group_labels(kept, attributes), _group_labels(new, attributes)
-    for measure in measures:
+    groups = np.asarray(groups, dtype=object)
+    kept_groups = _group_labels(kept, attributes)
+    may = np.zeros(len(groups), dtype=bool)
+    for measure, new_values in values.items():
         kept_sizes = np.abs(kept[measure].to_numpy(dtype=float, na_value=np.nan))
-        new_sizes = np.abs(new[measure].to_numpy(dtype=float, na_value=np.nan))
-        valued = ~np.isnan(new_sizes)
-        for group in np.unique(new_groups[valued]):
+        sizes = np.abs(np.asarray(new_values, dtype=float))
+        valued = ~np.isnan(sizes)
+        for group in np.unique(groups[valued]):
             held = kept_sizes[(kept_groups == group) & ~np.isnan(kept_sizes)]
-            if len(held) < k or new_sizes[valued & (new_groups == group)].max() >= np.sort(held)[-k]:
-                return True
-    return False
+            in_group = valued & (groups == group)
+            may |= in_group if len(held) < k else in_group & (sizes >= np.sort(held)[-k])
+    return may
 
 
 def measure_statistics(tables: Mapping[str, pd.DataFrame], measure: str) -> pd.DataFrame:

@@ -40,8 +40,8 @@ Numbers:
 Then (unless ``--no-stages``) a separate child times the two streamed stages apart on the first
 2,000 audited rows: loading (the dataset items DiskSource batches: original and output decoded)
 and ``score_batch`` on those batches in memory, with each metric and the skin-tone shift alone.
-The run does them one after the other in one process, so 1 / (1/load + 1/score) bounds its
-streaming rate. Thread and allocator settings in the environment (``OMP_NUM_THREADS``,
+The run decodes in a DataLoader worker beside the scoring process, so the slower of the two
+(plus the per-batch work outside ``score_batch``) bounds its streaming rate. Thread and allocator settings in the environment (``OMP_NUM_THREADS``,
 ``MALLOC_MMAP_THRESHOLD_``, ...) pass through to every child and are printed.
 
     .venv/bin/python benchmarks/outputs_throughput.py [--sizes 10000,100000] [--workdir DIR] [--keep]
@@ -158,8 +158,9 @@ def stages(folder: Path, manifest_rows: int, rows: int = 2_000, rounds: int = 3)
     """Pairs/s of the two streamed stages apart, in one process, on the first ``rows`` audited rows
     of ``manifest-<manifest_rows>.csv``.
 
-    Loading: the run's dataset items (original + output decoded, the output's original header
-    re-read) through a DataLoader, batch 32, no workers, as ``DiskSource`` reads them. Scoring:
+    Loading: the run's dataset items (original + output decoded, the output's aspect ratio checked
+    against the original's decoded size) through a DataLoader, batch 32, no workers (the run decodes
+    in one worker beside the scoring). Scoring:
     ``score_batch`` on those batches held in memory, and each of its parts. Prints one line each.
     """
     import torch

@@ -43,6 +43,7 @@ from .images import (
     FITS,
     _AspectRatioError,
     _check_fit,
+    _load_sized,
     _read_as_is,
     load_image,
     load_mask,
@@ -99,8 +100,9 @@ def _check_lowres_scale(lowres_scale: int | None, image_size: int) -> None:
 
 
 class ManifestImageDataset(Dataset):
-    """Some rows of a manifest, read lazily (one file open per item, plus one for its mask, two for its
-    output (whose original's header is read again to compare shapes) and one for its input).
+    """Some rows of a manifest, read lazily (one file open per item, plus one for its mask, one for its
+    output (its shape compared with the original's, whose header is read again only when the
+    original came from the store) and one for its input).
 
     With ``decoded``, a store shared by the datasets of one DataModule, each image and mask it
     holds is decoded once and then served from memory (outputs and inputs on disk, read once by
@@ -194,7 +196,7 @@ class ManifestImageDataset(Dataset):
         if not 0 <= row < self._rows_total:
             raise IndexError(f"row must be a position in 0..{self._rows_total - 1} of the manifest, got {row!r}")
         with self._naming_the_row(row, "path"):
-            image = self.image(row)
+            image, original_size = self._image(row)
         item: dict[str, torch.Tensor | int] = {"image": image, "index": row, "labels": self._codes[row].clone()}
         if self.lowres_scale is not None:
             item["lowres"] = F.avg_pool2d(image, self.lowres_scale)
@@ -204,8 +206,8 @@ class ManifestImageDataset(Dataset):
         outputs, inputs = self.manifest.outputs, self.manifest.inputs
         if outputs is not None and self._cell(row, outputs):
             with self._naming_the_row(row, outputs):
-                item["output"] = load_output(
-                    self._file(row, outputs), original=self._file(row), image_size=self.image_size,
+                item["output"] = load_output(  # the original's size from its decode; from its header if stored
+                    self._file(row, outputs), original=original_size or self._file(row), image_size=self.image_size,
                     channels=self.channels, fit=self.fit,
                 )
             if inputs is not None:
@@ -220,10 +222,20 @@ class ManifestImageDataset(Dataset):
         Raises:
             OSError, ValueError: the file cannot be decoded (:meth:`load_row` names the row).
         """
-        def decode() -> torch.Tensor:
-            return load_image(self._file(row), image_size=self.image_size, channels=self.channels, fit=self.fit)
+        return self._image(row)[0]
 
-        return decode() if self.decoded is None else self.decoded.image(row, decode)
+    def _image(self, row: int) -> tuple[torch.Tensor, tuple[int, int] | None]:
+        """:meth:`image`, and the file's ``(width, height)`` where it was decoded here (None: from the store)."""
+        size: tuple[int, int] | None = None
+
+        def decode() -> torch.Tensor:
+            nonlocal size
+            image, size = _load_sized(self._file(row), image_size=self.image_size, channels=self.channels,
+                                      fit=self.fit)
+            return image
+
+        image = decode() if self.decoded is None else self.decoded.image(row, decode)
+        return image, size
 
     def _mask(self, row: int) -> torch.Tensor:
         def decode() -> torch.Tensor:

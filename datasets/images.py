@@ -72,16 +72,23 @@ def load_image(path: str | os.PathLike[str], *, image_size: int, channels: int =
     Raises:
         ValueError: ``channels`` is not 1 or 3, or a bad ``fit``.
     """
+    return _load_sized(path, image_size=image_size, channels=channels, fit=fit)[0]
+
+
+def _load_sized(path: str | os.PathLike[str], *, image_size: int, channels: int = 3,
+                fit: str = "crop") -> tuple[torch.Tensor, tuple[int, int]]:
+    """:func:`load_image`, with the file's own ``(width, height)`` (what :func:`load_output` compares)."""
     _check_channels(channels)
     with Image.open(path) as opened:
+        size = opened.size
         image = opened.convert(CHANNEL_MODES[channels])
-    return _as_tensor(_fit(_square(image, fit), image_size))
+    return _as_tensor(_fit(_square(image, fit), image_size)), size
 
 
 def load_output(
     path: str | os.PathLike[str],
     *,
-    original: str | os.PathLike[str],
+    original: str | os.PathLike[str] | tuple[int, int],
     image_size: int,
     channels: int = 3,
     fit: str = "crop",
@@ -92,11 +99,12 @@ def load_output(
     height) may differ from the original's by at most :data:`ASPECT_TOLERANCE` (1%). It is then
     converted to RGB or greyscale, made square by ``fit`` and resized to ``image_size x
     image_size`` by the rules of :func:`load_image`, so that it lines up with its original. Only
-    the original's header is read.
+    the original's header is read, and not even that when its size is given.
 
     Args:
         path: the output image, a file PIL can read.
-        original: the image the output was made from (its size is compared).
+        original: the image the output was made from (its size is compared), or its ``(width,
+            height)`` where the caller already has it (the dataset, which has just decoded it).
         image_size: output side in pixels.
         channels: 1 or 3.
         fit: one of :data:`FITS`, as for the original.
@@ -109,8 +117,11 @@ def load_output(
             message gives both sizes: ``output 64x48 vs original 64x64``).
     """
     _check_channels(channels)
-    with Image.open(original) as opened:
-        original_size = opened.size
+    if isinstance(original, tuple):
+        original_size = original
+    else:
+        with Image.open(original) as opened:
+            original_size = opened.size
     with Image.open(path) as opened:
         (width, height), (original_width, original_height) = opened.size, original_size
         # the 1e-12 keeps a difference of exactly the tolerance (e.g. 101x100 vs 100x100) inside it

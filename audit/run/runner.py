@@ -28,7 +28,8 @@ from genfair import models
 from genfair.audit.faults import store_lock
 from genfair.audit.panel import audit_frame, majority_groups, majority_notes, score_batch
 from genfair.audit.result import AuditResult
-from genfair.audit.worst_cases import WORST_CASES_K, WORST_MEASURES, may_enter_worst_cases, worst_cases
+from genfair.audit.grouping import group_labels
+from genfair.audit.worst_cases import WORST_CASES_K, WORST_MEASURES, rows_that_may_enter, worst_cases
 from genfair.datasets import FacesDataModule, Manifest
 from genfair.reports import error_by_group_figure, log_audit, reconstruction_grid_figure, samples_grid_figure
 from genfair.reports.cosmology import power_spectrum_figure
@@ -76,6 +77,7 @@ FACTS_IMAGES = 256  # test inputs timed for the model's images per second
 FACTS_CHUNK = 32  # timed at once
 FACTS_SECONDS = 3.0  # enough timing: the chunks after it are not run
 TRIM_EVERY = 16  # batches between returns of freed heap memory to the system
+WORST_PENDING = 256  # rows that may be worst cases, held (with their images) until ranked together
 
 
 @dataclass
@@ -304,7 +306,7 @@ class Shard:
     inputs: list[torch.Tensor]  # the first inputs seen (for the model's images per second)
     latents: pd.DataFrame | None  # index: manifest rows; columns z_0 .. z_{k-1}
     seconds: float  # from start to the first batch of outputs
-    # manifest row -> (original, output) as PNG bytes: this rank's worst cases so far (_keep_worst)
+    # manifest row -> (original, output) as PNG bytes: this rank's worst cases (_WorstCaseStream)
     worst: dict[int, tuple[bytes, bytes]] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -452,8 +454,10 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
     attributes = list(plan.manifest.attributes)
     rows = datamodule.split_frame("test")[["path", "subject", *attributes]]
     shown_rows = set(rows.index[_grid_picks(rows.reset_index(drop=True), attributes)])
-    parts, shown, inputs, latents = [], {}, [], []
-    worst: tuple[pd.DataFrame | None, dict[int, tuple[bytes, bytes]]] = (None, {})
+    parts: list[dict[str, Any]] = []
+    indices: list[np.ndarray] = []
+    shown, inputs, latents = {}, [], []
+    worst = _WorstCaseStream(rows, attributes)
     runnable = source.runnable()
     cosmology = cosmology_scorer(datamodule.manifest, scale=plan.scale)
     making = "prediction" if isinstance(source, ModuleSource | _TrainThenRun) else "data"
@@ -471,11 +475,12 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
         if cosmology is not None:
             scores.update(cosmology.score(batch))
         index = batch["index"].numpy()
-        parts.append(pd.DataFrame(scores, index=index))
+        parts.append(scores)
+        indices.append(index)
         for position, row in enumerate(index.tolist()):
             if row in shown_rows:
                 shown[row] = (batch["image"][position], batch["output"][position])
-        worst = _keep_worst(*worst, rows.loc[index], scores, batch, attributes)
+        worst.add(index, scores, batch)
         if sum(len(chunk) for chunk in inputs) < FACTS_IMAGES:
             inputs.append(batch["lowres"] if plan.scale is not None else batch["image"])
         if len(parts) % TRIM_EVERY == 0:
@@ -483,9 +488,19 @@ def _score(plan: RunPlan, source: Any, classify: Any, *, seconds: float, progres
         if hasattr(runnable, "encode_latent"):
             codes = _latent_codes(runnable, batch["image"]).numpy()
             latents.append(pd.DataFrame(codes, index=index, columns=[f"z_{i}" for i in range(codes.shape[1])]))
-    empty = pd.DataFrame(index=pd.Index([], dtype="int64"))
-    return Shard(scores=pd.concat(parts) if parts else empty, shown=shown, inputs=inputs,
-                 latents=pd.concat(latents) if latents else None, seconds=seconds, worst=worst[1])
+    return Shard(scores=_scores_frame(parts, indices), shown=shown, inputs=inputs,
+                 latents=pd.concat(latents) if latents else None, seconds=seconds, worst=worst.images())
+
+
+def _scores_frame(parts: Sequence[dict[str, Any]], indices: Sequence[np.ndarray]) -> pd.DataFrame:
+    """The batches' score columns as one frame indexed by manifest row, as ``pd.concat`` of one frame
+    a batch would give, built once: a frame a batch cost more than some of the scoring."""
+    if not parts:
+        return pd.DataFrame(index=pd.Index([], dtype="int64"))
+    if any(part.keys() != parts[0].keys() for part in parts):  # columns that come and go: pandas aligns them
+        return pd.concat([pd.DataFrame(part, index=index) for part, index in zip(parts, indices, strict=True)])
+    columns = {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
+    return pd.DataFrame(columns, index=np.concatenate(indices))
 
 
 def _return_freed_memory() -> None:
@@ -647,34 +662,67 @@ def _samples(per_image: pd.DataFrame, attributes: Sequence[str], shown: dict[str
     return frame
 
 
-def _keep_worst(kept: pd.DataFrame | None, images: dict[int, tuple[bytes, bytes]], rows: pd.DataFrame,
-                scores: dict[str, Any], batch: dict[str, Any],
-                attributes: Sequence[str]) -> tuple[pd.DataFrame, dict[int, tuple[bytes, bytes]]]:
-    """The worst cases among the rows kept so far and this batch's, with their images as PNG bytes.
+class _WorstCaseStream:
+    """The worst cases of a stream of scored batches, with their images as PNG bytes.
 
-    The k worst of every group and measure among (the k worst so far + a batch) are the k worst of
-    everything seen, so keeping only those rows is exact and holds a few images per group however
-    long the split; under DDP the union of every rank's picks holds the global ones.
+    The k worst of every group and measure among (the k worst so far + more rows) are the k worst
+    of everything seen, so keeping only those rows is exact and holds a few images per group
+    however long the split; under DDP the union of every rank's picks holds the global ones.
+    A batch's rows that cannot enter the picks kept so far (:func:`rows_that_may_enter`) are
+    dropped at once; the others wait, with their images, until :data:`WORST_PENDING` rows do,
+    and are then ranked with the kept ones in one go (ranking every batch cost more than
+    scoring it). Thresholds from older picks only let more rows wait, so the picks are the same.
 
     Args:
-        kept: the rows picked so far (index: manifest rows), or None before the first batch.
-        images: manifest row -> (original, output) PNG bytes of the ``kept`` rows.
-        rows: this batch's ``path, subject, <attributes>`` (index: manifest rows, in batch order).
-        scores: :func:`genfair.audit.panel.score_batch`'s columns for the batch.
-        batch: the batch (``image``, ``output``: ``(B, C, H, W)`` in [0, 1]).
+        rows: the audited split's ``path, subject, <attributes>`` (index: manifest rows).
+        attributes: the groups' attributes.
     """
-    measures = [name for name in WORST_MEASURES if name in scores]
-    scored = rows.assign(**{name: np.asarray(scores[name], dtype=float) for name in measures})
-    if kept is not None and not may_enter_worst_cases(kept, scored, attributes=attributes, measures=measures):
-        return kept, images  # most batches of a long split: ranking again would pick the same rows
-    candidates = scored if kept is None else pd.concat([kept, scored])
-    candidates = candidates[~candidates.index.duplicated(keep="first")].sort_index()  # DDP pads with repeats
-    picked = set(worst_cases(candidates, attributes=attributes, measures=measures, k=WORST_CASES_K).index)
-    images = {row: pair for row, pair in images.items() if row in picked}
-    for position, row in enumerate(rows.index.tolist()):
-        if row in picked and row not in images:
-            images[row] = (_png(batch["image"][position]), _png(batch["output"][position]))
-    return candidates.loc[sorted(picked)], images
+
+    def __init__(self, rows: pd.DataFrame, attributes: Sequence[str]) -> None:
+        self.rows, self.attributes = rows, list(attributes)
+        self.groups = group_labels(rows, self.attributes)
+        self.kept: pd.DataFrame | None = None
+        self.pngs: dict[int, tuple[bytes, bytes]] = {}
+        self.pending: list[pd.DataFrame] = []
+        self.pending_images: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def add(self, index: np.ndarray, scores: dict[str, Any], batch: dict[str, Any]) -> None:
+        """One batch: ``index`` ``(B,)`` manifest rows, ``scores`` :func:`score_batch`'s columns,
+        ``batch`` with ``image`` and ``output`` ``(B, C, H, W)`` in [0, 1]."""
+        self.measures = [name for name in WORST_MEASURES if name in scores]
+        values = {name: np.asarray(scores[name], dtype=float) for name in self.measures}
+        positions = self.rows.index.get_indexer(index)
+        may = np.ones(len(index), dtype=bool) if self.kept is None else rows_that_may_enter(
+            self.kept, self.groups[positions], values, attributes=self.attributes)
+        if not may.any():
+            return
+        chosen = np.flatnonzero(may)
+        self.pending.append(self.rows.iloc[positions[chosen]].assign(
+            **{name: column[chosen] for name, column in values.items()}))
+        for position in chosen.tolist():
+            self.pending_images.setdefault(int(index[position]),
+                                           (batch["image"][position].clone(), batch["output"][position].clone()))
+        if self.kept is None or len(self.pending_images) >= WORST_PENDING:
+            self._rank()
+
+    def _rank(self) -> None:
+        if not self.pending:
+            return
+        candidates = pd.concat(self.pending if self.kept is None else [self.kept, *self.pending])
+        candidates = candidates[~candidates.index.duplicated(keep="first")].sort_index()  # DDP pads with repeats
+        picked = set(worst_cases(candidates, attributes=self.attributes, measures=self.measures,
+                                 k=WORST_CASES_K).index)
+        self.pngs = {row: pair for row, pair in self.pngs.items() if row in picked}
+        for row in sorted(picked - self.pngs.keys()):
+            original, output = self.pending_images[row]
+            self.pngs[row] = (_png(original), _png(output))
+        self.kept = candidates.loc[sorted(picked)]
+        self.pending, self.pending_images = [], {}
+
+    def images(self) -> dict[int, tuple[bytes, bytes]]:
+        """Manifest row -> (original, output) PNG bytes of every pick, after the last batch."""
+        self._rank()
+        return self.pngs
 
 
 def _worst_cases_table(per_image: pd.DataFrame, attributes: Sequence[str],
@@ -683,7 +731,7 @@ def _worst_cases_table(per_image: pd.DataFrame, attributes: Sequence[str],
 
     Args:
         per_image: the audit's per-image frame, indexed by manifest row (as ``images``).
-        images: manifest row -> (original, output) PNG bytes of every pick (:func:`_keep_worst`'s).
+        images: manifest row -> (original, output) PNG bytes of every pick (:class:`_WorstCaseStream`'s).
 
     Returns:
         The picks (``grouping, group, measure, rank, value, path, subject, <attributes>``) with
