@@ -97,6 +97,42 @@ def test_training_steps_move_both_networks_and_stay_finite(make_loader: Callable
     assert all(torch.isfinite(metrics[key]) for key in ("train/d_loss", "train/g_loss", "val/loss"))
 
 
+def _unfrozen_step(gan: GAN, images: torch.Tensor, optimizers: list[torch.optim.Optimizer]) -> None:
+    """The step as written before the discriminator was frozen for the generator's backward."""
+    d_optimizer, g_optimizer = optimizers
+    fake = gan.generator(gan._latents(images.shape[0]))
+    d_loss = discriminator_loss(gan.discriminator(images), gan.discriminator(fake.detach()))
+    d_optimizer.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_optimizer.step()
+    g_loss = generator_loss(gan.discriminator(fake))
+    g_optimizer.zero_grad(set_to_none=True)
+    g_loss.backward()
+    g_optimizer.step()
+
+
+def test_freezing_the_discriminator_for_the_generators_step_changes_no_weight(make_images: Callable) -> None:
+    images = make_images(4, size=16)
+    frozen, reference = GAN(TINY), GAN(TINY)
+    for _ in range(2):  # two steps: the second starts from the first's Adam state and gradients
+        frozen.prior_step({"image": images}, frozen.configure_optimizers(), lambda loss: loss.backward())
+        _unfrozen_step(reference, images, reference.configure_optimizers())
+    for (name, got), want in zip(frozen.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(got, want, msg=name)
+    assert all(p.requires_grad for p in frozen.discriminator.parameters())
+
+
+def test_channels_last_generator_gives_the_plain_layouts_images() -> None:
+    gan = GAN(TINY)
+    plain = GAN(TINY)
+    plain.generator.to(memory_format=torch.contiguous_format)
+    z = torch.randn(3, TINY.latent_dim, generator=torch.Generator().manual_seed(1))
+    images = gan.generator(z)
+    start = plain.generator.project(z).view(3, *plain.generator.start_shape)
+    torch.testing.assert_close(images, torch.sigmoid(plain.generator.body(start)))
+    assert images.is_contiguous()
+
+
 # --------------------------------------------------------------------------- latent search
 
 
@@ -125,6 +161,17 @@ def test_latent_search_leaves_weights_alone_and_runs_in_inference_mode() -> None
         found = latent_search(gan.generator, target, latent_dim=4, scale=4, steps=2)
     assert found.images.shape == (2, 3, 16, 16)
     assert all(p.grad is None for p in gan.parameters())
+
+
+def test_an_images_search_does_not_depend_on_the_rest_of_its_batch() -> None:
+    gan = GAN(TINY)
+    targets = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    others = torch.cat([targets[:1], torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))])
+    searched = latent_search(gan.generator, targets, latent_dim=4, scale=4, restarts=2, steps=10, seed=0)
+    beside_others = latent_search(gan.generator, others, latent_dim=4, scale=4, restarts=2, steps=10, seed=0)
+    torch.testing.assert_close(searched.latents[0], beside_others.latents[0])
+    torch.testing.assert_close(searched.loss[0], beside_others.loss[0])
+    assert not torch.allclose(searched.latents[1:], beside_others.latents[1:])
 
 
 def test_latent_search_rejects_bad_input() -> None:
