@@ -43,6 +43,7 @@ import pytest
 from mlflow import MlflowClient
 
 from cli_runner import invoke
+from in_process import audit_here
 from genfair.datasets.synthetic import SyntheticFacesConfig, ensure_synthetic_faces
 from servers import PostgresCluster, TrackingServer, find_postgres, mlflow_server, postgres_cluster
 
@@ -100,27 +101,6 @@ def audit_env(cache_dir: Path) -> dict[str, str]:
     return env
 
 
-def audit_here(args: list[str], *, cwd: Path, cache_dir: Path) -> tuple[int, str, str]:
-    """``audit ARGS...`` in this process (no interpreter start-up, no ~9 s of imports), as the subprocess
-    would run it: in ``cwd``, the session's dataset cache, no tracking URI, one thread; MLflow's
-    process-wide tracking URI, which the command sets to the server's, is given back afterwards.
-    """
-    import torch
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(cwd)
-        patch.setenv("GENFAIR_CACHE_DIR", str(cache_dir))
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
-        torch.set_num_threads(1)
-        try:
-            return invoke(*args)
-        finally:
-            torch.set_num_threads(threads)
-
-
 def run_id_from(stdout: str) -> str:
     return next(line for line in stdout.splitlines() if line.startswith("MLflow run ")).split()[2]
 
@@ -169,7 +149,7 @@ def team_run(team_server: TrackingServer, faces: list[str], cache_dir: Path,
     """One audit logged to the server, alone: its run id, and what it logged (read before any check adds to it)."""
     folder = tmp_path_factory.mktemp("team-run")
     code, stdout, stderr = audit_here([*ONE_AUDIT, "--experiment", "team", *faces, "--tracking-uri", team_server.url],
-                                      cwd=folder, cache_dir=cache_dir)
+                                      cwd=folder, cache_dir=cache_dir, threads=1)
     assert code == 0, f"audit run failed ({code}):\n{stderr[-4000:]}"
     assert f"in {team_server.url}" in stdout
     assert not (folder / "mlflow.db").exists() and not (folder / "mlruns").exists(), "nothing is logged locally"
@@ -206,7 +186,7 @@ def test_compare_logs_a_parent_and_its_children_to_postgres(team_server: Trackin
     code, _, stderr = audit_here(["compare", "--models", "pca,bicubic", "--epochs", "1", "--scale", "2",
                                   "--classifier-epochs", "0", "--perplexity", "5", "--experiment", "zoo",
                                   "--out", "report", *faces, *TINY, "--tracking-uri", team_server.url],
-                                 cwd=tmp_path, cache_dir=cache_dir)
+                                 cwd=tmp_path, cache_dir=cache_dir, threads=1)
     assert code == 0, f"audit compare failed ({code}):\n{stderr[-4000:]}"
     client = MlflowClient(tracking_uri=team_server.url)
     runs = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
@@ -255,7 +235,8 @@ def alone(request: pytest.FixtureRequest, faces: list[str], cache_dir: Path,
         return request.getfixturevalue("team_run")[1]
     folder = tmp_path_factory.mktemp("alone")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    code, stdout, stderr = audit_here([*ONE_AUDIT, *faces, "--tracking-uri", uri], cwd=folder, cache_dir=cache_dir)
+    code, stdout, stderr = audit_here([*ONE_AUDIT, *faces, "--tracking-uri", uri], cwd=folder, cache_dir=cache_dir,
+                                      threads=1)
     assert code == 0, f"audit run failed ({code}):\n{stderr[-4000:]}"
     return logged(MlflowClient(uri), run_id_from(stdout))
 
