@@ -4,17 +4,15 @@ The module starts one `mlflow server` on 127.0.0.1 (a free port) with a SQLite b
 and a temporary artifact destination, served through the server (`--artifacts-destination`: the
 client uploads and downloads artifacts over HTTP, as a team's clients would, instead of writing
 into the server's folder): a light server, one worker and the job runner off (``servers.py``).
-One tiny `audit run --tracking-uri http://127.0.0.1:PORT` runs as a subprocess, as a user would
-run it (it also keeps MLflow's process-wide tracking URI out of this test session). The run is
-read back through `MlflowClient`, and `audit check` logs its verdict to it through the server.
+One tiny `audit run --tracking-uri http://127.0.0.1:PORT` runs through the command's entry point
+in this process (``in_process.audit_here``, which gives MLflow's process-wide tracking URI back
+afterwards, so the server never leaks into later tests). The run is read back through
+`MlflowClient`, and `audit check` logs its verdict to it through the server.
 The finaliser stops the server's whole process group and fails if any process of it survives.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from genfair.audit.cli import app
+from in_process import audit_here
 from servers import TrackingServer, mlflow_server
 
 TINY_RUN = ["--model", "vae", "--dataset", "faces", "--epochs", "1", "--image-size", "16", "--batch-size", "64",
@@ -42,17 +41,14 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracki
 @pytest.fixture(scope="module")
 def server_run(tracking_server: TrackingServer, tmp_path_factory: pytest.TempPathFactory,
                cache_dir: Path) -> tuple[str, str]:
-    """One tiny `audit run` logged to the server, as a subprocess: (run id, stdout)."""
+    """One tiny `audit run` logged to the server: (run id, stdout)."""
     folder = tmp_path_factory.mktemp("server-run")
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    env["GENFAIR_CACHE_DIR"] = str(cache_dir)
-    audit = Path(sys.executable).with_name("audit")
-    done = subprocess.run([str(audit), "run", *TINY_RUN, "--tracking-uri", tracking_server.url], cwd=folder,
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, f"audit run failed ({done.returncode}):\n{done.stderr[-4000:]}"
+    code, stdout, stderr = audit_here(["run", *TINY_RUN, "--tracking-uri", tracking_server.url], cwd=folder,
+                                      cache_dir=cache_dir)
+    assert code == 0, f"audit run failed ({code}):\n{stderr[-4000:]}"
     assert not (folder / "mlflow.db").exists() and not (folder / "mlruns").exists(), "nothing is logged locally"
-    line = next(line for line in done.stdout.splitlines() if line.startswith("MLflow run "))
-    return line.split()[2], done.stdout
+    line = next(line for line in stdout.splitlines() if line.startswith("MLflow run "))
+    return line.split()[2], stdout
 
 
 def test_run_is_logged_to_the_server_and_reads_back(tracking_server: TrackingServer, server_run: tuple[str, str],

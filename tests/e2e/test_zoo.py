@@ -1,7 +1,9 @@
 """Every registered model through `audit run`, on `faces` and on `digits`, at a tiny size.
 
 Also: a seed makes a CPU run repeatable, and a two-process DDP run audits exactly the images a
-one-process run does, with the same per-image numbers for the same checkpoint.
+one-process run does, with the same per-image numbers for the same checkpoint. Those two need no
+particular dataset, so they run on the 464 small synthetic faces (``test_faults.py``'s set, a
+quarter of ``faces``'s 1,720 images) through a manifest.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from typer.testing import CliRunner
 from genfair.audit.cli import app
 from genfair.audit.run import RunConfig, run_audit
 from genfair.audit.skin import SKIN_SHIFTS
+from genfair.datasets.synthetic import SyntheticFacesConfig, ensure_synthetic_faces
 
 TINY = ["--epochs", "1", "--image-size", "16", "--batch-size", "64", "--accelerator", "cpu", "--classifier-epochs", "0"]
 SUPER_RESOLUTION = {"sr", "bicubic"}
+SMALL_FACES = SyntheticFacesConfig(image_size=16, images_per_subject=16, train_lighter_male=8, train_lighter_female=3,
+                                   train_darker_male=4, train_darker_female=2, test_subjects_per_group=2)
+ATTRIBUTES = ("gender", "skin_tone")
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +92,15 @@ def test_unknown_model_option_lists_the_valid_ones(store: Path) -> None:
     assert "has no option 'bottlenek'" in result.stderr and "bottleneck" in result.stderr
 
 
-def test_same_seed_same_metrics_on_cpu(store: Path) -> None:
-    config = RunConfig(model="cnn", dataset="faces", epochs=1, image_size=16, batch_size=64, seed=3, accelerator="cpu",
-                       classifier_epochs=1)
+@pytest.fixture(scope="module")
+def small_faces(cache_dir: Path) -> Path:
+    """The manifest of the small synthetic faces (generated once into the session's cache)."""
+    return ensure_synthetic_faces(SMALL_FACES, cache_dir)
+
+
+def test_same_seed_same_metrics_on_cpu(store: Path, small_faces: Path) -> None:
+    config = RunConfig(model="cnn", manifest=str(small_faces), attributes=ATTRIBUTES, epochs=1, image_size=16,
+                       batch_size=64, seed=3, accelerator="cpu", classifier_epochs=1)
     first = run_audit(config, progress_bar=False)
     second = run_audit(config, progress_bar=False)
     assert first is not None and second is not None
@@ -98,22 +110,23 @@ def test_same_seed_same_metrics_on_cpu(store: Path) -> None:
     assert not other.result.per_image["mse_error"].equals(first.result.per_image["mse_error"])
 
 
-def test_ddp_on_two_cpu_processes_audits_every_image_once(store: Path, tmp_path: Path) -> None:
-    # DDP relaunches sys.argv (inside pytest it would re-run the session), so it runs the installed CLI in a subprocess.
-    audit = str(Path(sys.executable).with_name("audit"))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
-
-    def audit_run(*args: str) -> str:
-        done = subprocess.run([audit, "run", "--model", "cnn", *TINY, *args], cwd=store, env=env,
-                              capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return run_id_from(done.stdout)
-
-    # with the attribute classifier: rank 0 trains it and hands it to rank 1, which labels its own outputs
-    single = audit_run("--devices", "1", "--classifier-epochs", "1")
+def test_ddp_on_two_cpu_processes_audits_every_image_once(store: Path, small_faces: Path, tmp_path: Path) -> None:
+    common = ["run", "--model", "cnn", *TINY, "--manifest", str(small_faces), "--attributes", ",".join(ATTRIBUTES),
+              "--classifier-epochs", "1"]
+    # the one-process run in this process: it trains the checkpoint both runs audit
+    result = CliRunner().invoke(app, [*common, "--devices", "1"])
+    assert result.exit_code == 0, result.stderr or result.stdout
+    single = run_id_from(result.stdout)
     checkpoint = mlflow.artifacts.download_artifacts(run_id=single, artifact_path="model", dst_path=str(tmp_path))
     (trained,) = Path(checkpoint).glob("*.ckpt")
-    ddp = audit_run("--checkpoint", str(trained), "--devices", "2", "--strategy", "ddp", "--classifier-epochs", "1")
+    # DDP relaunches sys.argv (inside pytest it would re-run the session), so it runs the installed CLI in a subprocess;
+    # with the attribute classifier: rank 0 trains it and hands it to rank 1, which labels its own outputs
+    audit = str(Path(sys.executable).with_name("audit"))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
+    done = subprocess.run([audit, *common, "--checkpoint", str(trained), "--devices", "2", "--strategy", "ddp"],
+                          cwd=store, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = run_id_from(done.stdout)
 
     one = per_image_of(store, single, tmp_path / "one")
     two = per_image_of(store, ddp, tmp_path / "two")
