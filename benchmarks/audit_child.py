@@ -33,6 +33,7 @@ def stage_times(stdout: str) -> dict[str, float]:
 def timed_audit_run(audit: str, folder: Path, args: list[str]) -> tuple[float, dict[str, float], str]:
     """Wall seconds of ``audit run ARGS`` in ``folder`` (its own dataset cache, its own local store),
     its stage times and its stdout; exits with the run's stderr when it fails."""
+    folder = folder.resolve()  # the child runs in it: a relative cache folder would nest inside itself
     env = {**os.environ, "GENFAIR_CACHE_DIR": str(folder / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
     start = time.perf_counter()

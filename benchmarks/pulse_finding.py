@@ -40,6 +40,8 @@ def main(out: Path, options: list[str]) -> None:
     from genfair.audit import compare_models
     from genfair.audit.result import AuditResult
 
+    # absolute: each child runs in its own folder, so a relative OUT would nest there (OUT/<composition>/OUT/...)
+    out = out.resolve()
     compositions = ["as-given", "balanced"]
     if "--compositions" in options:
         at = options.index("--compositions")
