@@ -23,7 +23,7 @@ SMALL = ConvAEConfig(image_size=16, channels=3, hidden_channels=(4, 8), bottlene
 def test_defaults() -> None:
     config = ConvAEConfig()
     assert (config.image_size, config.channels, config.hidden_channels, config.bottleneck) == (64, 3, (16, 32, 64), 64)
-    assert (config.loss, config.upsampling, config.learning_rate) == ("mse", "nearest", 1e-3)
+    assert (config.loss, config.upsampling, config.learning_rate, config.weight_decay) == ("mse", "nearest", 3e-3, 0.05)
     assert (config.residual_blocks, config.flip) == (1, True)
 
 
