@@ -12,8 +12,9 @@ Architecture (defaults ``hidden_channels=(16, 32, 64)``, ``residual_blocks=1``, 
 
 Each ``ResidualBlock`` (:mod:`genfair.models._blocks`) is pre-activation, ``x + conv(relu(gn(
 conv(relu(gn(x))))))``, with its last convolution starting at zero. Strided convolutions
-downsample (learned, where max-pooling keeps the largest of four values and drops the rest). GroupNorm (not BatchNorm) keeps each image's output independent of its batch, so
-per-image audit errors do not depend on how the test set was batched; it sits only inside the
+downsample (learned, where max-pooling keeps the largest of four values and drops the rest).
+GroupNorm (not BatchNorm) keeps each image's output independent of its batch, so per-image
+audit errors do not depend on how the test set was batched; it sits only inside the
 residual blocks, never on the main path: normalising an image's features on their own erases
 its overall brightness and colour (skin tone!) before the code can record them (the first
 design, with GroupNorm on the first encoder block: synthetic faces, 64x64, 10 epochs, test MSE
@@ -164,7 +165,8 @@ def _build_decoder(config: ConvAEConfig) -> nn.Sequential:
 
 
 @register("cnn", config=ConvAEConfig, baseline="pca",
-          description="convolutional autoencoder (GroupNorm, nearest upsampling) with a dense bottleneck")
+          description="residual convolutional autoencoder (strided convs, GroupNorm residual blocks, "
+                      "training flips) with a dense bottleneck")
 class ConvAE(ChannelsLastFit, ConfiguredModule):
     """Convolutional autoencoder with a dense bottleneck; reconstructs images in [0, 1].
 
