@@ -48,6 +48,12 @@ def check_positive_int(owner: str, name: str, value: object) -> None:
         raise ValueError(f"{owner}.{name} must be a positive int, got {value!r}")
 
 
+def check_non_negative_int(owner: str, name: str, value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is an int >= 0."""
+    if not is_int(value) or value < 0:  # type: ignore[operator]
+        raise ValueError(f"{owner}.{name} must be an int >= 0, got {value!r}")
+
+
 def check_seed(owner: str, value: object) -> None:
     """Raise ``ValueError`` unless ``value`` is an int in ``[0, MAX_SEED]``."""
     if not is_int(value) or not 0 <= value <= MAX_SEED:  # type: ignore[operator]

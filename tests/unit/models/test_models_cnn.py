@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from genfair.models import ConvAE, ConvAEConfig, per_sample_pixel_loss
+from genfair.models._blocks import ResidualBlock
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:.*does not have many workers:UserWarning",
@@ -22,7 +23,8 @@ SMALL = ConvAEConfig(image_size=16, channels=3, hidden_channels=(4, 8), bottlene
 def test_defaults() -> None:
     config = ConvAEConfig()
     assert (config.image_size, config.channels, config.hidden_channels, config.bottleneck) == (64, 3, (16, 32, 64), 64)
-    assert (config.loss, config.upsampling, config.learning_rate) == ("mse", "nearest", 1e-3)
+    assert (config.loss, config.upsampling, config.learning_rate, config.weight_decay) == ("mse", "nearest", 3e-3, 0.05)
+    assert (config.residual_blocks, config.flip) == (1, True)
 
 
 @pytest.mark.parametrize(
@@ -37,6 +39,9 @@ def test_defaults() -> None:
         ({"upsampling": "bilinear"}, r"ConvAEConfig.upsampling must be one of \('nearest', 'transpose'\), got 'bilinear'"),
         ({"learning_rate": -1.0}, r"ConvAEConfig.learning_rate must be a finite number > 0, got -1.0"),
         ({"weight_decay": -0.1}, r"ConvAEConfig.weight_decay must be a finite number >= 0, got -0.1"),
+        ({"residual_blocks": -1}, r"ConvAEConfig.residual_blocks must be an int >= 0, got -1"),
+        ({"residual_blocks": 1.5}, r"ConvAEConfig.residual_blocks must be an int >= 0, got 1.5"),
+        ({"flip": 1}, r"ConvAEConfig.flip must be a bool, got 1"),
         ({"seed": 2**32}, r"ConvAEConfig.seed must be an int in \[0, 4294967295\], got 4294967296"),
     ],
 )
@@ -49,10 +54,12 @@ def test_list_hidden_channels_become_a_tuple() -> None:
     assert ConvAEConfig(hidden_channels=[4, 8]).hidden_channels == (4, 8)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("blocks", [0, 1, 2])
 @pytest.mark.parametrize("upsampling", ["nearest", "transpose"])
 @pytest.mark.parametrize(("channels", "hidden"), [(3, (4, 8)), (1, (4,)), (3, (2, 4, 8, 8))])
-def test_shapes(upsampling: str, channels: int, hidden: tuple[int, ...]) -> None:
-    model = ConvAE(replace(SMALL, channels=channels, hidden_channels=hidden, upsampling=upsampling))
+def test_shapes(upsampling: str, channels: int, hidden: tuple[int, ...], blocks: int) -> None:
+    model = ConvAE(replace(SMALL, channels=channels, hidden_channels=hidden, upsampling=upsampling,
+                           residual_blocks=blocks))
     images = torch.rand(2, channels, 16, 16)
     side = 16 // 2 ** len(hidden)
     assert model.encoder(images).shape == (2, hidden[-1] * side * side)
@@ -62,7 +69,56 @@ def test_shapes(upsampling: str, channels: int, hidden: tuple[int, ...]) -> None
     kinds = {type(m) for m in model.decoder}
     assert (torch.nn.ConvTranspose2d in kinds) == (upsampling == "transpose")
     assert (torch.nn.Upsample in kinds) == (upsampling == "nearest")
-    assert torch.nn.MaxPool2d in {type(m) for m in model.encoder}
+    # Strided convolutions downsample (no max-pooling); residual blocks after each resolution change.
+    assert torch.nn.MaxPool2d not in {type(m) for m in model.encoder}
+    assert [m.stride for m in model.encoder if isinstance(m, torch.nn.Conv2d)] == [(1, 1)] + [(2, 2)] * len(hidden)
+    residual = [m for m in model.modules() if isinstance(m, ResidualBlock)]
+    assert len(residual) == blocks * (2 * len(hidden) + 1)
+
+
+def test_no_normalisation_outside_the_residual_blocks() -> None:
+    """A GroupNorm on the main path would erase each image's brightness and colour (skin tone)."""
+    model = ConvAE(SMALL)
+    for part in (model.encoder, model.decoder):
+        assert not any(isinstance(m, torch.nn.GroupNorm) for m in part.children())
+
+
+def test_a_fresh_residual_block_is_the_identity() -> None:
+    block = ResidualBlock(8)
+    x = torch.randn(2, 8, 4, 4)
+    torch.testing.assert_close(block(x), x)
+
+
+def test_flip_mirrors_training_batches_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = ConvAE(SMALL)
+    seen: list[torch.Tensor] = []
+    encode = model.encode_latent
+    monkeypatch.setattr(model, "encode_latent", lambda images: seen.append(images) or encode(images))
+    monkeypatch.setattr(model, "log", lambda *args, **kwargs: None)
+    torch.manual_seed(0)
+    images = torch.rand(64, 3, 16, 16)
+    batch = {"image": images, "index": torch.arange(64)}
+    model.training_step(batch, 0)
+    flipped = (seen[-1] == images.flip(-1)).flatten(1).all(1)
+    kept = (seen[-1] == images).flatten(1).all(1)
+    assert bool((flipped | kept).all()) and 16 < int(flipped.sum()) < 48  # each image mirrored or not, about half
+    for step in (model.validation_step, model.test_step):
+        step(batch, 0)
+        assert torch.equal(seen[-1], images)
+    unflipped = ConvAE(replace(SMALL, flip=False))
+    monkeypatch.setattr(unflipped, "encode_latent", lambda images: seen.append(images) or encode(images))
+    monkeypatch.setattr(unflipped, "log", lambda *args, **kwargs: None)
+    unflipped.training_step(batch, 0)
+    assert torch.equal(seen[-1], images)
+
+
+def test_a_short_fit_lowers_the_loss(make_loader: Callable, make_trainer: Callable) -> None:
+    model = ConvAE(replace(SMALL, learning_rate=1e-2, lr_schedule="constant", flip=False))
+    loader = make_loader(16, batch_size=8)
+    before = make_trainer().validate(model, dataloaders=loader, verbose=False)[0]["val/mse"]
+    make_trainer(max_epochs=30).fit(model, loader)
+    after = make_trainer().validate(model, dataloaders=loader, verbose=False)[0]["val/mse"]
+    assert after < 0.7 * before
 
 
 def test_each_output_is_independent_of_its_batch() -> None:

@@ -269,7 +269,9 @@ def test_each_learned_model_trains_a_step_with_each_objective(
 @pytest.mark.parametrize("name", sorted(LEARNED))
 def test_erm_objective_trains_like_no_objective(name: str, make_batch: Callable) -> None:
     batch = make_batch(8)
+    torch.manual_seed(0)  # the same random training flips (cnn) for both
     plain = _model(name).training_step(batch, 0)
+    torch.manual_seed(0)
     with_erm = _model(name, "erm").training_step(batch, 0)
     assert torch.allclose(with_erm, plain, rtol=1e-6, atol=0)
     if name != "vae":  # the VAE sums its two terms before the mean, a rounding apart
